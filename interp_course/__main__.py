@@ -1,0 +1,3 @@
+from interp_course.cli import main
+
+main()

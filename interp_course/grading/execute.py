@@ -1,0 +1,588 @@
+"""Fault-tolerant, sandboxed notebook execution for ``nbgrader autograde``.
+
+:class:`ResilientExecute` is a drop-in replacement for
+``nbgrader.preprocessors.Execute``::
+
+    # nbgrader_config.py
+    from interp_course.grading.execute import ResilientExecute
+    from nbgrader.preprocessors import (IgnorePattern, LimitOutput, SaveAutoGrades,
+                                        AssignLatePenalties, CheckCellMetadata)
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+
+    c.Autograde.autograde_preprocessors = [
+        ResilientExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+    ]
+    c.ResilientExecute.timeout = 120            # per cell, seconds
+    c.SandboxedKernelManager.memory_limit_mb = 6144
+    c.SandboxedKernelManager.readonly_paths = ["/srv/course/interp_course"]
+    c.SandboxedKernelManager.extra_env = {"PYTHONPATH": "/srv/course"}
+
+Differences from the stock ``Execute``:
+
+* The kernel runs in a bubblewrap sandbox
+  (:class:`interp_course.sandbox.SandboxedKernelManager`).
+* Faults become a grade instead of dropping the submission.  When a cell
+  **kills the kernel** (``os._exit``, a segfault, the OOM killer...) or **times
+  out and does not react to the interrupt within** ``interrupt_grace`` seconds,
+  the cell gets an error output (``KernelDied`` / ``CellTimeout``), the kernel is
+  killed, a fresh kernel is started, the code cells that had completed before
+  are silently re-run (their new outputs are discarded) so that later cells see
+  the same definitions, and execution continues with the next cell.  A cell
+  that fails again while being replayed is dropped from the replay.  After
+  ``max_kernel_restarts`` the remaining cells are marked as not run, so the run
+  always finishes.  A cell that times out but *does* react to the interrupt
+  gets a ``CellTimeout`` error and the same kernel carries on.
+* Outputs are capped while executing: once a cell has produced more than
+  ``max_output_chars`` characters, further output is dropped and one note is
+  added, so the grader process never accumulates gigabytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import typing as t
+from queue import Empty
+from time import monotonic
+
+from nbclient.client import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async, run_hook, run_sync
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+from traitlets import Bool, Callable, Float, Int, Unicode
+
+from interp_course.sandbox import SandboxedKernelManager
+
+__all__ = ["ResilientExecute"]
+
+_RED = "\x1b[0;31m"
+_RESET = "\x1b[0m"
+
+
+class _KernelFault(Exception):
+    """The current kernel is gone (or was killed); raised out of nbclient's cell loop."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(kind, detail)
+        self.kind = kind  # "died" or "timeout"
+        self.detail = detail
+
+
+class ResilientExecute(Execute):
+    """nbgrader ``Execute`` in a sandbox, turning kernel faults into cell errors."""
+
+    interrupt_grace = Float(
+        3.0,
+        help="Seconds to wait for a timed-out cell to react to the interrupt before the "
+        "kernel is killed and replaced.",
+    ).tag(config=True)
+
+    max_kernel_restarts = Int(
+        10,
+        help="Most kernel replacements per notebook; after that the remaining cells are "
+        "marked as not run.",
+    ).tag(config=True)
+
+    max_output_chars = Int(
+        100_000,
+        help="Per-cell cap on output kept while executing (characters of text; other "
+        "outputs counted by their size). -1 disables the cap.",
+    ).tag(config=True)
+
+    max_error_chars = Int(
+        20_000, help="Cap on the size of a single error output (evalue + traceback)."
+    ).tag(config=True)
+
+    timeout_error_name = Unicode("CellTimeout").tag(config=True)
+    died_error_name = Unicode("KernelDied").tag(config=True)
+
+    require_sandbox = Bool(
+        True,
+        help="Refuse to run if the kernel manager class is not a SandboxedKernelManager.",
+    ).tag(config=True)
+
+    kernel_manager_hook = Callable(
+        None,
+        allow_none=True,
+        help="Called as hook(km=..., resources=..., executor=...) on every kernel "
+        "manager this preprocessor creates, before the kernel starts; use it to adapt "
+        "the sandbox policy per notebook (e.g. km.readonly_paths += [...]).",
+    ).tag(config=True)
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ entry point
+    def preprocess(
+        self, nb: NotebookNode, resources: t.Any = None, km: t.Any = None
+    ) -> tuple[NotebookNode, dict[str, t.Any]]:
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        if (
+            self.require_sandbox
+            and km is None
+            and not issubclass(self.kernel_manager_class, SandboxedKernelManager)
+        ):
+            raise RuntimeError(
+                "ResilientExecute.require_sandbox is set but kernel_manager_class is "
+                f"{self.kernel_manager_class.__name__}, not a SandboxedKernelManager"
+            )
+        try:
+            run_sync(self._async_preprocess)()
+        except BaseException:
+            self._emergency_kill()
+            raise
+        self.set_widgets_metadata()
+        return self.nb, self.resources
+
+    # ------------------------------------------------------------------ main loop
+    async def _async_preprocess(self) -> None:
+        self._replay: list[int] = []
+        self._restarts = 0
+        self._gave_up: str | None = None
+        self._current_msg_id: str | None = None
+        self.fault_log: list[dict[str, t.Any]] = []
+        try:
+            await self._async_start_kernel()
+            assert self.kc is not None
+            info_msg = await self.async_wait_for_reply(await ensure_async(self.kc.kernel_info()))
+            if info_msg is not None and "language_info" in info_msg["content"]:
+                self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            for index, cell in enumerate(self.nb.cells):
+                if self._gave_up is not None:
+                    if self._is_executed(cell):
+                        await self._async_mark_not_run(cell, index)
+                    continue
+                await self._async_run_cell(cell, index)
+        finally:
+            await self._async_stop_kernel(now=self.shutdown_kernel == "immediate")
+            await run_hook(self.on_notebook_complete, notebook=self.nb)
+
+    def _is_executed(self, cell: NotebookNode) -> bool:
+        return (
+            cell.cell_type == "code"
+            and bool(cell.source.strip())
+            and self.skip_cells_with_tag not in cell.metadata.get("tags", [])
+        )
+
+    async def _async_run_cell(self, cell: NotebookNode, index: int) -> None:
+        self._reset_output_budget()
+        self._cell_interrupted = False
+        fault: _KernelFault | None = None
+        try:
+            await self.async_execute_cell(
+                cell, index, execution_count=self.code_cells_executed + 1
+            )
+        except CellExecutionError:
+            raise  # allow_errors=False and a normal error: stock behaviour
+        except _KernelFault as exc:
+            fault = exc
+        except DeadKernelError:
+            fault = _KernelFault("died")
+        except CellTimeoutError as exc:
+            # nbclient's own timeouts: no IOPub idle after the reply, or interrupt_on_timeout off
+            fault = _KernelFault("timeout", str(exc).splitlines()[0] if str(exc) else "")
+        finally:
+            self._current_msg_id = None
+        if fault is None:
+            if self._is_executed(cell) and not self._cell_interrupted:
+                self._replay.append(index)
+            return
+        await self._async_handle_fault(cell, index, fault)
+
+    # ------------------------------------------------------------------ faults
+    def _exit_status(self) -> int | None:
+        prov = getattr(self.km, "provisioner", None)
+        proc = getattr(prov, "process", None)
+        if proc is None:
+            return None
+        try:
+            return proc.poll()
+        except Exception:  # noqa: BLE001
+            return None
+
+    async def _async_handle_fault(
+        self, cell: NotebookNode, index: int, fault: _KernelFault
+    ) -> None:
+        timeout = self._get_timeout(cell)
+        if fault.kind == "timeout":
+            ename = self.timeout_error_name
+            what = (
+                f"This cell did not finish within {timeout} s and did not respond to an "
+                "interrupt, so its kernel was stopped"
+            )
+        else:
+            ename = self.died_error_name
+            status = self._exit_status()
+            how = f", exit status {status}" if status is not None else ""
+            what = (
+                "The kernel died while running this cell (e.g. os._exit, a crash, or "
+                f"running out of memory{how})"
+            )
+            if isinstance(self.km, SandboxedKernelManager):
+                tail = self.km.kernel_log_tail(1500).strip()
+                if tail:
+                    self.log.warning("Kernel output before it died:\n%s", tail)
+        evalue = (
+            f"{what}. A fresh kernel was started, the earlier cells were re-run, and the "
+            "rest of the notebook was still run."
+        )
+        self.log.error("Cell %d: %s: %s", index, ename, evalue)
+        self.fault_log.append({"cell_index": index, "ename": ename, "detail": fault.detail})
+        await self._async_record_error(cell, index, ename, evalue)
+        await self._async_recover()
+
+    async def _async_record_error(
+        self, cell: NotebookNode, index: int, ename: str, evalue: str
+    ) -> None:
+        out = NotebookNode(
+            output_type="error",
+            ename=ename,
+            evalue=evalue,
+            traceback=[f"{_RED}{ename}{_RESET}: {evalue}"],
+        )
+        cell.setdefault("outputs", []).append(out)
+        if cell.get("execution_count") is None:
+            cell["execution_count"] = self.code_cells_executed or None
+        reply = {
+            "msg_type": "execute_reply",
+            "header": {},
+            "parent_header": {},
+            "content": {
+                "status": "error",
+                "ename": ename,
+                "evalue": evalue,
+                "traceback": list(out.traceback),
+            },
+        }
+        # nbgrader's on_cell_executed sees an output with this ename and adds nothing
+        await run_hook(self.on_cell_executed, cell=cell, cell_index=index, execute_reply=reply)
+        await self._check_raise_for_error(cell, index, reply)
+
+    async def _async_mark_not_run(self, cell: NotebookNode, index: int) -> None:
+        self._reset_output_budget()
+        cell.outputs = []
+        self.code_cells_executed += 1
+        cell["execution_count"] = self.code_cells_executed
+        await self._async_record_error(
+            cell,
+            index,
+            self.died_error_name,
+            f"This cell was not run: {self._gave_up}",
+        )
+
+    async def _async_recover(self) -> None:
+        """Replace the kernel and replay the completed cells (dropping ones that fail)."""
+        while True:
+            if self._restarts >= self.max_kernel_restarts:
+                self._gave_up = (
+                    f"the kernel failed {self._restarts} times in this notebook "
+                    f"(limit {self.max_kernel_restarts})."
+                )
+                self.log.error("Giving up on the rest of the notebook: %s", self._gave_up)
+                await self._async_stop_kernel(now=True)
+                return
+            self._restarts += 1
+            try:
+                await self._async_fresh_kernel()
+            except Exception as exc:  # noqa: BLE001
+                self.log.exception("Could not start a replacement kernel")
+                self._gave_up = f"no replacement kernel could be started ({exc})."
+                await self._async_stop_kernel(now=True)
+                return
+            bad = await self._async_replay()
+            if bad is None:
+                return
+            self.log.warning(
+                "Cell %d failed again while being replayed; it is left out of the replay", bad
+            )
+            self._replay.remove(bad)
+
+    async def _async_replay(self) -> int | None:
+        """Re-run the completed cells silently; return the index of one that kills the kernel."""
+        for idx in list(self._replay):
+            cell = self.nb.cells[idx]
+            ok = await self._async_run_silently(cell.source, self._get_timeout(cell))
+            if not ok:
+                return idx
+        return None
+
+    async def _async_run_silently(self, code: str, timeout: int | None) -> bool:
+        """Execute code, discarding all output. False if the kernel died or had to be killed."""
+        assert self.kc is not None and self.km is not None
+        msg_id = await ensure_async(
+            self.kc.execute(code, store_history=True, stop_on_error=False, allow_stdin=False)
+        )
+        drain = asyncio.ensure_future(self._async_drain_iopub(msg_id))
+        try:
+            deadline = monotonic() + timeout if timeout else None
+            while True:
+                wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - monotonic()))
+                try:
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=wait))
+                except Empty:
+                    if not await ensure_async(self.km.is_alive()):
+                        return False
+                    if deadline is not None and monotonic() >= deadline:
+                        self.log.warning("Replayed cell timed out; interrupting")
+                        if await self._async_interrupt_and_wait(msg_id) is None:
+                            return False
+                        return True  # interrupted but alive: keep going
+                    continue
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    break
+            try:
+                await asyncio.wait_for(drain, self.iopub_timeout)
+            except (asyncio.TimeoutError, Empty):
+                pass
+            return True
+        finally:
+            drain.cancel()
+
+    async def _async_drain_iopub(self, msg_id: str) -> None:
+        assert self.kc is not None
+        while True:
+            msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=None))
+            if (
+                msg["parent_header"].get("msg_id") == msg_id
+                and msg["msg_type"] == "status"
+                and msg["content"].get("execution_state") == "idle"
+            ):
+                return
+
+    async def _async_interrupt_and_wait(self, msg_id: str | None) -> dict[str, t.Any] | None:
+        """Interrupt the kernel; return the execute_reply if it comes within the grace time."""
+        assert self.km is not None and self.kc is not None
+        try:
+            await ensure_async(self.km.interrupt_kernel())
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("Interrupting the kernel failed: %s", exc)
+            return None
+        deadline = monotonic() + self.interrupt_grace
+        while True:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                msg = await ensure_async(
+                    self.kc.shell_channel.get_msg(timeout=min(remaining, 0.5))
+                )
+            except Empty:
+                if not await ensure_async(self.km.is_alive()):
+                    return None
+                continue
+            if msg_id is None or msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+
+    # nbclient hook: called when a cell's execute_reply did not arrive within the timeout
+    async def _async_handle_timeout(
+        self, timeout: int, cell: NotebookNode | None = None
+    ) -> None | dict[str, t.Any]:
+        if cell is None:
+            return await super()._async_handle_timeout(timeout, cell)
+        self.log.error("Cell did not finish within %i s", timeout)
+        if self.interrupt_on_timeout:
+            reply = await self._async_interrupt_and_wait(self._current_msg_id)
+            if reply is not None:
+                self._cell_interrupted = True
+                evalue = (
+                    f"This cell did not finish within {timeout} s and was interrupted. "
+                    "The rest of the notebook was still run."
+                )
+                return {
+                    "msg_type": "execute_reply",
+                    "header": reply.get("header", {}),
+                    "parent_header": reply.get("parent_header", {}),
+                    "metadata": {},
+                    "content": {
+                        "status": "error",
+                        "ename": self.timeout_error_name,
+                        "evalue": evalue,
+                        "traceback": [f"{_RED}{self.timeout_error_name}{_RESET}: {evalue}"],
+                    },
+                }
+        # the fault handler kills and replaces the kernel
+        raise _KernelFault("timeout", f"no reply within {timeout} s")
+
+    async def _async_poll_for_reply(  # type: ignore[override]
+        self,
+        msg_id: str,
+        cell: NotebookNode,
+        timeout: int | None,
+        task_poll_output_msg: asyncio.Future[t.Any],
+        task_poll_kernel_alive: asyncio.Future[t.Any],
+    ) -> dict[str, t.Any]:
+        self._current_msg_id = msg_id
+        return await super()._async_poll_for_reply(
+            msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive
+        )
+
+    # ------------------------------------------------------------------ kernels
+    def create_kernel_manager(self):  # type: ignore[override]
+        km = super().create_kernel_manager()
+        if self.kernel_manager_hook is not None:
+            self.kernel_manager_hook(km=km, resources=self.resources, executor=self)
+        return km
+
+    async def _async_start_kernel(self) -> None:
+        if self.km is None:
+            self.km = self.create_kernel_manager()
+        if not self.km.has_kernel:
+            await self.async_start_new_kernel()
+        await self.async_start_new_kernel_client()
+
+    async def _async_fresh_kernel(self) -> None:
+        if self.owns_km:
+            await self._async_stop_kernel(now=True)
+            await self._async_start_kernel()
+        else:
+            await self._async_stop_client()
+            assert self.km is not None
+            await ensure_async(self.km.restart_kernel(now=True))
+            await self.async_start_new_kernel_client()
+
+    async def _async_stop_client(self) -> None:
+        kc, self.kc = self.kc, None
+        if kc is not None:
+            try:
+                await ensure_async(kc.stop_channels())
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("stop_channels failed: %s", exc)
+
+    async def _async_stop_kernel(self, now: bool) -> None:
+        """Shut the kernel down (killing it if ``now``) and release everything."""
+        await self._async_stop_client()
+        km = self.km
+        if km is None or not self.owns_km:
+            return
+        self.km = None
+        try:
+            if km.has_kernel:
+                await ensure_async(km.shutdown_kernel(now=now))
+            else:
+                await ensure_async(km.cleanup_resources())
+        except Exception:  # noqa: BLE001
+            self.log.exception("Error while stopping the kernel; killing it")
+            self._kill_process_group(km)
+            try:
+                await ensure_async(km.cleanup_resources())
+            except Exception:  # noqa: BLE001
+                pass
+
+    @staticmethod
+    def _kill_process_group(km: t.Any) -> None:
+        prov = getattr(km, "provisioner", None)
+        proc = getattr(prov, "process", None)
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            try:
+                proc.kill()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _emergency_kill(self) -> None:
+        km = self.km
+        if km is not None and self.owns_km:
+            self._kill_process_group(km)
+            try:
+                run_sync(self._async_stop_kernel)(now=True)
+            except BaseException:  # noqa: BLE001
+                pass
+
+    # ------------------------------------------------------------------ output cap
+    def _reset_output_budget(self) -> None:
+        self._out_used = 0
+        self._out_truncated = False
+
+    @staticmethod
+    def _content_size(msg: dict[str, t.Any]) -> int:
+        content = msg.get("content", {})
+        if msg["msg_type"] == "stream":
+            return len(content.get("text", ""))
+        size = 0
+        for value in (content.get("data") or {}).values():
+            size += len(value) if isinstance(value, str) else len(repr(value)[:10_000_000])
+        return size
+
+    def _truncation_note(self) -> str:
+        return (
+            f"\n... [output truncated: this cell produced more than {self.max_output_chars} "
+            "characters of output; the rest was discarded]\n"
+        )
+
+    def output(
+        self,
+        outs: list[NotebookNode],
+        msg: dict[str, t.Any],
+        display_id: str | None,
+        cell_index: int,
+    ) -> NotebookNode | None:
+        if self.max_output_chars < 0:
+            return super().output(outs, msg, display_id, cell_index)
+        if not hasattr(self, "_out_used"):
+            self._reset_output_budget()
+        msg_type = msg["msg_type"]
+        if self.clear_before_next_output:
+            self._reset_output_budget()
+        if msg_type == "error":
+            content = dict(msg["content"])
+            tb = list(content.get("traceback") or [])
+            evalue = str(content.get("evalue", ""))
+            if len(evalue) + sum(len(x) for x in tb) > self.max_error_chars:
+                half = self.max_error_chars // 2
+                content["evalue"] = evalue[:half] + (" ... [truncated]" if len(evalue) > half else "")
+                kept, used = [], 0
+                for line in tb[-50:]:
+                    if used + len(line) > half:
+                        kept.append(line[: max(0, half - used)] + " ... [truncated]")
+                        break
+                    kept.append(line)
+                    used += len(line)
+                content["traceback"] = kept
+                msg = {**msg, "content": content}
+            return super().output(outs, msg, display_id, cell_index)
+        if msg_type not in ("stream", "display_data", "execute_result"):
+            return super().output(outs, msg, display_id, cell_index)
+        if self._out_truncated:
+            return None
+        size = self._content_size(msg)
+        if self._out_used + size <= self.max_output_chars:
+            self._out_used += size
+            return super().output(outs, msg, display_id, cell_index)
+        # over budget: keep what fits of a stream, then one note
+        self._out_truncated = True
+        room = max(0, self.max_output_chars - self._out_used)
+        self._out_used = self.max_output_chars
+        if msg_type == "stream":
+            text = msg["content"].get("text", "")[:room] + self._truncation_note()
+            name = msg["content"].get("name", "stdout")
+        else:
+            text, name = self._truncation_note(), "stderr"
+        note = {
+            "msg_type": "stream",
+            "header": msg.get("header", {}),
+            "parent_header": msg.get("parent_header", {}),
+            "metadata": {},
+            "content": {"name": name, "text": text},
+        }
+        self.log.warning("Cell %d: output truncated at %d characters", cell_index, self.max_output_chars)
+        return super().output(outs, note, None, cell_index)
+
+    def clear_output(
+        self, outs: list[NotebookNode], msg: dict[str, t.Any], cell_index: int
+    ) -> None:
+        super().clear_output(outs, msg, cell_index)
+        if not msg["content"].get("wait") and not outs:
+            self._reset_output_budget()

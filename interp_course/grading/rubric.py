@@ -1,0 +1,55 @@
+"""What a check concludes: itemised points with messages a student can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Item:
+    """One line of a rubric: what was checked, what it is worth, what the student should read."""
+
+    description: str
+    max_points: float
+    points: float = 0.0
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.points >= self.max_points
+
+
+@dataclass
+class Verdict:
+    grade_id: str
+    items: list[Item] = field(default_factory=list)
+    note: str = ""  # said once, above the items (e.g. "your code raised ...")
+
+    @property
+    def points(self) -> float:
+        return round(sum(item.points for item in self.items), 6)
+
+    @property
+    def max_points(self) -> float:
+        return round(sum(item.max_points for item in self.items), 6)
+
+    def text(self) -> str:
+        lines = [f"{self.grade_id}: {self.points:g} / {self.max_points:g} points"]
+        if self.note:
+            lines.append(self.note)
+        for item in self.items:
+            mark = "✓" if item.passed else "✗"
+            line = f"  {mark} [{item.points:g}/{item.max_points:g}] {item.description}"
+            if item.message:
+                line += f" — {item.message}"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "grade_id": self.grade_id,
+            "points": self.points,
+            "max_points": self.max_points,
+            "note": self.note,
+            "items": [vars(item) for item in self.items],
+        }

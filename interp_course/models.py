@@ -1,0 +1,94 @@
+"""Which models the course uses, where they come from, and loading W_E for the grader.
+
+The model source is chosen once per course checkout (``python -m interp_course setup``) and
+kept in the git-ignored ``course_settings.json``:
+- ``hub``: the real checkpoints from the Hugging Face hub or the user's own HF cache;
+- ``stand-ins``: the tiny checkpoints of ``interp_course.standins`` in a local HF cache,
+  for machines that cannot reach the hub. They are loaded under the real repo ids with
+  ``HF_HUB_OFFLINE=1``, so the notebook runs the same code either way.
+
+Basis: ``W_E`` is TransformerBridge's default, the raw Hugging Face ``wte`` weight. We never
+call ``enable_compatibility_mode()``: it subtracts each token's mean over d_model, which is a
+different operation from the vocabulary-mean centering this puzzle is about.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+GPT_NEO = "EleutherAI/gpt-neo-125M"
+GPT2 = "gpt2"
+MODEL_IDS = (GPT_NEO, GPT2)
+
+COURSE_ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = COURSE_ROOT / "course_settings.json"
+STANDIN_HF_HOME = COURSE_ROOT / ".cache" / "standins"
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def read_settings() -> dict:
+    """The model source chosen at set-up; the real hub when none was chosen."""
+    if SETTINGS_FILE.is_file():
+        return json.loads(SETTINGS_FILE.read_text())
+    return {"model_source": "hub"}
+
+
+def write_settings(model_source: str) -> dict:
+    if model_source == "stand-ins":
+        settings = {"model_source": "stand-ins", "hf_home": str(STANDIN_HF_HOME), "offline": True}
+    elif model_source == "hub":
+        settings = {"model_source": "hub"}
+    else:
+        raise ValueError(f"unknown model source {model_source!r}: use 'hub' or 'stand-ins'")
+    SETTINGS_FILE.write_text(json.dumps(settings, indent=2) + "\n")
+    return settings
+
+
+def model_env(settings: dict | None = None) -> dict[str, str]:
+    """Environment variables that make Hugging Face load from the chosen source."""
+    settings = read_settings() if settings is None else settings
+    env = {}
+    if settings.get("hf_home"):
+        env["HF_HOME"] = settings["hf_home"]
+    if settings.get("offline"):
+        # Without this an unreachable hub costs minutes of retries before failing.
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def describe_source(settings: dict | None = None) -> str:
+    settings = read_settings() if settings is None else settings
+    if settings.get("model_source") == "stand-ins":
+        return f"stand-in models (tiny checkpoints with planted geometry) from {settings['hf_home']}"
+    return "the real models (Hugging Face hub or your HF cache)"
+
+
+def apply_model_env(settings: dict | None = None) -> None:
+    """Set the model source in this process; call before huggingface_hub is imported."""
+    os.environ.update(model_env(settings))
+
+
+@lru_cache(maxsize=None)
+def load_W_E(model_id: str) -> torch.Tensor:
+    """The model's token embedding [d_vocab, d_model] as a plain float32 CPU tensor."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    model = TransformerBridge.boot_transformers(model_id, device="cpu")
+    return model.W_E.detach().to(torch.float32).clone()
+
+
+def load_embeddings() -> dict[str, torch.Tensor]:
+    return {model_id: load_W_E(model_id) for model_id in MODEL_IDS}

@@ -1,0 +1,575 @@
+"""Run Jupyter kernels inside a bubblewrap sandbox with resource limits.
+
+:class:`SandboxedKernelManager` is a drop-in ``AsyncKernelManager`` whose kernel
+process is started as::
+
+    prlimit --as=... --fsize=... --core=0 -- \\
+        bwrap --unshare-all ... --chdir <notebook dir> -- \\
+        <venv python> -c <ipykernel launcher> -f <connection file>
+
+It is meant for ``nbgrader autograde`` (see
+:class:`interp_course.grading.execute.ResilientExecute`), where each kernel runs
+one student's notebook.
+
+What the sandbox guarantees
+---------------------------
+* **Filesystem.** The kernel sees a fresh, read-only root that contains only:
+  ``/usr`` and the ``/bin``, ``/sbin``, ``/lib*`` links or dirs (read-only); a
+  short list of harmless files from ``/etc`` (``etc_paths``: passwd, group,
+  ld.so.cache, ssl certificates, fonts, ...; *not* ``/etc/shadow``); the Python
+  installation (``sys.prefix`` i.e. the venv, ``sys.base_prefix``) read-only;
+  ``readonly_paths`` read-only; ``writable_paths`` and the notebook's working
+  directory read-write; a private per-kernel directory holding the connection
+  file and the IPC sockets; size-limited tmpfs on ``/tmp``, ``/dev/shm`` and
+  ``$HOME``; a new ``/proc`` (only the sandbox's own processes) and a minimal
+  ``/dev``.  Everything else (sibling directories of the working directory,
+  other students' submissions, the gradebook, ``solutions/``, the grader's
+  home directory, SSH keys, ...) does not exist inside.  Bind destinations are
+  the same paths as outside, so absolute paths keep working.
+* **Network.** A new, empty network namespace: no TCP/UDP at all, not even to
+  127.0.0.1 of the host; the kernel talks to the grader over ZMQ IPC sockets in
+  the private directory.  Abstract unix sockets of the host are unreachable too.
+* **Processes / IPC.** New pid, ipc, uts and cgroup namespaces: the kernel
+  cannot see or signal grader processes.  When the kernel manager kills the
+  sandbox (or the grader dies: ``--die-with-parent``), the pid namespace is torn
+  down, so every process the notebook spawned (daemons, forks) dies with it.
+* **Privileges.** By default the kernel runs as uid/gid 65534 ("nobody") in a
+  new user namespace (mapped to the grader's uid outside, so files it writes in
+  the working directory belong to the grader), with no capabilities,
+  ``no_new_privs`` and no further user namespaces (``--disable-userns``).
+  With ``sandbox_uid = None`` it keeps the grader's uid but still drops all
+  capabilities (``--cap-drop ALL``).
+* **Environment.** The environment is cleared; only ``env_passthrough`` variables
+  (locale, thread counts, ...) and ``extra_env`` reach the kernel, plus
+  ``HOME``, ``PATH``, ``TMPDIR``.  Grader secrets in environment variables do
+  not leak.  ``JPY_PARENT_PID`` is never set (with a pid namespace ipykernel's
+  parent poller would otherwise see its parent as gone and exit).
+* **Limits (per process, via prlimit).** ``RLIMIT_AS`` (``memory_limit_mb``):
+  big allocations fail with ``MemoryError`` instead of exhausting the machine;
+  ``RLIMIT_FSIZE`` (``file_size_limit_mb``): no single file larger than that;
+  no core dumps; optional ``RLIMIT_CPU`` / ``RLIMIT_NPROC``.
+* **Kernel integrity.** ``python -m ipykernel_launcher`` is replaced by an
+  equivalent ``python -c`` launcher that imports ipykernel before the notebook
+  directory goes on ``sys.path``, so a file such as ``ipykernel_launcher.py``
+  shipped in the student's directory cannot replace the kernel itself.
+* Interrupts are sent as ``interrupt_request`` messages (``interrupt_mode =
+  "message"``), because signals sent to the bwrap process do not reach a kernel
+  in its own session/pid namespace.
+
+What it does NOT guarantee
+--------------------------
+* **CPU time / wall time.** Only the per-cell timeout of the executor bounds
+  wall time (``cpu_time_limit_s`` is an optional per-process CPU budget for the
+  whole notebook).  The kernel can use all cores while it runs.
+* **Total memory.** ``RLIMIT_AS`` is per process and is about *virtual* memory;
+  a notebook that forks many processes can use ``n * memory_limit_mb``.  Memory
+  in the tmpfs mounts counts against the machine, bounded by ``tmpfs_size_mb``
+  per mount.  There is no cgroup memory limit (that needs a delegated cgroup,
+  e.g. ``systemd-run --user --scope -p MemoryMax=...``), so the kernel OOM
+  killer can still fire; the executor then reports ``KernelDied``.
+* **Fork bombs.** No pids cgroup.  ``max_processes`` (``RLIMIT_NPROC``) counts
+  per real uid and is *ignored by Linux for root*, i.e. when the grader runs as
+  root (the sandbox uid maps to the grader's uid).  A fork bomb runs until the
+  cell timeout, then the whole pid namespace is killed.
+* **Disk use** inside ``writable_paths`` and the working directory: each file is
+  capped by ``RLIMIT_FSIZE`` but not the number of files.  Anything in the
+  writable directories can be read, changed or deleted by the notebook.
+* **Kernel attack surface.** No seccomp filter; a Linux kernel exploit escapes
+  any namespace sandbox.  Read-only binds are visible in full (e.g. the whole
+  venv, ``/usr``).  Files mounted read-only that are owned by the grader's uid
+  and mode 0600 are readable (the sandbox uid maps to the grader's uid), so do
+  not put secrets in ``readonly_paths``.
+* **Grading integrity.** Student code and the hidden test cells share one
+  kernel; the sandbox protects the machine, not the test cells from
+  monkeypatching.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import typing as t
+
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from traitlets import Bool, CaselessStrEnum, Dict, Int, List, Unicode, default
+
+__all__ = ["SandboxedKernelManager", "SandboxUnavailableError", "find_bwrap"]
+
+_MB = 1024 * 1024
+
+
+class SandboxUnavailableError(RuntimeError):
+    """bubblewrap (or prlimit) is missing or does not work on this machine."""
+
+
+def find_bwrap(path: str = "") -> str:
+    """Return the bwrap executable or raise a :class:`SandboxUnavailableError`."""
+    found = path if path and os.path.isfile(path) else shutil.which(path or "bwrap")
+    if not found:
+        raise SandboxUnavailableError(
+            f"bubblewrap ({path or 'bwrap'}) was not found, so student notebooks cannot be "
+            "sandboxed. Install it with `apt-get install bubblewrap` (Debian/Ubuntu; "
+            "`dnf install bubblewrap` on Fedora) or set "
+            "c.SandboxedKernelManager.bwrap_path to its location."
+        )
+    return found
+
+
+def _find_prlimit(path: str = "") -> str:
+    found = path if path and os.path.isfile(path) else shutil.which(path or "prlimit")
+    if not found:
+        raise SandboxUnavailableError(
+            "prlimit was not found (needed for the sandbox's memory/file-size limits). "
+            "Install it with `apt-get install util-linux` or set "
+            "c.SandboxedKernelManager.prlimit_path."
+        )
+    return found
+
+
+# Files and directories from /etc that programs commonly need and that hold no secrets.
+_DEFAULT_ETC = [
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/locale.alias",
+    "/etc/mime.types",
+    "/etc/os-release",
+    "/etc/debian_version",
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/fonts",
+]
+
+_DEFAULT_ENV_PASSTHROUGH = [
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_NUMERIC",
+    "LC_MESSAGES",
+    "TZ",
+    "TERM",
+    "PYTHONHASHSEED",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+]
+
+
+# Equivalent of `python -m ipykernel_launcher`, except that the working directory is
+# only added to sys.path (where IPython would put it: before site-packages) after
+# the kernel machinery is imported.  With `-m`, sys.path[0] is the cwd while
+# ipykernel_launcher itself is looked up.
+_LAUNCHER = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "from ipykernel import kernelapp as app\n"
+    "i = next((n for n, p in enumerate(sys.path)\n"
+    "          if p.rstrip('/').endswith(('site-packages', 'dist-packages'))), 0)\n"
+    "sys.path.insert(i, '')\n"
+    "app.launch_new_instance()\n"
+)
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+
+
+def _depth(path: str) -> int:
+    return len([p for p in path.split("/") if p])
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """An ``AsyncKernelManager`` that starts the kernel inside bubblewrap.
+
+    All options are traitlets and can be set from ``nbgrader_config.py`` as
+    ``c.SandboxedKernelManager.<name> = ...``.  Each instance manages one kernel
+    and creates a private run directory (connection file, IPC sockets, kernel
+    log) that is removed again by :meth:`cleanup_resources`.
+    """
+
+    # --- policy --------------------------------------------------------------------------
+    readonly_paths = List(
+        Unicode(),
+        help="Extra host paths bound read-only at the same path inside the sandbox "
+        "(e.g. course package, model checkpoints). Missing paths are skipped with a warning.",
+    ).tag(config=True)
+
+    writable_paths = List(
+        Unicode(),
+        help="Extra host paths bound read-write at the same path inside the sandbox.",
+    ).tag(config=True)
+
+    writable_cwd = Bool(
+        True,
+        help="Bind the kernel's working directory (the notebook's directory) read-write. "
+        "If False it is bound read-only.",
+    ).tag(config=True)
+
+    system_paths = List(
+        Unicode(),
+        default_value=["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"],
+        help="System directories bound read-only (symlinks such as /bin -> usr/bin "
+        "are recreated as symlinks).",
+    ).tag(config=True)
+
+    etc_paths = List(
+        Unicode(),
+        default_value=list(_DEFAULT_ETC),
+        help="Files/dirs under /etc bound read-only if they exist. /etc is NOT bound as "
+        "a whole (it may hold secrets such as /etc/shadow).",
+    ).tag(config=True)
+
+    bind_python = Bool(
+        True,
+        help="Bind the running Python (sys.prefix, i.e. the venv, and sys.base_prefix) "
+        "read-only so that the kernel can start.",
+    ).tag(config=True)
+
+    memory_limit_mb = Int(
+        6144, help="RLIMIT_AS (virtual memory) per sandboxed process in MiB; 0 = unlimited."
+    ).tag(config=True)
+
+    file_size_limit_mb = Int(
+        256, help="RLIMIT_FSIZE (largest file a process may write) in MiB; 0 = unlimited."
+    ).tag(config=True)
+
+    cpu_time_limit_s = Int(
+        0,
+        help="RLIMIT_CPU per process in seconds of CPU time, for the kernel's whole life "
+        "(i.e. the whole notebook); 0 = unlimited.",
+    ).tag(config=True)
+
+    max_processes = Int(
+        0,
+        help="RLIMIT_NPROC; 0 = unlimited. Counts all processes of the grader's real uid "
+        "and is ignored by Linux when the grader runs as root.",
+    ).tag(config=True)
+
+    tmpfs_size_mb = Int(
+        512, help="Size of each tmpfs (/tmp, /dev/shm, $HOME) in MiB."
+    ).tag(config=True)
+
+    extra_env = Dict(
+        value_trait=Unicode(),
+        help="Environment variables set inside the sandbox (applied last).",
+    ).tag(config=True)
+
+    env_passthrough = List(
+        Unicode(),
+        default_value=list(_DEFAULT_ENV_PASSTHROUGH),
+        help="Variables copied from the grader's environment if set. Everything else is "
+        "cleared.",
+    ).tag(config=True)
+
+    sandbox_uid = Int(
+        65534,
+        allow_none=True,
+        help="uid inside the sandbox (new user namespace, mapped to the grader's uid). "
+        "None keeps the grader's uid (capabilities are dropped either way).",
+    ).tag(config=True)
+
+    sandbox_gid = Int(65534, allow_none=True, help="gid inside the sandbox.").tag(config=True)
+
+    home_dir = Unicode(
+        "",
+        help="$HOME inside the sandbox (an empty tmpfs). Default: the grader's home "
+        "directory path, so that it is hidden.",
+    ).tag(config=True)
+
+    hostname = Unicode("sandbox", help="Hostname inside the sandbox.").tag(config=True)
+
+    protect_launcher = Bool(
+        True,
+        help="Replace `python -m ipykernel_launcher` by an equivalent `python -c` launcher "
+        "that imports ipykernel before the notebook's directory is put on sys.path, so a "
+        "student file such as ipykernel_launcher.py or zmq.py cannot replace the kernel.",
+    ).tag(config=True)
+
+    extra_bwrap_args = List(
+        Unicode(), help="Extra arguments appended to the bwrap options (before --)."
+    ).tag(config=True)
+
+    bwrap_path = Unicode("", help="Path to bwrap. Default: found on PATH.").tag(config=True)
+
+    prlimit_path = Unicode("", help="Path to prlimit. Default: found on PATH.").tag(config=True)
+
+    run_dir_parent = Unicode(
+        "",
+        help="Where the private per-kernel run directory is created (keep it short: unix "
+        "socket paths are limited to ~100 bytes). Default: tempfile.gettempdir().",
+    ).tag(config=True)
+
+    # The kernel lives in a fresh network namespace: TCP cannot reach it.
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("cache_ports")
+    def _default_cache_ports(self) -> bool:
+        return False
+
+    # --- state ---------------------------------------------------------------------------
+    _sbx_run_dir: str | None = None
+    _sbx_log = None
+    last_command: list[str] | None = None
+
+    # interrupts must be messages: SIGINT to the bwrap process group never reaches the kernel
+    @property
+    def kernel_spec(self):  # type: ignore[override]
+        spec = AsyncKernelManager.kernel_spec.fget(self)  # type: ignore[attr-defined]
+        if spec is not None and spec.interrupt_mode != "message":
+            spec.interrupt_mode = "message"
+        return spec
+
+    # --- helpers -------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> str | None:
+        """The private per-kernel directory (outside the sandbox)."""
+        return self._sbx_run_dir
+
+    @property
+    def socket_dir(self) -> str | None:
+        """The part of :attr:`run_dir` that is bound into the sandbox."""
+        return os.path.join(self._sbx_run_dir, "s") if self._sbx_run_dir else None
+
+    def _ensure_run_dir(self) -> None:
+        if self._sbx_run_dir and os.path.isdir(self._sbx_run_dir):
+            return
+        parent = self.run_dir_parent or tempfile.gettempdir()
+        self._sbx_run_dir = _real(tempfile.mkdtemp(prefix="nbsbx-", dir=parent))
+        os.makedirs(self.socket_dir, mode=0o700)  # type: ignore[arg-type]
+        sdir = self.socket_dir
+        assert sdir is not None
+        self.connection_file = os.path.join(sdir, "kernel.json")
+        self.ip = os.path.join(sdir, "k")
+        if len(self.ip) > 90:
+            raise SandboxUnavailableError(
+                f"IPC socket path {self.ip!r} is too long for a unix socket; set "
+                "c.SandboxedKernelManager.run_dir_parent to a shorter directory."
+            )
+
+    def kernel_log_tail(self, nbytes: int = 4000) -> str:
+        """The last bytes the kernel (and bwrap) wrote to stdout/stderr."""
+        if self._sbx_run_dir is None:
+            return ""
+        try:
+            with open(os.path.join(self._sbx_run_dir, "kernel.log"), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - nbytes))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _python_paths(self, kernel_argv: list[str]) -> list[str]:
+        paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+        if kernel_argv and os.path.isabs(kernel_argv[0]):
+            # e.g. <venv>/bin/python -> <venv>, and the installation it links to
+            for exe in (os.path.abspath(kernel_argv[0]), _real(kernel_argv[0])):
+                bindir = os.path.dirname(exe)
+                if os.path.basename(bindir) == "bin":
+                    paths.add(os.path.dirname(bindir))
+        return sorted(p for p in paths if p and p != "/")
+
+    def _protect_launcher(self, argv: list[str]) -> list[str]:
+        if (
+            self.protect_launcher
+            and len(argv) >= 3
+            and argv[1:3] == ["-m", "ipykernel_launcher"]
+            and os.path.basename(argv[0]).startswith("python")
+        ):
+            return [argv[0], "-c", _LAUNCHER, *argv[3:]]
+        return argv
+
+    def _sandbox_env(self) -> dict[str, str]:
+        home = self.home_dir or os.path.expanduser("~")
+        env: dict[str, str] = {}
+        for name in self.env_passthrough:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        env.setdefault("LANG", "C.UTF-8")
+        env["HOME"] = home
+        env["TMPDIR"] = "/tmp"
+        env["PATH"] = os.pathsep.join(
+            [os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin", "/bin"]
+        )
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.update(self.extra_env)
+        return env
+
+    def build_sandbox_command(self, argv: list[str], cwd: str | None = None) -> list[str]:
+        """Wrap ``argv`` in prlimit + bwrap according to this manager's policy.
+
+        ``cwd`` is the working directory inside (bound read-write if
+        ``writable_cwd``); it defaults to an empty scratch directory.
+        """
+        bwrap = find_bwrap(self.bwrap_path)
+        argv = self._protect_launcher(list(argv))
+
+        home = _real(self.home_dir or os.path.expanduser("~"))
+        tmp_size = str(max(1, self.tmpfs_size_mb) * _MB)
+
+        # (dest, rank, args): sorted by depth so parents are mounted before children;
+        # at equal paths later ranks mount on top (tmpfs < ro < rw).
+        mounts: list[tuple[str, int, list[str]]] = []
+
+        def tmpfs(dest: str) -> None:
+            mounts.append((dest, 0, ["--size", tmp_size, "--tmpfs", dest]))
+
+        def bind(src: str, writable: bool, *, must_exist: bool = False, what: str = "") -> None:
+            src_abs = os.path.abspath(os.path.expanduser(src))
+            if not os.path.lexists(src_abs):
+                if must_exist:
+                    raise FileNotFoundError(f"sandbox {what} path does not exist: {src_abs}")
+                if what:
+                    self.log.warning("Sandbox: %s path %s does not exist; skipped", what, src)
+                return
+            real = _real(src_abs)
+            if real == "/":
+                raise ValueError("refusing to bind the host's / into the sandbox")
+            flag = "--bind" if writable else "--ro-bind"
+            mounts.append((real, 2 if writable else 1, [flag, real, real]))
+
+        for p in self.system_paths:
+            if os.path.islink(p):
+                mounts.append((p, 1, ["--symlink", os.readlink(p), p]))
+            elif os.path.isdir(p):
+                mounts.append((p, 1, ["--ro-bind", p, p]))
+        for p in self.etc_paths:
+            if os.path.exists(p):
+                real = _real(p)
+                mounts.append((p, 1, ["--ro-bind", real, p]))
+        tmpfs("/tmp")
+        tmpfs(home)
+        if self.bind_python:
+            for p in self._python_paths(argv):
+                bind(p, False)
+        for p in self.readonly_paths:
+            bind(p, False, what="readonly")
+        for p in self.writable_paths:
+            bind(p, True, what="writable")
+        if self.socket_dir:
+            bind(self.socket_dir, True, must_exist=True, what="run")
+
+        if cwd:
+            cwd = _real(cwd)
+            bind(cwd, self.writable_cwd, must_exist=True, what="working directory")
+        else:
+            cwd = self.socket_dir or "/tmp"
+
+        seen = set()
+        ordered = []
+        for dest, rank, args in sorted(mounts, key=lambda m: (_depth(m[0]), m[1])):
+            key = tuple(args)
+            if key not in seen:
+                seen.add(key)
+                ordered.extend(args)
+
+        cmd: list[str] = []
+        limits = []
+        if self.memory_limit_mb > 0:
+            limits.append(f"--as={self.memory_limit_mb * _MB}")
+        if self.file_size_limit_mb > 0:
+            limits.append(f"--fsize={self.file_size_limit_mb * _MB}")
+        if self.cpu_time_limit_s > 0:
+            limits.append(f"--cpu={self.cpu_time_limit_s}")
+        if self.max_processes > 0:
+            limits.append(f"--nproc={self.max_processes}")
+        limits.append("--core=0")
+        cmd += [_find_prlimit(self.prlimit_path), *limits, "--"]
+
+        cmd += [bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+        if self.sandbox_uid is not None:
+            cmd += ["--unshare-user", "--uid", str(self.sandbox_uid)]
+            cmd += ["--gid", str(self.sandbox_gid if self.sandbox_gid is not None else self.sandbox_uid)]
+            cmd += ["--disable-userns"]
+        cmd += ["--cap-drop", "ALL", "--hostname", self.hostname]
+        cmd += ["--clearenv"]
+        for k, v in self._sandbox_env().items():
+            cmd += ["--setenv", k, v]
+        cmd += ["--unsetenv", "JPY_PARENT_PID"]
+        cmd += ["--proc", "/proc", "--dev", "/dev"]
+        cmd += ["--size", tmp_size, "--tmpfs", "/dev/shm"]
+        cmd += ordered
+        cmd += ["--remount-ro", "/"]
+        cmd += ["--chdir", cwd]
+        cmd += list(self.extra_bwrap_args)
+        cmd += ["--", *argv]
+        return cmd
+
+    # --- jupyter_client hooks ------------------------------------------------------------
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """Called by LocalProvisioner.pre_launch: wrap the kernelspec argv in the sandbox."""
+        argv = super().format_kernel_cmd(extra_arguments=extra_arguments)
+        cwd = (self._launch_args or {}).get("cwd")
+        cmd = self.build_sandbox_command(argv, cwd=cwd)
+        self.last_command = cmd
+        return cmd
+
+    async def _async_pre_start_kernel(self, **kw: t.Any):  # type: ignore[override]
+        find_bwrap(self.bwrap_path)  # fail early with the install hint
+        _find_prlimit(self.prlimit_path)
+        if self.transport != "ipc":
+            raise SandboxUnavailableError(
+                "SandboxedKernelManager needs transport='ipc' (the sandbox has no network)."
+            )
+        self._ensure_run_dir()
+        assert self._sbx_run_dir is not None
+        if self._sbx_log is None or self._sbx_log.closed:
+            self._sbx_log = open(os.path.join(self._sbx_run_dir, "kernel.log"), "ab")  # noqa: SIM115
+        kw.setdefault("stdout", self._sbx_log)
+        kw.setdefault("stderr", subprocess.STDOUT)
+        # the sandbox provides the environment; keep the Popen env minimal
+        env = kw.get("env")
+        if env is None:
+            kw["env"] = {"PATH": os.environ.get("PATH", os.defpath)}
+        self.last_command = None
+        kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+        if not isinstance(self.provisioner, LocalProvisioner) or self.last_command is None:
+            raise SandboxUnavailableError(
+                "kernel provisioner %r did not use SandboxedKernelManager.format_kernel_cmd; "
+                "refusing to start an unsandboxed kernel" % type(self.provisioner).__name__
+            )
+        return kernel_cmd, kw
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        try:
+            await super()._async_cleanup_resources(restart=restart)
+        finally:
+            if not restart:
+                self._remove_run_dir()
+
+    def _remove_run_dir(self) -> None:
+        if self._sbx_log is not None:
+            try:
+                self._sbx_log.close()
+            except OSError:
+                pass
+            self._sbx_log = None
+        if self._sbx_run_dir:
+            shutil.rmtree(self._sbx_run_dir, ignore_errors=True)
+            self._sbx_run_dir = None
+
+    def __del__(self) -> None:
+        try:
+            self._remove_run_dir()
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            super().__del__()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,63 @@
+"""nbgrader configuration for the course. Plain `nbgrader autograde` takes the safe path.
+
+Run nbgrader from this folder with the course venv active (`. .venv/bin/activate`).
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # grader_tests/ lives here, outside the installed package
+
+from interp_course.models import apply_model_env  # noqa: E402
+
+# Set the model source chosen at set-up before anything imports huggingface_hub.
+apply_model_env()
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    ClearOutput,
+    DeduplicateIds,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
+
+from interp_course.grading.feedback import HideGraderInternals  # noqa: E402
+from interp_course.grading.pipeline import GradeInSandbox  # noqa: E402
+from interp_course.grading.structure import RestoreStructure  # noqa: E402
+
+c = get_config()  # noqa: F821 - provided by traitlets when this file is loaded
+
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.course_id = "mech-interp-puzzles"
+c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+# Loading two models and running every cell takes seconds; a runaway cell is stopped after this.
+c.Execute.timeout = 120
+
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    RestoreStructure,  # deleted/duplicated/re-typed cells and edited metadata are undone
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
+c.Autograde.autograde_preprocessors = [
+    GradeInSandbox,  # instead of nbgrader's Execute: sandboxed kernel, verdict decided here
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.GenerateFeedback.preprocessors = [HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor]
