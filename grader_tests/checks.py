@@ -132,7 +132,9 @@ def judge_function(
             modified.append(key.split("/", 1)[1])
 
     values = Item(f"{name} gives the right values on {len(keys)} inputs", value_points)
-    if not failures:
+    if handed.kind(name) == "missing":
+        values.message = f"`{name}` is not defined: did the cell that defines it run without errors?"
+    elif not failures:
         values.points = value_points
     else:
         by_hint: dict[str, list[str]] = {}
@@ -307,7 +309,9 @@ def _value_item(handed, name, expected, tolerance, description, points, hint) ->
     item = Item(description, points)
     got = _scalar(handed, name)
     if got is None:
-        item.message = f"`{name}` is missing or not a single finite number (got {handed.kind(name)})"
+        kind = handed.kind(name)
+        item.message = (f"`{name}` is not defined: did the cell that computes it run without errors?"
+                        if kind == "missing" else f"`{name}` should be a single finite number (got {kind})")
     elif abs(got - expected) <= tolerance:
         item.points = points
     else:

@@ -44,6 +44,7 @@ class Submission:
     base: str = "reference"  # or "blank": the release notebook untouched
     edit: Callable | None = None  # structural change to the notebook (cheats and faults)
     group: str = "mistake"  # demo | mistake | correct | cheat | fault
+    manual: dict[str, float] = field(default_factory=dict)  # what a TA gives the hand-graded cells
 
 
 def _solution_body(source: str) -> str:
@@ -83,6 +84,19 @@ def fn(name: str, body: str, args: str = "W: torch.Tensor") -> str:
 
 
 SUBMISSIONS: list[Submission] = []
+_REFERENCE = None
+
+
+def _reference(grade_id: str) -> str:
+    global _REFERENCE
+    _REFERENCE = _REFERENCE or reference_answers()
+    return _REFERENCE[grade_id]
+
+
+def _add_scratch_cells(nb) -> None:
+    for index in (30, 20, 10):
+        nb.cells.insert(index, nbformat.v4.new_code_cell("print('scratch work')\ntmp = torch.ones(3)"))
+        nb.cells.insert(index, nbformat.v4.new_markdown_cell("My notes: check the norms first."))
 
 
 def add(*subs: Submission) -> None:
@@ -91,7 +105,8 @@ def add(*subs: Submission) -> None:
 
 # --- the demo's four students ------------------------------------------------------------------
 add(
-    Submission("full-marks", "the reference answers, with a good explanation", group="demo"),
+    Submission("full-marks", "the reference answers, with a good explanation", group="demo",
+               manual={"explanation": 3.0}),
     Submission("blank", "the release notebook, untouched", base="blank", group="demo",
                expected={"*": 0.0}, feedback=["nothing was handed in"]),
     Submission(
@@ -104,6 +119,7 @@ add(
         expected={"test_normalize": 1.5, "test_center": 0.5, "test_evidence": 1.5},
         feedback=["a zero row gave NaN", "LayerNorm"],
         group="demo",
+        manual={"explanation": 3.0},
     ),
     Submission(
         "partial-no-bonus",
@@ -114,7 +130,122 @@ add(
         expected={"test_cause": 0.0, "test_mean_pairwise_cosine_sim": 0.0, "test_bonus_evidence": 0.0},
         feedback=["not that one", "NotImplementedError"],
         group="demo",
+        manual={"explanation": 2.0},
     ),
+)
+
+
+# --- realistic mistakes: each loses exactly the points named, and feedback names the mistake ----
+# Functions other than the broken one use torch's own primitives where the reference would call
+# the student's normalize, so the loss stays where the mistake is (per-function partial credit).
+INDEPENDENT_PAIRWISE = fn("pairwise_cosine_sim", "W_n = F.normalize(W, dim=-1)\nreturn W_n @ W_n.T")
+INDEPENDENT_WITH_MEAN = fn("cosine_sim_with_mean", "return F.cosine_similarity(W, W.mean(dim=0, keepdim=True), dim=-1)")
+INDEPENDENT_MEAN = fn("mean_pairwise_cosine_sim",
+                      "n = W.shape[0]\nW_n = F.normalize(W, dim=-1)\nreturn (W_n.sum(0).square().sum() - n) / (n * (n - 1))")
+INDEPENDENT = {"pairwise_cosine_sim": INDEPENDENT_PAIRWISE, "cosine_sim_with_mean": INDEPENDENT_WITH_MEAN,
+               "mean_pairwise_cosine_sim": INDEPENDENT_MEAN}
+
+add(
+    Submission("normalize-wrong-axis", "normalizes columns (dim 0) instead of rows",
+               answers={**INDEPENDENT, "normalize": fn("normalize", "return W / W.norm(dim=0, keepdim=True)")},
+               expected={"test_normalize": 0.5}, feedback=["over the last dimension"]),
+    Submission("normalize-no-keepdim", "forgets keepdim: a broadcast error, silently wrong when square",
+               answers={**INDEPENDENT, "normalize": fn("normalize", "return W / W.norm(dim=-1)")},
+               expected={"test_normalize": 0.5}, feedback=["keepdim=True"]),
+    Submission("normalize-squared-norm", "divides by the squared norm",
+               answers={**INDEPENDENT, "normalize": fn("normalize", "return W / (W ** 2).sum(dim=-1, keepdim=True)")},
+               expected={"test_normalize": 0.5}, feedback=["squared norm"]),
+    Submission("normalize-nan-zero-row", "divides by a zero norm, so a zero row becomes NaN",
+               answers={"normalize": fn("normalize", "return W / W.norm(dim=-1, keepdim=True)")},
+               expected={"test_normalize": 1.5}, feedback=["a zero row gave NaN"]),
+    Submission("pairwise-unnormalized", "dot products without normalizing",
+               answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "return W @ W.T")},
+               expected={"test_pairwise_cosine_sim": 0.5, "test_evidence": 1.0},
+               feedback=["raw dot products"]),
+    Submission("pairwise-wrong-orientation", "builds the d_model × d_model matrix (columns) instead",
+               answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "W_n = normalize(W)\nreturn W_n.T @ W_n")},
+               # Its [d, d] matrix breaks the cells that index it with the [n, n] mask: the
+               # evidence that depends on it is missing, the rest of the evidence still counts.
+               expected={"test_pairwise_cosine_sim": 0.0, "test_evidence": 1.0},
+               feedback=["this compares columns", "expected a torch.Tensor of shape"]),
+    Submission("center-per-token", "subtracts each token's mean over d_model (LayerNorm-style)",
+               answers={"center": fn("center", "return W - W.mean(dim=-1, keepdim=True)")},
+               expected={"test_center": 0.5, "test_evidence": 1.5}, feedback=["LayerNorm"]),
+    Submission("center-median", "subtracts the median row",
+               answers={"center": fn("center", "return W - W.median(dim=0).values")},
+               expected={"test_center": 0.5}, feedback=["median"]),
+    Submission("center-in-place", "subtracts the mean in place, changing W_E",
+               answers={"center": fn("center", "W -= W.mean(dim=0)\nreturn W")},
+               expected={"test_center": 1.5}, feedback=["modified its input in place"]),
+    Submission("with-mean-of-normalized", "compares with the mean of the normalized rows",
+               answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
+                                                   "W_n = normalize(W)\nreturn W_n @ normalize(W_n.mean(0, keepdim=True)).squeeze(0)")},
+               expected={"test_cosine_sim_with_mean": 0.5}, feedback=["mean of the normalized rows"]),
+    Submission("with-mean-keeps-dim", "returns an [n, 1] column instead of [n]",
+               answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
+                                                   "return normalize(W) @ normalize(W.mean(0, keepdim=True)).T")},
+               expected={"test_cosine_sim_with_mean": 1.5}, feedback=["of shape [7]"]),
+    Submission("mean-includes-diagonal", "averages the whole matrix, diagonal included",
+               answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
+                                                       "return (normalize(W).sum(0).norm() ** 2) / W.shape[0] ** 2")},
+               # At vocabulary scale the diagonal shifts the mean by (1 − m)/n: invisible for GPT-Neo
+               # (m ≈ 0.9), but 8.5e-5 for GPT-2 (m ≈ 0.3), beyond the 3e-5 tolerance.
+               expected={"test_mean_pairwise_cosine_sim": 0.5, "test_bonus_evidence": 1.5},
+               feedback=["included the diagonal"]),
+    Submission("mean-via-nxn-matrix", "right value on small inputs by averaging the n×n matrix: not O(n·d)",
+               answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
+                                                       "n = W.shape[0]\nreturn pairwise_cosine_sim(W)[~torch.eye(n, dtype=torch.bool)].mean()")},
+               expected={"test_mean_pairwise_cosine_sim": 1.5}, feedback=["never builds it"]),
+    Submission("mean-returns-float", "calls .item(): returns a Python float",
+               answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
+                                                       "n = W.shape[0]\nW_n = normalize(W)\nreturn ((W_n.sum(0).square().sum() - n) / (n * (n - 1))).item()")},
+               expected={"test_mean_pairwise_cosine_sim": 1.5}, feedback=["got python float"]),
+    Submission("center-returns-numpy", "converts to numpy and returns an ndarray",
+               answers={"center": fn("center", "X = W.numpy()\nreturn X - X.mean(axis=0)")},
+               # Its ndarray then breaks the centred-evidence line, which uses torch methods.
+               expected={"test_center": 1.5, "test_evidence": 1.5}, feedback=["got numpy.ndarray"]),
+    Submission("bonus-on-subset", "computes the 'whole vocabulary' numbers on the 5000-token subset",
+               answers={"bonus_evidence": _reference("bonus_evidence").replace("W_E_neo)", "W_E_sub)").replace("W_E_gpt2)", "W_E_gpt2[subsample])")},
+               expected={"test_bonus_evidence": 1.0}, feedback=["not the 5000-token subset"]),
+    Submission("wrong-choice-right-evidence", "all evidence right, multiple-choice answer C",
+               answers={"cause": 'cause = "C"'}, expected={"test_cause": 0.0}, feedback=["not that one"]),
+    Submission("evidence-wrong-direction", "takes the direction of the first token instead of the mean",
+               answers={"evidence": _reference("evidence").replace("mean_direction = W_E_neo.mean(dim=0)", "mean_direction = W_E_neo[0]")},
+               expected={"test_evidence": 1.5}, feedback=["cosine with the mean embedding"]),
+)
+
+# --- correct variants: all get full marks -------------------------------------------------------
+add(
+    Submission("correct-F-normalize", "F.normalize everywhere", group="correct",
+               answers={"normalize": fn("normalize", "return F.normalize(W, dim=-1)"), **INDEPENDENT}),
+    Submission("correct-linalg-norm", "torch.linalg.vector_norm with keepdim and a where() for zero rows", group="correct",
+               answers={"normalize": fn("normalize", "norms = torch.linalg.vector_norm(W, dim=-1, keepdim=True)\n"
+                                        "return torch.where(norms > 0, W / norms.clamp_min(1e-30), torch.zeros_like(W))")}),
+    Submission("correct-einsum", "einsum for the matrix and the cosines", group="correct",
+               answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "W_n = normalize(W)\nreturn torch.einsum('id,jd->ij', W_n, W_n)"),
+                        "cosine_sim_with_mean": fn("cosine_sim_with_mean",
+                                                   "m = normalize(W.mean(0, keepdim=True))[0]\nreturn torch.einsum('id,d->i', normalize(W), m)")}),
+    Submission("correct-cosine-similarity-broadcast", "F.cosine_similarity broadcasting [n, d] against [1, d]",
+               group="correct", answers={"cosine_sim_with_mean": INDEPENDENT_WITH_MEAN,
+                                         "pairwise_cosine_sim": fn("pairwise_cosine_sim",
+                                                                   "X = F.normalize(W, dim=1)\nreturn torch.mm(X, X.t())")}),
+    Submission("correct-float64-inside", "computes in float64 and returns float64", group="correct",
+               answers={"normalize": fn("normalize", "W = W.double()\nreturn W / W.norm(dim=-1, keepdim=True).clamp_min(1e-12)"),
+                        "center": fn("center", "W = W.double()\nreturn W - W.mean(0)")}),
+    Submission("correct-center-broadcast", "W - W.mean(0) without keepdim", group="correct",
+               answers={"center": fn("center", "return W - W.mean(0)")}),
+    Submission("correct-chunked-mean", "exact mean summed in chunks of rows", group="correct",
+               answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
+                        "n = W.shape[0]\ntotal = torch.zeros(W.shape[1], dtype=torch.float64)\n"
+                        "for chunk in W.split(4096):\n    total += normalize(chunk).double().sum(0)\n"
+                        "return (total.square().sum() - n) / (n * (n - 1))")}),
+    Submission("correct-device-aware", "moves work to CUDA when present and returns CPU-compatible tensors", group="correct",
+               answers={"normalize": fn("normalize", "device = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
+                                        "X = W.to(device)\nreturn (X / X.norm(dim=-1, keepdim=True).clamp_min(1e-12)).to(W.device)"),
+                        "pairwise_cosine_sim": fn("pairwise_cosine_sim", "device = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
+                                                  "X = normalize(W).to(device)\nreturn (X @ X.T).to(W.device)")}),
+    Submission("correct-scratch-cells", "extra scratch cells and prints between the exercises", group="correct",
+               edit=lambda nb: _add_scratch_cells(nb)),
 )
 
 

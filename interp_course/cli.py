@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,15 +22,16 @@ from interp_course import models
 ROOT = models.COURSE_ROOT
 ASSIGNMENT = "puzzle1"
 NOTEBOOK = "puzzle1"
-EXAMPLES = ROOT / "grader_tests" / "examples"
 COURSE_ID = "mech-interp-puzzles"
 
 
 def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real nbgrader CLI in the course root with this interpreter."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
+    # nbgrader runs `alembic` from PATH to migrate the gradebook: put this venv's bin/ first.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     print("$ nbgrader " + " ".join(args), flush=True)
-    return subprocess.run(cmd, cwd=ROOT, check=check)
+    return subprocess.run(cmd, cwd=ROOT, check=check, env=env)
 
 
 def setup(model_source: str) -> None:
@@ -53,7 +55,7 @@ def submitted_students() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / ASSIGNMENT).is_dir()) if folder.is_dir() else []
 
 
-def grade(manual_grades: Path | None = None) -> list[dict]:
+def grade(manual_grades: dict | None = None) -> list[dict]:
     """Autograde everything in submitted/, write feedback/ and grades.csv, print a table."""
     print(f"Grading with {models.describe_source()}")
     students = submitted_students()
@@ -88,32 +90,33 @@ def print_table(rows: list[dict]) -> None:
 
 
 def demo() -> None:
-    """Release, submit the bundled examples, autograde, play the TA, feedback, export."""
+    """Release, submit the bundled example students, autograde, play the TA, feedback, export."""
+    sys.path.insert(0, str(ROOT))  # grader_tests/ sits at the course root, not in the package
+    from grader_tests.corpus import OUT, SUBMISSIONS
+
     release()
+    examples = [s for s in SUBMISSIONS if s.group == "demo"]
     if (ROOT / "submitted").exists():
         shutil.rmtree(ROOT / "submitted")
-    for example in sorted(EXAMPLES.glob("*.ipynb")):
-        target = ROOT / "submitted" / example.stem / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    for example in examples:
+        target = ROOT / "submitted" / example.name / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
         target.parent.mkdir(parents=True)
-        shutil.copy(example, target)
-    print(f"Submitted {len(list(EXAMPLES.glob('*.ipynb')))} example notebooks from {EXAMPLES.relative_to(ROOT)}/")
-    # The demo plays the TA for the hand-graded explanation, from a committed file of scores.
-    grade(manual_grades=EXAMPLES / "manual_grades.json")
+        shutil.copy(OUT / f"{example.name}.ipynb", target)
+    print(f"Submitted {len(examples)} example notebooks from {OUT.relative_to(ROOT)}/")
+    # The demo plays the TA for the hand-graded explanation, with the scores in corpus.py.
+    grade(manual_grades={s.name: s.manual for s in examples if s.manual})
 
 
-def apply_manual_grades(path: Path) -> None:
+def apply_manual_grades(grades: dict[str, dict[str, float]]) -> None:
     """Enter a TA's manual scores (what formgrader would do) into the gradebook."""
     from nbgrader.api import Gradebook
 
-    grades = json.loads(path.read_text())
-    print(f"Entering manual grades from {path.relative_to(ROOT)} (as a TA would in formgrader)")
+    print("Entering the TA's manual grades for the explanation (what formgrader would do)")
     with Gradebook(f"sqlite:///{ROOT / 'gradebook.db'}", course_id=COURSE_ID) as gb:
         for student, cells in grades.items():
             for grade_id, score in cells.items():
-                grade = gb.find_grade(grade_id, NOTEBOOK, ASSIGNMENT, student)
-                grade.manual_score = score
+                gb.find_grade(grade_id, NOTEBOOK, ASSIGNMENT, student).manual_score = score
         gb.db.commit()
-
 
 
 def main(argv: list[str] | None = None) -> None:

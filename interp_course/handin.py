@@ -1,6 +1,7 @@
 """The student-kernel half of grading: run the student's objects on the grader's inputs.
 
-Hidden test cells call ``hand_in(grade_id, name=obj, ...)``. During autograding the grader
+Hidden test cells call ``hand_in(grade_id, "name", ...)`` with the names of the student's
+functions and variables. During autograding the grader
 sets ``INTERP_COURSE_HANDIN`` to a folder with ``inbox/<grade_id>.safetensors`` (inputs it
 chose) and a writable ``outbox/``. For every callable handed in, this module calls it on each
 input named ``"<name>/<case>"`` and records what came back; every other value is recorded as
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -95,7 +97,9 @@ def collect(grade_id: str, objects: dict, inputs: dict[str, torch.Tensor]):
     tensors: dict[str, torch.Tensor] = {}
     report: dict[str, dict] = {}
     for name, obj in objects.items():
-        if callable(obj) and not isinstance(obj, torch.Tensor):
+        if obj is Missing:
+            report[name] = {"type": "missing"}
+        elif callable(obj) and not isinstance(obj, torch.Tensor):
             report[name] = {"type": "function"}
             _run_function(obj, inputs, name, tensors, report)
         else:
@@ -112,8 +116,18 @@ def _write(outbox: Path, grade_id: str, tensors: dict, report: dict):
     os.replace(tmp_r, outbox / f"{grade_id}.json")
 
 
-def hand_in(grade_id: str, **objects) -> None:
-    """Give the grader the student's functions and values for the check ``grade_id``."""
+class Missing:
+    """Stands for a name the student never defined (its cell failed or was left undone)."""
+
+
+def hand_in(grade_id: str, *names: str) -> None:
+    """Give the grader the student's functions and values, by name, for the check ``grade_id``.
+
+    Names are looked up in the caller's globals (the notebook's namespace), so one undefined
+    name costs only the items that need it.
+    """
+    namespace = sys._getframe(1).f_globals
+    objects = {name: namespace.get(name, Missing) for name in names}
     folder = os.environ.get(ENV_VAR)
     if not folder:
         _preview(grade_id, objects)
@@ -122,7 +136,7 @@ def hand_in(grade_id: str, **objects) -> None:
     inputs = load_file(str(inbox)) if inbox.exists() else {}
     tensors, report = collect(grade_id, objects, inputs)
     _write(Path(folder) / "outbox", grade_id, tensors, report)
-    print(f"Handed in {', '.join(objects)} for grading.")
+    print(f"Handed in {', '.join(names)} for grading.")
 
 
 def _preview(grade_id: str, objects: dict) -> None:

@@ -326,6 +326,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     # --- state ---------------------------------------------------------------------------
     _sbx_run_dir: str | None = None
     _sbx_log = None
+    _sbx_log_mark = 0
     last_command: list[str] | None = None
 
     # interrupts must be messages: SIGINT to the bwrap process group never reaches the kernel
@@ -363,14 +364,34 @@ class SandboxedKernelManager(AsyncKernelManager):
                 "c.SandboxedKernelManager.run_dir_parent to a shorter directory."
             )
 
-    def kernel_log_tail(self, nbytes: int = 4000) -> str:
-        """The last bytes the kernel (and bwrap) wrote to stdout/stderr."""
-        if self._sbx_run_dir is None:
+    def _log_path(self) -> str | None:
+        return os.path.join(self._sbx_run_dir, "kernel.log") if self._sbx_run_dir else None
+
+    def mark_log(self) -> None:
+        """Remember the current end of the kernel log (see :meth:`kernel_log_tail`)."""
+        path = self._log_path()
+        try:
+            self._sbx_log_mark = os.path.getsize(path) if path else 0
+        except OSError:
+            self._sbx_log_mark = 0
+
+    def kernel_log_tail(self, nbytes: int = 4000, since_mark: bool = False) -> str:
+        """The last bytes the kernel (and bwrap) wrote to stdout/stderr.
+
+        With ``since_mark`` only what was written after :meth:`mark_log` (i.e.
+        without ipykernel's start-up banner).
+        """
+        path = self._log_path()
+        if path is None:
             return ""
         try:
-            with open(os.path.join(self._sbx_run_dir, "kernel.log"), "rb") as f:
+            with open(path, "rb") as f:
                 f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - nbytes))
+                end = f.tell()
+                start = max(0, end - nbytes)
+                if since_mark:
+                    start = max(start, self._sbx_log_mark)
+                f.seek(start)
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
@@ -533,6 +554,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._sbx_log = open(os.path.join(self._sbx_run_dir, "kernel.log"), "ab")  # noqa: SIM115
         kw.setdefault("stdout", self._sbx_log)
         kw.setdefault("stderr", subprocess.STDOUT)
+        self._sbx_log_mark = 0
         # the sandbox provides the environment; keep the Popen env minimal
         env = kw.get("env")
         if env is None:

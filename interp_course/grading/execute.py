@@ -225,17 +225,20 @@ class ResilientExecute(Execute):
                 f"running out of memory{how})"
             )
             if isinstance(self.km, SandboxedKernelManager):
-                tail = self.km.kernel_log_tail(1500).strip()
+                tail = self.km.kernel_log_tail(1500, since_mark=True).strip()
                 if tail:
                     self.log.warning("Kernel output before it died:\n%s", tail)
-        evalue = (
-            f"{what}. A fresh kernel was started, the earlier cells were re-run, and the "
-            "rest of the notebook was still run."
-        )
-        self.log.error("Cell %d: %s: %s", index, ename, evalue)
+        self.log.error("Cell %d: %s: %s", index, ename, what)
         self.fault_log.append({"cell_index": index, "ename": ename, "detail": fault.detail})
-        await self._async_record_error(cell, index, ename, evalue)
         await self._async_recover()
+        if self._gave_up is None:
+            evalue = (
+                f"{what}. A fresh kernel was started, the earlier cells were re-run, and "
+                "the rest of the notebook was still run."
+            )
+        else:
+            evalue = f"{what}. The rest of the notebook was not run: {self._gave_up}"
+        await self._async_record_error(cell, index, ename, evalue)
 
     async def _async_record_error(
         self, cell: NotebookNode, index: int, ename: str, evalue: str
@@ -435,6 +438,8 @@ class ResilientExecute(Execute):
         if not self.km.has_kernel:
             await self.async_start_new_kernel()
         await self.async_start_new_kernel_client()
+        if isinstance(self.km, SandboxedKernelManager):
+            self.km.mark_log()
 
     async def _async_fresh_kernel(self) -> None:
         if self.owns_km:
@@ -445,6 +450,8 @@ class ResilientExecute(Execute):
             assert self.km is not None
             await ensure_async(self.km.restart_kernel(now=True))
             await self.async_start_new_kernel_client()
+            if isinstance(self.km, SandboxedKernelManager):
+                self.km.mark_log()
 
     async def _async_stop_client(self) -> None:
         kc, self.kc = self.kc, None
