@@ -60,4 +60,5 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
+c.RestoreStructure.release_root = str(ROOT / "release")
 c.GenerateFeedback.preprocessors = [HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor]

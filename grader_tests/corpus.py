@@ -108,7 +108,7 @@ add(
     Submission("full-marks", "the reference answers, with a good explanation", group="demo",
                manual={"explanation": 3.0}),
     Submission("blank", "the release notebook, untouched", base="blank", group="demo",
-               expected={"*": 0.0}, feedback=["nothing was handed in"]),
+               expected={"*": 0.0}, feedback=["raised NotImplementedError"]),
     Submission(
         "partial-nan-and-layernorm",
         "normalize divides by a zero norm (NaN rows) and center subtracts each token's own mean",

@@ -32,7 +32,10 @@ Differences from the stock ``Execute``:
   that fails again while being replayed is dropped from the replay.  After
   ``max_kernel_restarts`` the remaining cells are marked as not run, so the run
   always finishes.  A cell that times out but *does* react to the interrupt
-  gets a ``CellTimeout`` error and the same kernel carries on.
+  gets a ``CellTimeout`` error and the same kernel carries on.  Replayed are
+  the cells that ran to the end, including ones that raised an ordinary
+  exception (their partial effects are reproduced); cells that timed out or
+  killed the kernel are never replayed.
 * Outputs are capped while executing: once a cell has produced more than
   ``max_output_chars`` characters, further output is dropped and one note is
   added, so the grader process never accumulates gigabytes.
@@ -115,6 +118,9 @@ class ResilientExecute(Execute):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+        #: one entry per kernel fault of the last preprocess() call:
+        #: {"cell_index": int, "ename": "KernelDied" | "CellTimeout", "detail": str}
+        self.fault_log: list[dict[str, t.Any]] = []
 
     # ------------------------------------------------------------------ entry point
     def preprocess(
@@ -219,7 +225,14 @@ class ResilientExecute(Execute):
         else:
             ename = self.died_error_name
             status = self._exit_status()
-            how = f", exit status {status}" if status is not None else ""
+            how = ""
+            if status is not None and status > 128:
+                try:
+                    how = f", killed by {signal.Signals(status - 128).name}"
+                except ValueError:
+                    how = f", exit status {status}"
+            elif status is not None:
+                how = f", exit status {status}"
             what = (
                 "The kernel died while running this cell (e.g. os._exit, a crash, or "
                 f"running out of memory{how})"

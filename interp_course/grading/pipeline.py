@@ -67,5 +67,8 @@ class GradeInSandbox(ResilientExecute):
             handin.ENV_VAR: str(self._handin_dir),
             "PLOTLY_RENDERER": self.plotly_renderer,
             "PYTHONHASHSEED": "0",
+            # Progress bars become widget JSON in the feedback HTML.
+            "TQDM_DISABLE": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         }
         return km

@@ -1,0 +1,361 @@
+"""Real-kernel tests of the bubblewrap sandbox and the fault-tolerant executor.
+
+No mocks: every test starts ipykernel inside bwrap via ``ResilientExecute`` (or
+``SandboxedKernelManager`` directly) and checks what the notebook could do and what
+ended up in its cells.  After every test no process of that test (bwrap, kernel,
+anything the notebook spawned) may still be alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from traitlets.config import Config
+
+import interp_course
+from interp_course.grading.execute import ResilientExecute
+from interp_course.sandbox import SandboxedKernelManager, SandboxUnavailableError
+
+REPO = Path(interp_course.__file__).resolve().parent.parent
+PACKAGE_DIR = Path(interp_course.__file__).resolve().parent
+
+
+def _bwrap_works() -> bool:
+    bwrap = shutil.which("bwrap")
+    if not bwrap or not shutil.which("prlimit"):
+        return False
+    probe = subprocess.run(
+        [bwrap, "--unshare-all", "--unshare-user", "--ro-bind", "/usr", "/usr",
+         "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+         "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev",
+         "--", "/usr/bin/true"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+needs_bwrap = pytest.mark.skipif(
+    not _bwrap_works(), reason="bubblewrap missing or not usable (apt-get install bubblewrap)"
+)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _live_processes_mentioning(marker: str) -> list[str]:
+    """Non-zombie processes whose command line contains ``marker``."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmd and state != "Z":
+            found.append(f"{pid} {state} {cmd[:200]}")
+    return found
+
+
+@pytest.fixture
+def box(tmp_path):
+    """A student working dir (with a secret sibling dir) and a short private run-dir parent.
+
+    The run dir (connection file, IPC sockets) is what every bwrap/kernel command line
+    mentions, so it doubles as the marker for the leftover-process check.
+    """
+    workdir = tmp_path / "student"
+    workdir.mkdir()
+    secret_dir = tmp_path / "other_student"
+    secret_dir.mkdir()
+    (secret_dir / "answers.txt").write_text("the answers of somebody else\n")
+    run_parent = tempfile.mkdtemp(prefix="sbt")  # short: unix socket paths are limited
+    yield {"workdir": workdir, "secret": secret_dir / "answers.txt", "run": run_parent}
+    deadline = time.monotonic() + 5
+    while True:
+        left = _live_processes_mentioning(run_parent)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    shutil.rmtree(run_parent, ignore_errors=True)
+    assert not left, "processes survived the test:\n" + "\n".join(left)
+
+
+def run_nb(box, cells, *, timeout=20, executor=None, **km_traits):
+    c = Config()
+    c.ResilientExecute.timeout = timeout
+    c.ResilientExecute.interrupt_grace = 1.5
+    for key, value in (executor or {}).items():
+        setattr(c.ResilientExecute, key, value)
+    c.SandboxedKernelManager.run_dir_parent = box["run"]
+    for key, value in km_traits.items():
+        setattr(c.SandboxedKernelManager, key, value)
+    nb = new_notebook(cells=[new_code_cell(src) for src in cells])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    ep = ResilientExecute(config=c)
+    start = time.monotonic()
+    ep.preprocess(nb, {"metadata": {"path": str(box["workdir"])}})
+    ep.elapsed = time.monotonic() - start
+    print(f"notebook took {ep.elapsed:.2f} s")
+    return nb, ep
+
+
+def text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def errors(cell) -> list[str]:
+    return [o.ename for o in cell.outputs if o.output_type == "error"]
+
+
+# ---------------------------------------------------------------------------- tests
+def test_missing_bwrap_gives_install_hint(box):
+    c = Config()
+    c.SandboxedKernelManager.bwrap_path = "/nonexistent/bwrap"
+    c.SandboxedKernelManager.run_dir_parent = box["run"]
+    nb = new_notebook(cells=[new_code_cell("1")])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap"):
+        ResilientExecute(config=c).preprocess(nb, {"metadata": {"path": str(box["workdir"])}})
+
+
+@needs_bwrap
+def test_kernel_start_time(box):
+    km = SandboxedKernelManager(kernel_name="python3", run_dir_parent=box["run"])
+
+    async def start_stop():
+        t0 = time.monotonic()
+        await km.start_kernel(cwd=str(box["workdir"]))
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            started = time.monotonic() - t0
+            reply = await kc.execute_interactive("import os; os.getuid()", timeout=30)
+            assert reply["content"]["status"] == "ok"
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel()
+        return started
+
+    started = asyncio.run(start_stop())
+    print(f"sandboxed kernel ready after {started:.2f} s")
+    assert started < 30
+    cmd = km.last_command
+    assert cmd[0].endswith("prlimit") and cmd[cmd.index("--") + 1].endswith("bwrap")
+    assert km.run_dir is None  # private run dir removed on shutdown
+
+
+@needs_bwrap
+def test_filesystem_network_and_env_isolation(box, monkeypatch):
+    monkeypatch.setenv("GRADER_SECRET_TOKEN", "hunter2")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    repo_hidden = [str(REPO / n) for n in ("solutions", "grader_tests", "source", "gradebook.db")]
+    probe = f"""
+import json, os, socket, sys
+res = {{}}
+def probe(name, fn):
+    try:
+        res[name] = ["ok", fn()]
+    except BaseException as e:
+        res[name] = ["err", type(e).__name__]
+probe("secret", lambda: open({str(box["secret"])!r}).read())
+probe("secret_dir", lambda: os.listdir({str(box["secret"].parent)!r}))
+probe("repo_hidden", lambda: [p for p in {repo_hidden!r} if os.path.exists(p)])
+probe("etc_shadow", lambda: open("/etc/shadow").read())
+probe("home", lambda: os.listdir(os.path.expanduser("~")))
+probe("tcp_local", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=3).close())
+probe("tcp_internet", lambda: socket.create_connection(("1.1.1.1", 443), timeout=3).close())
+probe("dns", lambda: socket.getaddrinfo("pypi.org", 443))
+probe("write_cwd", lambda: open("written.txt", "w").write("hi"))
+probe("write_venv", lambda: open(os.path.join(sys.prefix, "pwned"), "w").close())
+probe("write_package", lambda: open({str(PACKAGE_DIR / "pwned.py")!r}, "w").close())
+probe("import_package", lambda: __import__("interp_course").__name__)
+def open_for_writing(path):
+    os.close(os.open(path, os.O_WRONLY))  # never writes: only asks for write access
+probe("sysctl", lambda: open_for_writing("/proc/sys/kernel/core_pattern"))
+probe("uid", os.getuid)
+probe("env", lambda: sorted(os.environ))
+probe("flag", lambda: os.environ.get("COURSE_FLAG"))
+print(json.dumps(res))
+"""
+    try:
+        nb, _ = run_nb(
+            box,
+            [probe],
+            readonly_paths=[str(PACKAGE_DIR)],
+            extra_env={"COURSE_FLAG": "on", "PYTHONPATH": str(PACKAGE_DIR.parent)},
+        )
+    finally:
+        listener.close()
+    assert errors(nb.cells[0]) == [], nb.cells[0].outputs
+    res = json.loads(text(nb.cells[0]))
+    print(res)
+    assert res["secret"][0] == "err" and res["secret_dir"][0] == "err"
+    assert res["repo_hidden"] == ["ok", []]
+    assert res["etc_shadow"][0] == "err"
+    # $HOME is an empty tmpfs: only IPython's profile dir and the parents of binds under it
+    assert set(res["home"][1]) <= {".ipython", ".pyenv", ".cache", ".config", ".local"}, res["home"]
+    for net in ("tcp_local", "tcp_internet", "dns"):
+        assert res[net][0] == "err", (net, res[net])
+    assert res["write_cwd"][0] == "ok"
+    assert (box["workdir"] / "written.txt").read_text() == "hi"
+    assert res["write_venv"][0] == "err" and res["write_package"][0] == "err"
+    assert not (PACKAGE_DIR / "pwned.py").exists()
+    assert res["import_package"] == ["ok", "interp_course"]
+    assert res["sysctl"][0] == "err"  # /proc/sys is read-only (host-global knobs)
+    assert res["uid"] == ["ok", 65534]
+    assert "GRADER_SECRET_TOKEN" not in res["env"][1]
+    assert res["flag"] == ["ok", "on"]
+
+
+@needs_bwrap
+def test_student_file_cannot_replace_the_kernel(box):
+    (box["workdir"] / "ipykernel_launcher.py").write_text("raise SystemExit('fake kernel')\n")
+    (box["workdir"] / "helper.py").write_text("VALUE = 7\n")
+    nb, ep = run_nb(box, ["import helper; print(helper.VALUE)"])
+    assert text(nb.cells[0]) == "7\n"
+    assert ep.fault_log == []
+
+
+@needs_bwrap
+def test_torch_imports_and_computes(box):
+    nb, _ = run_nb(
+        box,
+        ["import torch\nx = torch.arange(6.0).reshape(2, 3)\nprint((x @ x.T).sum().item())"],
+        timeout=60,
+    )
+    assert errors(nb.cells[0]) == [], nb.cells[0].outputs
+    assert text(nb.cells[0]) == "83.0\n"
+
+
+@needs_bwrap
+def test_kernel_death_is_a_cell_error_and_the_rest_still_runs(box):
+    nb, ep = run_nb(
+        box,
+        [
+            "import uuid\ntoken = uuid.uuid4().hex\nx = 41\nprint(token)",
+            "import os\nos._exit(0)",
+            "print(x + 1)",
+            "print(token)",
+        ],
+    )
+    first_token = text(nb.cells[0]).strip()
+    assert errors(nb.cells[1]) == ["KernelDied"]
+    assert "rest of the notebook was still run" in nb.cells[1].outputs[-1].evalue
+    assert text(nb.cells[2]) == "42\n"
+    # cell 0 was replayed in the new kernel (new token), and its replayed output was discarded
+    assert text(nb.cells[3]).strip() not in ("", first_token)
+    assert len(nb.cells[0].outputs) == 1
+    assert [f["ename"] for f in ep.fault_log] == ["KernelDied"]
+
+
+@needs_bwrap
+def test_interrupt_swallowing_loop_is_killed_and_the_rest_still_runs(box):
+    swallow = (
+        "while True:\n"
+        "    try:\n"
+        "        while True:\n"
+        "            pass\n"
+        "    except BaseException:\n"
+        "        pass"
+    )
+    nb, ep = run_nb(box, ["x = 41", swallow, "print(x + 1)"], timeout=2)
+    assert errors(nb.cells[1]) == ["CellTimeout"]
+    assert "did not respond to an interrupt" in nb.cells[1].outputs[-1].evalue
+    assert text(nb.cells[2]) == "42\n"
+    assert ep.elapsed < 20
+
+
+@needs_bwrap
+def test_interruptible_timeout_keeps_the_kernel(box):
+    nb, ep = run_nb(
+        box,
+        ["import uuid\ntoken = uuid.uuid4().hex\nprint(token)", "import time\ntime.sleep(60)", "print(token)"],
+        timeout=2,
+    )
+    assert errors(nb.cells[1]) == ["KeyboardInterrupt", "CellTimeout"]
+    assert text(nb.cells[2]) == text(nb.cells[0])  # same kernel: nothing was replayed
+    assert ep.fault_log == []
+
+
+@needs_bwrap
+def test_memory_hog_under_limit(box):
+    nb, _ = run_nb(
+        box,
+        [
+            "x = 41",
+            "hog = bytearray(20 * 2**30)",
+            "chunks = []\nwhile True:\n    chunks.append(bytearray(2**27))",
+            "chunks = None\nprint(x + 1)",
+        ],
+        memory_limit_mb=2048,
+    )
+    for i in (1, 2):
+        errs = errors(nb.cells[i])
+        assert errs and errs[0] in ("MemoryError", "KernelDied"), nb.cells[i].outputs
+    assert text(nb.cells[3]) == "42\n"
+
+
+@needs_bwrap
+def test_huge_output_is_truncated(box):
+    nb, _ = run_nb(
+        box,
+        [
+            "print('x' * 50_000_000)",
+            "for i in range(100_000):\n    print(i)",
+            "print('after')",
+        ],
+        executor={"max_output_chars": 100_000},
+    )
+    for cell in nb.cells[:2]:
+        out = text(cell)
+        assert len(out) < 101_000
+        assert out.count("output truncated") == 1
+    assert text(nb.cells[2]) == "after\n"
+
+
+@needs_bwrap
+def test_cell_that_dies_again_during_replay_is_skipped(box):
+    first = (
+        "import os\n"
+        "if os.path.exists('replayed'):\n"
+        "    os._exit(1)\n"
+        "open('replayed', 'w').close()\n"
+        "y = 1"
+    )
+    nb, ep = run_nb(box, [first, "x = 41", "import os; os._exit(3)", "print(x + 1)", "print(y)"])
+    assert errors(nb.cells[2]) == ["KernelDied"]
+    assert text(nb.cells[3]) == "42\n"
+    assert errors(nb.cells[4]) == ["NameError"]  # cell 0 could not be replayed
+
+
+@needs_bwrap
+def test_processes_spawned_by_the_notebook_die_with_the_sandbox(box):
+    marker = box["run"]  # any live process mentioning it fails the fixture's check
+    spawn = (
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', {marker!r}],\n"
+        "                 start_new_session=True)\n"
+        "import os\n"
+        "if os.fork() == 0:\n"
+        "    import time; time.sleep(600)"
+    )
+    nb, _ = run_nb(box, [spawn, "import os; os._exit(0)", "print('alive')"])
+    assert errors(nb.cells[1]) == ["KernelDied"]
+    assert text(nb.cells[2]) == "alive\n"

@@ -1,0 +1,47 @@
+"""The reference implementations honour the contract the notebook states."""
+
+import torch
+
+from solutions import center, cosine_sim_with_mean, mean_pairwise_cosine_sim, normalize, pairwise_cosine_sim
+
+FUNCTIONS = [normalize, pairwise_cosine_sim, center, cosine_sim_with_mean, mean_pairwise_cosine_sim]
+
+
+def sample(n=40, d=12, dtype=torch.float32):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(0), dtype=dtype) + 2.0
+
+
+def test_values_against_the_definitions():
+    W = sample(dtype=torch.float64)
+    unit = W / W.norm(dim=1, keepdim=True)
+    assert torch.allclose(normalize(W), unit)
+    cos = torch.nn.functional.cosine_similarity(W[:, None], W[None], dim=-1)
+    assert torch.allclose(pairwise_cosine_sim(W), cos)
+    assert torch.allclose(center(W).mean(0), torch.zeros(W.shape[1], dtype=W.dtype), atol=1e-12)
+    mean = W.mean(0, keepdim=True)
+    assert torch.allclose(cosine_sim_with_mean(W), torch.nn.functional.cosine_similarity(W, mean, dim=-1))
+    off_diagonal = ~torch.eye(len(W), dtype=torch.bool)
+    assert torch.allclose(mean_pairwise_cosine_sim(W), cos[off_diagonal].mean())
+
+
+def test_zero_row_gives_zeros_not_nan():
+    W = sample()
+    W[3] = 0
+    out = normalize(W)
+    assert not out.isnan().any() and (out[3] == 0).all()
+    assert not mean_pairwise_cosine_sim(W).isnan()
+
+
+def test_inputs_are_never_modified_and_results_are_new_tensors():
+    for fn in FUNCTIONS:
+        W = sample()
+        before = W.clone()
+        out = fn(W)
+        assert torch.equal(W, before), fn.__name__
+        assert out.data_ptr() != W.data_ptr(), fn.__name__
+
+
+def test_exact_mean_scales_to_a_large_vocabulary():
+    W = torch.randn(200_000, 8, generator=torch.Generator().manual_seed(1)) + 0.5
+    value = mean_pairwise_cosine_sim(W)  # an n×n matrix here would need 149 GiB
+    assert value.shape == () and 0 < value < 1
