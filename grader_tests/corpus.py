@@ -11,6 +11,7 @@ student's feedback must contain. ``python -m grader_tests.corpus`` writes
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -77,6 +78,14 @@ def build(submission: Submission, release, reference: dict[str, str]):
     return nb
 
 
+def student_cell(source: str, cell_type: str = "code"):
+    """A cell the student added, with an id derived from its source so the corpus is reproducible."""
+    make = nbformat.v4.new_code_cell if cell_type == "code" else nbformat.v4.new_markdown_cell
+    cell = make(source)
+    cell["id"] = "student-" + hashlib.sha1(source.encode()).hexdigest()[:12]
+    return cell
+
+
 def fn(name: str, body: str, args: str = "W: torch.Tensor") -> str:
     """A student's function cell: ``def name(args):`` with an indented body."""
     body = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
@@ -95,8 +104,8 @@ def _reference(grade_id: str) -> str:
 
 def _add_scratch_cells(nb) -> None:
     for index in (30, 20, 10):
-        nb.cells.insert(index, nbformat.v4.new_code_cell("print('scratch work')\ntmp = torch.ones(3)"))
-        nb.cells.insert(index, nbformat.v4.new_markdown_cell("My notes: check the norms first."))
+        nb.cells.insert(index, student_cell(f"print('scratch work {index}')\ntmp = torch.ones(3)"))
+        nb.cells.insert(index, student_cell(f"My notes ({index}): check the norms first.", "markdown"))
 
 
 def add(*subs: Submission) -> None:
@@ -160,7 +169,9 @@ add(
                expected={"test_normalize": 1.5}, feedback=["a zero row gave NaN"]),
     Submission("pairwise-unnormalized", "dot products without normalizing",
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "return W @ W.T")},
-               expected={"test_pairwise_cosine_sim": 0.5, "test_evidence": 1.0},
+               # Its neo_mean_cos is an average dot product (wrong); after centering the average dot
+               # product is ≈ 0 like the cosine, so that evidence item still passes.
+               expected={"test_pairwise_cosine_sim": 0.5, "test_evidence": 1.5},
                feedback=["raw dot products"]),
     Submission("pairwise-wrong-orientation", "builds the d_model × d_model matrix (columns) instead",
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "W_n = normalize(W)\nreturn W_n.T @ W_n")},
@@ -188,9 +199,10 @@ add(
     Submission("mean-includes-diagonal", "averages the whole matrix, diagonal included",
                answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
                                                        "return (normalize(W).sum(0).norm() ** 2) / W.shape[0] ** 2")},
-               # At vocabulary scale the diagonal shifts the mean by (1 − m)/n: invisible for GPT-Neo
-               # (m ≈ 0.9), but 8.5e-5 for GPT-2 (m ≈ 0.3), beyond the 3e-5 tolerance.
-               expected={"test_mean_pairwise_cosine_sim": 0.5, "test_bonus_evidence": 1.5},
+               # The diagonal shifts the mean by (1 − m)/n: wrong on the small inputs, within tolerance
+               # at 200,000 rows (the O(n·d) item passes), invisible for GPT-Neo's vocabulary
+               # (m ≈ 0.9) but 8.5e-5 for GPT-2's (m ≈ 0.3), beyond the 3e-5 tolerance.
+               expected={"test_mean_pairwise_cosine_sim": 1.0, "test_bonus_evidence": 1.5},
                feedback=["included the diagonal"]),
     Submission("mean-via-nxn-matrix", "right value on small inputs by averaging the n×n matrix: not O(n·d)",
                answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
@@ -211,7 +223,8 @@ add(
                answers={"cause": 'cause = "C"'}, expected={"test_cause": 0.0}, feedback=["not that one"]),
     Submission("evidence-wrong-direction", "takes the direction of the first token instead of the mean",
                answers={"evidence": _reference("evidence").replace("mean_direction = W_E_neo.mean(dim=0)", "mean_direction = W_E_neo[0]")},
-               expected={"test_evidence": 1.5}, feedback=["cosine with the mean embedding"]),
+               # Its norm ratio is then computed from the same wrong vector and fails too.
+               expected={"test_evidence": 1.0}, feedback=["cosine with the mean embedding"]),
 )
 
 # --- correct variants: all get full marks -------------------------------------------------------
@@ -246,6 +259,223 @@ add(
                                                   "X = normalize(W).to(device)\nreturn (X @ X.T).to(W.device)")}),
     Submission("correct-scratch-cells", "extra scratch cells and prints between the exercises", group="correct",
                edit=lambda nb: _add_scratch_cells(nb)),
+)
+
+
+# --- cheats and faults: none gains a point over the same notebook without the cheat ------------
+# A cheat's `expected` is what the same notebook scores without its cheat code; a fault's is what
+# survives it (only the cells it breaks lose points, everything else is still graded).
+
+
+def cell_after(grade_id: str, source: str, cell_type: str = "code") -> Callable:
+    """An edit that puts a student's own extra cell right after the cell ``grade_id``."""
+    def edit(nb):
+        index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+        nb.cells.insert(index + 1, student_cell(source, cell_type))
+    return edit
+
+
+def _cells(nb, grade_id):
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+
+
+def _delete_test_cells(nb):
+    nb.cells = [c for c in nb.cells if not c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("test_")]
+
+
+def _duplicate_cells(nb):
+    for gid in ("normalize", "test_normalize", "test_center"):
+        cell = _cells(nb, gid)[0]
+        duplicate = copy.deepcopy(cell)
+        duplicate["id"] = cell["id"] + "-copy"  # Jupyter gives a copied cell a new id
+        nb.cells.insert(nb.cells.index(cell) + 1, duplicate)
+
+
+def _retype_cells(nb):
+    for gid in ("normalize", "test_cause"):
+        cell = _cells(nb, gid)[0]
+        cell.cell_type = "markdown"
+        cell.pop("outputs", None)
+        cell.pop("execution_count", None)
+
+
+def _edit_metadata(nb):
+    _cells(nb, "test_normalize")[0].metadata["nbgrader"]["points"] = 100
+    meta = _cells(nb, "center")[0].metadata["nbgrader"]
+    meta.update(grade=True, points=50)
+    extra = student_cell("print('free points')")
+    extra.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": False, "grade_id": "bonus_points",
+                                  "points": 1000, "schema_version": 3}
+    nb.cells.append(extra)
+
+
+def _reorder_cells(nb):
+    definition, test = _cells(nb, "center")[0], _cells(nb, "test_center")[0]
+    nb.cells.remove(definition)
+    nb.cells.insert(nb.cells.index(test) + 1, definition)
+
+
+FIND_COURSE = """
+from pathlib import Path
+def course_files(relative):
+    # Walk up from the notebook's folder, and try the usual places, looking for the course root.
+    places = [Path.cwd(), *Path.cwd().parents, Path('/work/main'), Path.home()]
+    return [p / relative for p in places if (p / relative).exists()]
+"""
+
+READ_SOURCE = FIND_COURSE + """
+import json
+for path in course_files('source/puzzle1/puzzle1.ipynb'):
+    nb = json.loads(path.read_text())
+    for cell in nb['cells']:
+        if cell['metadata'].get('nbgrader', {}).get('solution') and cell['cell_type'] == 'code':
+            try:
+                exec(''.join(cell['source']), globals())
+            except Exception:
+                pass
+    print('copied the instructor solutions from', path)
+"""
+
+IMPORT_SOLUTIONS = FIND_COURSE + """
+import sys
+for root in course_files('solutions'):
+    sys.path.insert(0, str(root.parent))
+try:
+    from solutions import *
+    from grader_tests.checks import CAUSE_ANSWER as cause
+except ImportError as error:
+    print('no luck:', error)
+"""
+
+TAMPER_GRADEBOOK = FIND_COURSE + """
+import sqlite3
+for db in course_files('gradebook.db'):
+    con = sqlite3.connect(db)
+    con.execute('UPDATE grade SET auto_score = 100')
+    con.commit()
+for other in course_files('submitted'):
+    for nb in other.glob('*/puzzle1/puzzle1.ipynb'):
+        nb.write_text('{}')  # wreck the other students' work
+for outbox in course_files('autograded'):
+    print('found', outbox)
+"""
+
+PATCH_TORCH = """
+import torch
+torch.allclose = lambda *args, **kwargs: True
+torch.equal = lambda *args, **kwargs: True
+torch.isclose = lambda a, b, *args, **kwargs: torch.ones_like(a, dtype=torch.bool)
+"""
+
+PATCH_GRADER_MODULES = """
+import sys, types
+fake = types.ModuleType('grader_tests')
+fake.checks = types.SimpleNamespace(CHECKS={})
+sys.modules['grader_tests'] = sys.modules['grader_tests.checks'] = fake
+import interp_course.handin as handin
+handin.hand_in = lambda grade_id, *names: print(2.0)
+import builtins
+builtins.print = lambda *a, **k: None
+"""
+
+FORGE_HAND_IN = """
+import os, json
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+folder = os.environ.get('INTERP_COURSE_HANDIN')
+if folder:
+    # Hand in the grader's own inputs as the answers, claim clean torch tensors, and stop the
+    # real hand-in from overwriting the forgery.
+    for inbox in (Path(folder) / 'inbox').glob('*.safetensors'):
+        inputs = load_file(str(inbox))
+        report = {key: {'type': 'torch.Tensor', 'modified_input': False} for key in inputs}
+        report.update({name: {'type': 'function'} for name in {k.split('/')[0] for k in inputs}})
+        save_file(inputs, str(Path(folder) / 'outbox' / inbox.name))
+        (Path(folder) / 'outbox' / (inbox.stem + '.json')).write_text(json.dumps(report))
+    import interp_course.handin
+    interp_course.handin.hand_in = lambda *args: None
+"""
+
+FAKE_SCORE_OUTPUT = """
+from IPython.display import display
+ip = get_ipython()
+ip.events.register('post_run_cell', lambda result: display(2.0))
+ip.events.register('pre_run_cell', lambda info: print('2.0'))
+"""
+
+HOSTILE_RETURN = """
+class Sneaky:
+    def __eq__(self, other): return True
+    def __float__(self): return 2.0
+    def __len__(self): return 1
+    def __getattr__(self, name): raise SystemExit('bye')
+    def __array__(self, *args, **kwargs): raise RuntimeError('no')
+
+def normalize(W: torch.Tensor) -> torch.Tensor:
+    return Sneaky()
+"""
+
+add(
+    Submission("cheat-read-source-notebook", "looks for the instructor's source notebook and runs its solutions",
+               base="blank", edit=cell_after("normalize", READ_SOURCE), expected={"*": 0.0}, group="cheat"),
+    Submission("cheat-import-solutions", "puts the course root on sys.path to import solutions and the answer key",
+               base="blank", edit=cell_after("normalize", IMPORT_SOLUTIONS), expected={"*": 0.0}, group="cheat",
+               feedback=["raised NotImplementedError"]),
+    Submission("cheat-tamper-gradebook", "tries to rewrite the gradebook and wreck other submissions",
+               answers={"cause": 'cause = "A"'}, edit=cell_after("cause", TAMPER_GRADEBOOK),
+               expected={"test_cause": 0.0}, group="cheat"),
+    Submission("cheat-patch-torch", "wrong normalize, then torch.allclose/equal/isclose patched to always agree",
+               answers={**INDEPENDENT, "normalize": fn("normalize", "return W / W.norm(dim=0, keepdim=True)")},
+               edit=cell_after("load_models", PATCH_TORCH), expected={"test_normalize": 0.5}, group="cheat",
+               feedback=["over the last dimension"]),
+    Submission("cheat-patch-grader-modules", "replaces grader_tests, hand_in and print inside the kernel",
+               base="blank", edit=cell_after("load_models", PATCH_GRADER_MODULES), expected={"*": 0.0},
+               group="cheat", feedback=["nothing was handed in"]),
+    Submission("cheat-forge-hand-in", "writes the grader's inputs back as answers and blocks the real hand-in",
+               base="blank", edit=cell_after("load_models", FORGE_HAND_IN), expected={"*": 0.0}, group="cheat"),
+    Submission("cheat-fake-score-output", "makes every cell (test cells too) print and display 2.0",
+               base="blank", edit=cell_after("load_models", FAKE_SCORE_OUTPUT), expected={"*": 0.0}, group="cheat"),
+    Submission("cheat-hostile-return", "normalize returns an object whose __eq__, __float__ and __array__ lie or fight",
+               answers={**INDEPENDENT, "normalize": HOSTILE_RETURN}, expected={"test_normalize": 0.0}, group="cheat",
+               feedback=["not a tensor"]),
+    Submission("cheat-edit-metadata", "raises test-cell points, marks a solution cell as graded, adds a 1000-point cell",
+               answers={"cause": 'cause = "D"'}, edit=_edit_metadata, expected={"test_cause": 0.0}, group="cheat"),
+    Submission("fault-deleted-test-cells", "every test cell deleted: they are restored and run",
+               edit=_delete_test_cells, group="fault"),
+    Submission("fault-duplicated-cells", "a solution cell and two test cells duplicated", edit=_duplicate_cells,
+               group="fault"),
+    Submission("fault-retyped-cells", "the normalize cell and a test cell turned into markdown", edit=_retype_cells,
+               group="fault"),
+    Submission("fault-reordered-cells", "center defined after its test cell", edit=_reorder_cells, group="fault"),
+    Submission("fault-syntax-error", "a syntax error in center: only what needs center loses points",
+               answers={"center": fn("center", "return W - W.mean(dim=0, keepdim=True")},
+               expected={"test_center": 0.0, "test_evidence": 1.5}, group="fault",
+               feedback=["`center` is not defined"]),
+    Submission("fault-kernel-exit", "os._exit(0) while defining center: the kernel dies, the rest is graded",
+               answers={"center": "import os\nos._exit(0)\n" + fn("center", "return W - W.mean(0)")},
+               expected={"test_center": 0.0, "test_evidence": 1.5}, group="fault"),
+    Submission("fault-sys-exit", "raise SystemExit after the multiple-choice answer", 
+               answers={"cause": 'cause = "B"\nraise SystemExit("done")'}, group="fault"),
+    # The interrupt lands inside the try and is swallowed, so the kernel is killed: the cell that
+    # set `cause` never completed, is not replayed, and the answer is lost with it.
+    Submission("fault-infinite-loop", "a loop that swallows every interrupt, after setting the answer",
+               answers={"cause": 'cause = "B"\nwhile True:\n    try:\n        while True:\n            pass\n'
+                                 '    except BaseException:\n        pass'},
+               expected={"test_cause": 0.0}, group="fault"),
+    Submission("fault-memory-hog", "allocates until memory runs out in a scratch cell",
+               edit=cell_after("load_models", "hog = []\nwhile True:\n    hog.append(torch.ones(2**27))"),
+               group="fault"),
+    Submission("fault-huge-output", "prints about 200 MB in a scratch cell",
+               edit=cell_after("load_models", "for _ in range(2000):\n    print('x' * 100_000)"), group="fault"),
+    Submission("fault-processes-network-disk", "spawns a daemon, tries the network, fills the disk",
+               edit=cell_after("load_models", "import subprocess, socket\n"
+                               "subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+                               "for host in [('127.0.0.1', 22), ('huggingface.co', 443)]:\n"
+                               "    try:\n        socket.create_connection(host, timeout=2)\n"
+                               "    except OSError as error:\n        print(host, error)\n"
+                               "try:\n    open('big.bin', 'wb').write(b'0' * 2**30)\n"
+                               "except OSError as error:\n    print(error)"),
+               group="fault"),
 )
 
 

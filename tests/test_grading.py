@@ -75,3 +75,14 @@ def test_demo_students_score_as_the_readme_says(graded_course: GradedCourse):
     assert totals["blank"] == 0
     # 18 points in all, 3 of them hand-graded: the autograder alone gives the full-marks notebook 15.
     assert totals["full-marks"] == sum(MAX_POINTS.values()) == 15
+
+
+def test_regrading_the_whole_corpus_gives_identical_grades(graded_course: GradedCourse):
+    """Determinism: a second `nbgrader autograde --force` of every submission changes nothing."""
+    from conftest import grade_all
+
+    first_csv = (graded_course.root / "grades.csv").read_text()
+    first_cells = {s.name: graded_course.scores(s.name) for s in SUBMISSIONS}
+    again = grade_all(graded_course.root)
+    assert {s.name: again.scores(s.name) for s in SUBMISSIONS} == first_cells
+    assert (again.root / "grades.csv").read_text() == first_csv
