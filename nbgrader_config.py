@@ -4,6 +4,7 @@ Run nbgrader from this folder with the course venv active (`. .venv/bin/activate
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from interp_course.models import apply_model_env  # noqa: E402
 
 # Set the model source chosen at set-up before anything imports huggingface_hub.
 apply_model_env()
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the grader loads W_E itself
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402

@@ -125,7 +125,7 @@ add(
             "normalize": fn("normalize", "return W / W.norm(dim=-1, keepdim=True)"),
             "center": fn("center", "return W - W.mean(dim=-1, keepdim=True)"),
         },
-        expected={"test_normalize": 1.5, "test_center": 0.5, "test_evidence": 1.5},
+        expected={"test_normalize": 1.5, "test_center": 0.0, "test_evidence": 1.5},
         feedback=["a zero row gave NaN", "LayerNorm"],
         group="demo",
         manual={"explanation": 3.0},
@@ -145,6 +145,8 @@ add(
 
 
 # --- realistic mistakes: each loses exactly the points named, and feedback names the mistake ----
+# A function's 0.5 "contract" point (new torch.Tensor, right shape, input untouched) is earned only
+# with right values, so a wrong function scores 0 in its own cell and loses nothing elsewhere.
 # Functions other than the broken one use torch's own primitives where the reference would call
 # the student's normalize, so the loss stays where the mistake is (per-function partial credit).
 INDEPENDENT_PAIRWISE = fn("pairwise_cosine_sim", "W_n = F.normalize(W, dim=-1)\nreturn W_n @ W_n.T")
@@ -157,13 +159,13 @@ INDEPENDENT = {"pairwise_cosine_sim": INDEPENDENT_PAIRWISE, "cosine_sim_with_mea
 add(
     Submission("normalize-wrong-axis", "normalizes columns (dim 0) instead of rows",
                answers={**INDEPENDENT, "normalize": fn("normalize", "return W / W.norm(dim=0, keepdim=True)")},
-               expected={"test_normalize": 0.5}, feedback=["over the last dimension"]),
+               expected={"test_normalize": 0.0}, feedback=["over the last dimension"]),
     Submission("normalize-no-keepdim", "forgets keepdim: a broadcast error, silently wrong when square",
                answers={**INDEPENDENT, "normalize": fn("normalize", "return W / W.norm(dim=-1)")},
-               expected={"test_normalize": 0.5}, feedback=["keepdim=True"]),
+               expected={"test_normalize": 0.0}, feedback=["keepdim=True"]),
     Submission("normalize-squared-norm", "divides by the squared norm",
                answers={**INDEPENDENT, "normalize": fn("normalize", "return W / (W ** 2).sum(dim=-1, keepdim=True)")},
-               expected={"test_normalize": 0.5}, feedback=["squared norm"]),
+               expected={"test_normalize": 0.0}, feedback=["squared norm"]),
     Submission("normalize-nan-zero-row", "divides by a zero norm, so a zero row becomes NaN",
                answers={"normalize": fn("normalize", "return W / W.norm(dim=-1, keepdim=True)")},
                expected={"test_normalize": 1.5}, feedback=["a zero row gave NaN"]),
@@ -171,7 +173,7 @@ add(
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "return W @ W.T")},
                # Its neo_mean_cos is an average dot product (wrong); after centering the average dot
                # product is ≈ 0 like the cosine, so that evidence item still passes.
-               expected={"test_pairwise_cosine_sim": 0.5, "test_evidence": 1.5},
+               expected={"test_pairwise_cosine_sim": 0.0, "test_evidence": 1.5},
                feedback=["raw dot products"]),
     Submission("pairwise-wrong-orientation", "builds the d_model × d_model matrix (columns) instead",
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "W_n = normalize(W)\nreturn W_n.T @ W_n")},
@@ -181,17 +183,17 @@ add(
                feedback=["this compares columns", "expected a torch.Tensor of shape"]),
     Submission("center-per-token", "subtracts each token's mean over d_model (LayerNorm-style)",
                answers={"center": fn("center", "return W - W.mean(dim=-1, keepdim=True)")},
-               expected={"test_center": 0.5, "test_evidence": 1.5}, feedback=["LayerNorm"]),
+               expected={"test_center": 0.0, "test_evidence": 1.5}, feedback=["LayerNorm"]),
     Submission("center-median", "subtracts the median row",
                answers={"center": fn("center", "return W - W.median(dim=0).values")},
-               expected={"test_center": 0.5}, feedback=["median"]),
+               expected={"test_center": 0.0}, feedback=["median"]),
     Submission("center-in-place", "subtracts the mean in place, changing W_E",
                answers={"center": fn("center", "W -= W.mean(dim=0)\nreturn W")},
                expected={"test_center": 1.5}, feedback=["modified its input in place"]),
     Submission("with-mean-of-normalized", "compares with the mean of the normalized rows",
                answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
                                                    "W_n = normalize(W)\nreturn W_n @ normalize(W_n.mean(0, keepdim=True)).squeeze(0)")},
-               expected={"test_cosine_sim_with_mean": 0.5}, feedback=["mean of the normalized rows"]),
+               expected={"test_cosine_sim_with_mean": 0.0}, feedback=["mean of the normalized rows"]),
     Submission("with-mean-keeps-dim", "returns an [n, 1] column instead of [n]",
                answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
                                                    "return normalize(W) @ normalize(W.mean(0, keepdim=True)).T")},
@@ -202,7 +204,7 @@ add(
                # The diagonal shifts the mean by (1 − m)/n: wrong on the small inputs, within tolerance
                # at 200,000 rows (the O(n·d) item passes), invisible for GPT-Neo's vocabulary
                # (m ≈ 0.9) but 8.5e-5 for GPT-2's (m ≈ 0.3), beyond the 3e-5 tolerance.
-               expected={"test_mean_pairwise_cosine_sim": 1.0, "test_bonus_evidence": 1.5},
+               expected={"test_mean_pairwise_cosine_sim": 0.5, "test_bonus_evidence": 1.5},
                feedback=["included the diagonal"]),
     Submission("mean-via-nxn-matrix", "right value on small inputs by averaging the n×n matrix: not O(n·d)",
                answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
@@ -426,7 +428,7 @@ add(
                expected={"test_cause": 0.0}, group="cheat"),
     Submission("cheat-patch-torch", "wrong normalize, then torch.allclose/equal/isclose patched to always agree",
                answers={**INDEPENDENT, "normalize": fn("normalize", "return W / W.norm(dim=0, keepdim=True)")},
-               edit=cell_after("load_models", PATCH_TORCH), expected={"test_normalize": 0.5}, group="cheat",
+               edit=cell_after("load_models", PATCH_TORCH), expected={"test_normalize": 0.0}, group="cheat",
                feedback=["over the last dimension"]),
     Submission("cheat-patch-grader-modules", "replaces grader_tests, hand_in and print inside the kernel",
                base="blank", edit=cell_after("load_models", PATCH_GRADER_MODULES), expected={"*": 0.0},
@@ -463,7 +465,8 @@ add(
                                  '    except BaseException:\n        pass'},
                expected={"test_cause": 0.0}, group="fault"),
     Submission("fault-memory-hog", "allocates until memory runs out in a scratch cell",
-               edit=cell_after("load_models", "hog = []\nwhile True:\n    hog.append(torch.ones(2**27))"),
+               edit=cell_after("load_models", "def hog():\n    chunks = []\n    while True:\n"
+                               "        chunks.append(torch.ones(2**27))  # 512 MiB at a time\nhog()"),
                group="fault"),
     Submission("fault-huge-output", "prints about 200 MB in a scratch cell",
                edit=cell_after("load_models", "for _ in range(2000):\n    print('x' * 100_000)"), group="fault"),
