@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -422,7 +420,7 @@ add(
                base="blank", edit=cell_after("normalize", READ_SOURCE), expected={"*": 0.0}, group="cheat"),
     Submission("cheat-import-solutions", "puts the course root on sys.path to import solutions and the answer key",
                base="blank", edit=cell_after("normalize", IMPORT_SOLUTIONS), expected={"*": 0.0}, group="cheat",
-               feedback=["raised NotImplementedError"]),
+               feedback=["raised NotImplementedError", "no luck: No module named 'solutions'"]),
     Submission("cheat-tamper-gradebook", "tries to rewrite the gradebook and wreck other submissions",
                answers={"cause": 'cause = "A"'}, edit=cell_after("cause", TAMPER_GRADEBOOK),
                expected={"test_cause": 0.0}, group="cheat"),
@@ -455,7 +453,8 @@ add(
                feedback=["`center` is not defined"]),
     Submission("fault-kernel-exit", "os._exit(0) while defining center: the kernel dies, the rest is graded",
                answers={"center": "import os\nos._exit(0)\n" + fn("center", "return W - W.mean(0)")},
-               expected={"test_center": 0.0, "test_evidence": 1.5}, group="fault"),
+               expected={"test_center": 0.0, "test_evidence": 1.5}, group="fault",
+               feedback=["KernelDied", "the rest of the notebook was still run"]),
     Submission("fault-sys-exit", "raise SystemExit after the multiple-choice answer", 
                answers={"cause": 'cause = "B"\nraise SystemExit("done")'}, group="fault"),
     # The interrupt lands inside the try and is swallowed, so the kernel is killed: the cell that
@@ -463,13 +462,14 @@ add(
     Submission("fault-infinite-loop", "a loop that swallows every interrupt, after setting the answer",
                answers={"cause": 'cause = "B"\nwhile True:\n    try:\n        while True:\n            pass\n'
                                  '    except BaseException:\n        pass'},
-               expected={"test_cause": 0.0}, group="fault"),
+               expected={"test_cause": 0.0}, group="fault", feedback=["CellTimeout"]),
     Submission("fault-memory-hog", "allocates until memory runs out in a scratch cell",
                edit=cell_after("load_models", "def hog():\n    chunks = []\n    while True:\n"
                                "        chunks.append(torch.ones(2**27))  # 512 MiB at a time\nhog()"),
-               group="fault"),
+               group="fault", feedback=["can't allocate memory"]),
     Submission("fault-huge-output", "prints about 200 MB in a scratch cell",
-               edit=cell_after("load_models", "for _ in range(2000):\n    print('x' * 100_000)"), group="fault"),
+               edit=cell_after("load_models", "for _ in range(2000):\n    print('x' * 100_000)"), group="fault",
+               feedback=["output truncated"]),
     Submission("fault-processes-network-disk", "spawns a daemon, tries the network, fills the disk",
                edit=cell_after("load_models", "import subprocess, socket\n"
                                "subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
@@ -478,7 +478,7 @@ add(
                                "    except OSError as error:\n        print(host, error)\n"
                                "try:\n    open('big.bin', 'wb').write(b'0' * 2**30)\n"
                                "except OSError as error:\n    print(error)"),
-               group="fault"),
+               group="fault", feedback=["Connection refused", "name resolution", "File too large"]),
 )
 
 

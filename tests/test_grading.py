@@ -86,3 +86,18 @@ def test_regrading_the_whole_corpus_gives_identical_grades(graded_course: Graded
     again = grade_all(graded_course.root)
     assert {s.name: again.scores(s.name) for s in SUBMISSIONS} == first_cells
     assert (again.root / "grades.csv").read_text() == first_csv
+
+
+def test_no_submission_touched_another_and_no_process_outlived_grading(graded_course: GradedCourse):
+    from conftest import CORPUS_DIR
+
+    for submission in SUBMISSIONS:  # cheat-tamper-gradebook tried to overwrite them all
+        path = graded_course.root / "submitted" / submission.name / "puzzle1" / "puzzle1.ipynb"
+        assert path.read_bytes() == (CORPUS_DIR / f"{submission.name}.ipynb").read_bytes()
+    # fault-processes-network-disk started a detached `sleep 1000`; it must have died with its sandbox.
+    import subprocess
+
+    ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True).stdout.splitlines()
+    alive = [line for line in ps if str(graded_course.root) in line and not line.startswith("Z")]
+    alive += [line for line in ps if "sleep 1000" in line and not line.startswith("Z")]
+    assert alive == []
