@@ -13,7 +13,7 @@ import re
 import nbformat
 import pytest
 
-from conftest import ROOT, SUBMISSIONS, GradedCourse
+from conftest import CORPUS_DIR, ROOT, SUBMISSIONS, GradedCourse
 from grader_tests.checks import CHECKS
 
 SOURCE = nbformat.read(ROOT / "source" / "puzzle1" / "puzzle1.ipynb", as_version=4)
@@ -66,7 +66,9 @@ def test_feedback_hides_grader_internals(graded_course: GradedCourse):
                "CAUSE_ANSWER", "import solutions"]
     for submission in SUBMISSIONS:
         html = graded_course.feedback(submission.name)
-        leaked = [s for s in secrets if s in html]
+        # A cheat's own code may name these; only what the student did not write counts as a leak.
+        written = (CORPUS_DIR / f"{submission.name}.ipynb").read_text()
+        leaked = [s for s in secrets if s in html and s not in written]
         assert not leaked, f"{submission.name} feedback shows {leaked}"
 
 
@@ -89,8 +91,6 @@ def test_regrading_the_whole_corpus_gives_identical_grades(graded_course: Graded
 
 
 def test_no_submission_touched_another_and_no_process_outlived_grading(graded_course: GradedCourse):
-    from conftest import CORPUS_DIR
-
     for submission in SUBMISSIONS:  # cheat-tamper-gradebook tried to overwrite them all
         path = graded_course.root / "submitted" / submission.name / "puzzle1" / "puzzle1.ipynb"
         assert path.read_bytes() == (CORPUS_DIR / f"{submission.name}.ipynb").read_bytes()
