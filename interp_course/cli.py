@@ -24,13 +24,15 @@ NOTEBOOK = "puzzle1"
 COURSE_ID = "mech-interp-puzzles"
 
 
+def nbgrader_env() -> dict[str, str]:
+    """nbgrader runs `alembic` from PATH to migrate the gradebook: put this venv's bin/ first."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real nbgrader CLI in the course root with this interpreter."""
-    cmd = [sys.executable, "-m", "nbgrader", *args]
-    # nbgrader runs `alembic` from PATH to migrate the gradebook: put this venv's bin/ first.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     print("$ nbgrader " + " ".join(args), flush=True)
-    return subprocess.run(cmd, cwd=ROOT, check=check, env=env)
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=ROOT, check=check, env=nbgrader_env())
 
 
 def setup(model_source: str) -> None:

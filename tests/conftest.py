@@ -8,7 +8,6 @@ course; the tests then read its gradebook, feedback and grades.csv.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 import sys
@@ -23,14 +22,14 @@ sys.path.insert(0, str(ROOT))
 
 from grader_tests.corpus import OUT as CORPUS_DIR  # noqa: E402
 from grader_tests.corpus import SUBMISSIONS  # noqa: E402
+from interp_course.cli import nbgrader_env  # noqa: E402
 
 ASSIGNMENT = NOTEBOOK = "puzzle1"
 
 
 def run_nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"], cwd=course, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"], cwd=course,
+                          env=nbgrader_env(), capture_output=True, text=True)
 
 
 @dataclass

@@ -7,7 +7,6 @@ feedback HTML that real `nbgrader autograde` / `generate_feedback` produced.
 
 from __future__ import annotations
 
-import json
 import re
 
 import nbformat
