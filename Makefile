@@ -1,13 +1,18 @@
-# make demo  — set up, release, grade the bundled example submissions, print the table
-# make test  — set up, then the test suite
-# make grade — autograde whatever is in submitted/, write feedback/ and grades.csv
-# make release — regenerate release/ from source/
+# make demo      — set up, release, grade the bundled example submissions, print the table
+# make test      — set up, then the whole test suite (fast unit tests first, then end to end)
+# make test-fast — the unit tests of the pure parts (no kernel, no nbgrader run): seconds
+# make grade     — autograde whatever is in submitted/, write feedback/ and grades.csv
+# make release   — regenerate release/ from source/
+# make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
+# ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
 
 PY := .venv/bin/python
 # auto: the real models when the Hugging Face hub answers, else the offline stand-ins.
 MODEL_SOURCE ?= auto
+ASSIGNMENT ?=
+ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
-.PHONY: setup demo test grade release corpus clean
+.PHONY: setup demo test test-fast grade release corpus clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -28,17 +33,20 @@ demo: setup
 	$(PY) -m interp_course demo
 
 grade: setup
-	$(PY) -m interp_course grade
+	$(PY) -m interp_course grade $(ASSIGNMENT_ARGS)
 
 release: setup
-	$(PY) -m interp_course release
+	$(PY) -m interp_course release $(ASSIGNMENT_ARGS)
 
-# Rebuild grader_tests/submissions/ from grader_tests/corpus.py after changing either.
 corpus: release
-	$(PY) -m grader_tests.corpus
+	$(PY) -m interp_course corpus $(ASSIGNMENT_ARGS)
+
+test-fast: .venv/.installed
+	$(PY) -m pytest tests/unit
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests --ignore=tests/unit
 
 clean:
 	rm -rf submitted autograded feedback gradebook.db grades.csv .cache course_settings.json

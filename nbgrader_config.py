@@ -1,17 +1,18 @@
 """nbgrader configuration for the course. Plain `nbgrader autograde` takes the safe path.
 
-Run nbgrader from this folder with the course venv active (`. .venv/bin/activate`).
+Run nbgrader from this folder with the course venv active (`. .venv/bin/activate`). The course
+layout (root, course id, folders) is defined in `interp_course/course.py`; each assignment's
+checks live in `grader_tests/<assignment>/checks.py`.
 """
 
 import logging
 import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))  # grader_tests/ lives here, outside the installed package
+from interp_course.course import COURSE_ID, Course
+from interp_course.models import apply_model_env
 
-from interp_course.models import apply_model_env  # noqa: E402
+course = Course(Path(__file__).resolve().parent)
 
 # Set the model source chosen at set-up before anything imports huggingface_hub.
 apply_model_env()
@@ -32,9 +33,9 @@ from nbgrader.preprocessors import (  # noqa: E402
     SaveAutoGrades,
 )
 
-from interp_course.grading.feedback import HideGraderInternals  # noqa: E402
-from interp_course.grading.pipeline import GradeInSandbox  # noqa: E402
-from interp_course.grading.structure import RestoreStructure  # noqa: E402
+from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox  # noqa: E402
+from interp_course.preprocessors.hide_grader_internals import HideGraderInternals  # noqa: E402
+from interp_course.preprocessors.restore_structure import RestoreStructure  # noqa: E402
 
 
 class _BenignChecksumWarning(logging.Filter):
@@ -48,9 +49,9 @@ logging.getLogger("AutogradeApp").addFilter(_BenignChecksumWarning())
 
 c = get_config()  # noqa: F821 - provided by traitlets when this file is loaded
 
-c.CourseDirectory.root = str(ROOT)
-c.CourseDirectory.course_id = "mech-interp-puzzles"
-c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
+c.CourseDirectory.root = str(course.root)
+c.CourseDirectory.course_id = COURSE_ID
+c.CourseDirectory.db_url = course.db_url
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
 # Loading two models and running every cell takes seconds; a runaway cell is stopped after this.
@@ -73,5 +74,4 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
-c.RestoreStructure.release_root = str(ROOT / "release")
 c.GenerateFeedback.preprocessors = [HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor]

@@ -1,4 +1,4 @@
-"""Course commands: ``python -m interp_course {setup,release,grade,demo}``.
+"""Course commands: ``python -m interp_course {setup,release,grade,demo,corpus}``.
 
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
 what an instructor gets by typing ``nbgrader generate_assignment|autograde|generate_feedback|
@@ -17,11 +17,7 @@ import time
 from pathlib import Path
 
 from interp_course import models
-
-ROOT = models.COURSE_ROOT
-ASSIGNMENT = "puzzle1"
-NOTEBOOK = "puzzle1"
-COURSE_ID = "mech-interp-puzzles"
+from interp_course.course import COURSE_ID, CHECKOUT, Course
 
 
 def nbgrader_env() -> dict[str, str]:
@@ -29,10 +25,10 @@ def nbgrader_env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def nbgrader(course: Course, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real nbgrader CLI in the course root with this interpreter."""
     print("$ nbgrader " + " ".join(args), flush=True)
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=ROOT, check=check, env=nbgrader_env())
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, check=check, env=nbgrader_env())
 
 
 def setup(model_source: str) -> None:
@@ -46,93 +42,123 @@ def setup(model_source: str) -> None:
     print(f"Model source: {models.describe_source(settings)} (saved in {models.SETTINGS_FILE.name})")
 
 
-def release() -> None:
-    """Regenerate release/ from source/ (the only way release/ should change)."""
-    nbgrader("generate_assignment", ASSIGNMENT, "--force", "--log-level=WARN")
+def release(course: Course, assignments: list[str]) -> None:
+    """Regenerate release/<a>/ from source/<a>/ (the only way release/ should change)."""
+    for assignment in assignments:
+        nbgrader(course, "generate_assignment", assignment, "--force", "--log-level=WARN")
 
 
-def submitted_students() -> list[str]:
-    folder = ROOT / "submitted"
-    return sorted(p.name for p in folder.iterdir() if (p / ASSIGNMENT).is_dir()) if folder.is_dir() else []
+def corpus(course: Course, assignments: list[str]) -> None:
+    from interp_course import corpus as corpus_builder
+
+    for assignment in assignments:
+        for path in corpus_builder.write_all(course, assignment):
+            print(path.relative_to(course.root))
 
 
-def grade(manual_grades: dict | None = None) -> list[dict]:
+def submitted_students(course: Course, assignment: str) -> list[str]:
+    folder = course.submitted
+    return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir()) if folder.is_dir() else []
+
+
+def grade(course: Course, assignments: list[str], manual_grades: dict | None = None) -> list[dict]:
     """Autograde everything in submitted/, write feedback/ and grades.csv, print a table."""
     print(f"Grading with {models.describe_source()}")
-    students = submitted_students()
-    if not students:
-        print("Nothing in submitted/: put notebooks at submitted/<student>/puzzle1/puzzle1.ipynb")
-        return []
-    start = time.perf_counter()
-    # One nbgrader run for the whole batch; a failing student never stops the others.
-    nbgrader("autograde", ASSIGNMENT, "--create", "--force", "--log-level=WARN", check=False)
-    elapsed = time.perf_counter() - start
-    if manual_grades:
-        apply_manual_grades(manual_grades)
-    nbgrader("generate_feedback", ASSIGNMENT, "--force", "--log-level=WARN", check=False)
-    nbgrader("export", "--to", str(ROOT / "grades.csv"), "--log-level=WARN")
-    rows = read_grades(students)
-    print_table(rows)
-    print(f"Autograded {len(students)} submissions in {elapsed:.0f} s ({elapsed / len(students):.1f} s each).")
+    rows = []
+    for assignment in assignments:
+        students = submitted_students(course, assignment)
+        if not students:
+            print(f"Nothing in submitted/ for {assignment}: put notebooks at "
+                  f"submitted/<student>/{assignment}/<notebook>.ipynb")
+            continue
+        start = time.perf_counter()
+        # One nbgrader run for the whole batch; a failing student never stops the others.
+        nbgrader(course, "autograde", assignment, "--create", "--force", "--log-level=WARN", check=False)
+        elapsed = time.perf_counter() - start
+        if manual_grades and manual_grades.get(assignment):
+            apply_manual_grades(course, assignment, manual_grades[assignment])
+        nbgrader(course, "generate_feedback", assignment, "--force", "--log-level=WARN", check=False)
+        nbgrader(course, "export", "--to", str(course.grades_csv), "--log-level=WARN")
+        graded = read_grades(course, assignment, students)
+        print_table(assignment, graded)
+        print(f"Autograded {len(students)} submissions of {assignment} in {elapsed:.0f} s "
+              f"({elapsed / len(students):.1f} s each).")
+        rows += graded
     return rows
 
 
-def read_grades(students: list[str]) -> list[dict]:
-    with open(ROOT / "grades.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["assignment"] == ASSIGNMENT and r["student_id"] in students]
+def read_grades(course: Course, assignment: str, students: list[str]) -> list[dict]:
+    with open(course.grades_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment and r["student_id"] in students]
     return sorted(rows, key=lambda r: r["student_id"])
 
 
-def print_table(rows: list[dict]) -> None:
-    print(f"\n{'student':<24}{'score':>8}{'max score':>11}")
+def print_table(assignment: str, rows: list[dict]) -> None:
+    print(f"\n{assignment:<24}{'score':>8}{'max score':>11}")
     for row in rows:
         print(f"{row['student_id']:<24}{float(row['score']):>8g}{float(row['max_score']):>11g}")
     print()
 
 
-def demo() -> None:
-    """Release, submit the bundled example students, autograde, play the TA, feedback, export."""
-    sys.path.insert(0, str(ROOT))  # grader_tests/ sits at the course root, not in the package
-    from grader_tests.corpus import OUT, SUBMISSIONS
+def demo(course: Course, assignments: list[str]) -> None:
+    """Release, submit each assignment's demo students, autograde, play the TA, feedback, export."""
+    from interp_course import corpus as corpus_builder
 
-    release()
-    examples = [s for s in SUBMISSIONS if s.group == "demo"]
-    if (ROOT / "submitted").exists():
-        shutil.rmtree(ROOT / "submitted")
-    for example in examples:
-        target = ROOT / "submitted" / example.name / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
-        target.parent.mkdir(parents=True)
-        shutil.copy(OUT / f"{example.name}.ipynb", target)
-    print(f"Submitted {len(examples)} example notebooks from {OUT.relative_to(ROOT)}/")
-    # The demo plays the TA for the hand-graded explanation, with the scores in corpus.py.
-    grade(manual_grades={s.name: s.manual for s in examples if s.manual})
+    release(course, assignments)
+    if course.submitted.exists():
+        shutil.rmtree(course.submitted)
+    manual = {}
+    for assignment in assignments:
+        examples = [s for s in corpus_builder.load(course, assignment).SUBMISSIONS if s.group == "demo"]
+        notebook = corpus_builder.notebook_name(course, assignment)
+        for example in examples:
+            target = course.submitted / example.name / assignment / f"{notebook}.ipynb"
+            target.parent.mkdir(parents=True)
+            shutil.copy(course.corpus(assignment) / f"{example.name}.ipynb", target)
+        print(f"Submitted {len(examples)} example notebooks from {course.corpus(assignment).relative_to(course.root)}/")
+        # The demo plays the TA for the hand-graded cells, with the scores in the corpus.
+        manual[assignment] = {s.name: s.manual for s in examples if s.manual}
+    grade(course, assignments, manual_grades=manual)
 
 
-def apply_manual_grades(grades: dict[str, dict[str, float]]) -> None:
+def apply_manual_grades(course: Course, assignment: str, grades: dict[str, dict[str, float]]) -> None:
     """Enter a TA's manual scores (what formgrader would do) into the gradebook."""
     from nbgrader.api import Gradebook
 
-    print("Entering the TA's manual grades for the explanation (what formgrader would do)")
-    with Gradebook(f"sqlite:///{ROOT / 'gradebook.db'}", course_id=COURSE_ID) as gb:
+    from interp_course.corpus import notebook_name
+
+    print("Entering the TA's manual grades (what formgrader would do)")
+    notebook = notebook_name(course, assignment)
+    with Gradebook(course.db_url, course_id=COURSE_ID) as gb:
         for student, cells in grades.items():
             for grade_id, score in cells.items():
-                gb.find_grade(grade_id, NOTEBOOK, ASSIGNMENT, student).manual_score = score
+                gb.find_grade(grade_id, notebook, assignment, student).manual_score = score
         gb.db.commit()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m interp_course", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("INTERP_COURSE_ROOT", CHECKOUT)),
+                        help="course root (default: this checkout, or $INTERP_COURSE_ROOT)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("setup", help="choose the model source (builds the stand-ins if chosen)")
     p.add_argument("--model-source", choices=["auto", "stand-ins", "hub"], required=True)
-    sub.add_parser("release", help="nbgrader generate_assignment: source/ -> release/")
-    sub.add_parser("grade", help="autograde submitted/, generate feedback, export grades.csv")
-    sub.add_parser("demo", help="release, submit the bundled examples, grade them")
+    for name, text in [("release", "nbgrader generate_assignment: source/<a> -> release/<a>"),
+                       ("grade", "autograde submitted/, generate feedback, export grades.csv"),
+                       ("demo", "release, submit the bundled example students, grade them"),
+                       ("corpus", "write grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py")]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
+                       help="an assignment (repeatable); default: every assignment "
+                       + ("with a source notebook" if name in ("release", "demo") else "released"))
     args = parser.parse_args(argv)
     if args.command == "setup":
         setup(args.model_source)
-    else:
-        {"release": release, "grade": grade, "demo": demo}[args.command]()
+        return
+    course = Course(args.root)
+    default = course.assignments() if args.command in ("release", "demo") else course.released_assignments()
+    assignments = args.assignments or default
+    {"release": release, "grade": grade, "demo": demo, "corpus": corpus}[args.command](course, assignments)
 
 
 if __name__ == "__main__":

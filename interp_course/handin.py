@@ -1,22 +1,29 @@
-"""The student-kernel half of grading: run the student's objects on the grader's inputs.
+"""The hand-in protocol: how the grader's inputs reach the student's kernel and results come back.
 
 Hidden test cells call ``hand_in(grade_id, "name", ...)`` with the names of the student's
-functions and variables. During autograding the grader
-sets ``INTERP_COURSE_HANDIN`` to a folder with ``inbox/<grade_id>.safetensors`` (inputs it
-chose) and a writable ``outbox/``. For every callable handed in, this module calls it on each
-input named ``"<name>/<case>"`` and records what came back; every other value is recorded as
-it is. Nothing here decides a grade: the kernel runs student code, so anything it writes is
-untrusted data that a clean grader process judges (``interp_course.grading.verdict``).
+functions and variables. During autograding the grader sets ``INTERP_COURSE_HANDIN`` to a
+folder holding
 
-Formats are tensors-only safetensors plus size-limited JSON: never pickle, so a hostile
-object can at worst fail its own conversion.
+- ``inbox/<grade_id>.safetensors`` + ``inbox/<grade_id>.json``: the inputs it chose. Each case
+  ``"<function>/<case>"`` is a list of arguments; a tensor argument is stored in the safetensors
+  file under ``"<function>/<case>/<i>"``, any other argument as JSON;
+- a writable ``outbox/``, where this module writes ``<grade_id>.safetensors`` (tensor results
+  and tensor variables) and ``<grade_id>.json`` (a report per key: the result's type, its value
+  when it is a number, string or a small list/dict, any error, and whether an input was changed).
 
-Without ``INTERP_COURSE_HANDIN`` (an instructor running the source notebook) the check runs
-in this process against the reference and prints its verdict, as a preview.
+For every callable handed in, this module calls it on each case of that name; every other value
+is recorded as it is. Nothing here decides a grade: the kernel runs student code, so anything it
+writes is untrusted data that a clean grader process judges (``interp_course.judging``). Formats
+are tensors-only safetensors plus size-limited JSON, never pickle, so a hostile object can at
+worst fail its own conversion.
+
+Without ``INTERP_COURSE_HANDIN`` (an instructor running the source notebook) the check runs in
+this process against the reference and prints its verdict, as a preview.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -29,14 +36,52 @@ from safetensors.torch import load_file, save_file
 
 ENV_VAR = "INTERP_COURSE_HANDIN"
 MAX_TEXT = 2000  # characters kept of any string or error message handed in
+MAX_JSON = 20_000  # characters of JSON kept for one non-tensor value (lists, dicts)
 
 
 def _short(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
 
 
+# --- the inbox: the grader's inputs ---------------------------------------------------------
+
+
+def arguments(case) -> tuple:
+    """A case's arguments: a tuple as it is, any single value as a one-argument call."""
+    return tuple(case) if isinstance(case, tuple) else (case,)
+
+
+def write_inbox(folder: Path, grade_id: str, inputs: dict) -> None:
+    """Write one check's inputs (``{"<function>/<case>": tensor | tuple of args}``)."""
+    tensors, spec = {}, {}
+    for key, case in inputs.items():
+        spec[key] = []
+        for i, arg in enumerate(arguments(case)):
+            if isinstance(arg, torch.Tensor):
+                tensors[f"{key}/{i}"] = arg.contiguous()
+                spec[key].append({"tensor": f"{key}/{i}"})
+            else:
+                spec[key].append({"json": arg})
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / f"{grade_id}.safetensors"))
+    (folder / f"{grade_id}.json").write_text(json.dumps(spec))
+
+
+def read_inbox(folder: Path, grade_id: str) -> dict[str, tuple]:
+    tensor_file, spec_file = folder / f"{grade_id}.safetensors", folder / f"{grade_id}.json"
+    if not spec_file.exists():
+        return {}
+    tensors = load_file(str(tensor_file))
+    spec = json.loads(spec_file.read_text())
+    return {key: tuple(tensors[a["tensor"]] if "tensor" in a else a["json"] for a in args)
+            for key, args in spec.items()}
+
+
+# --- running the student's objects ----------------------------------------------------------
+
+
 def _as_tensor(value) -> tuple[torch.Tensor | None, str]:
-    """(tensor, kind) for what a student function returned; kind is what the grader reports."""
+    """(tensor, kind) for a numeric result; kind is what the grader reports to the student."""
     import numpy as np
 
     if isinstance(value, torch.Tensor):
@@ -49,50 +94,73 @@ def _as_tensor(value) -> tuple[torch.Tensor | None, str]:
         return torch.tensor(float(value)), "bool"
     if isinstance(value, (int, float)):
         return torch.tensor(float(value), dtype=torch.float64), "python " + type(value).__name__
-    return None, f"{type(value).__module__}.{type(value).__qualname__}"
+    module = type(value).__module__
+    return None, type(value).__qualname__ if module == "builtins" else f"{module}.{type(value).__qualname__}"
 
 
-def _run_function(fn, inputs: dict[str, torch.Tensor], name: str, tensors: dict, report: dict):
+def _plain(value, depth: int = 0):
+    """A copy made only of JSON types (numbers, strings, lists, dicts), or raise TypeError."""
+    if depth > 8:
+        raise TypeError("nested too deeply")
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) in (list, tuple):
+        return [_plain(v, depth + 1) for v in value]
+    if type(value) is dict:
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    raise TypeError(type(value).__name__)
+
+
+def _record(value, key: str, tensors: dict, entry: dict) -> None:
+    """Put a result or variable into the hand-in: tensors as tensors, plain data as JSON."""
+    try:
+        tensor, kind = _as_tensor(value)
+    except Exception as exc:  # noqa: BLE001 - a hostile object fails only its own conversion
+        tensor, kind = None, f"unconvertible ({type(exc).__name__})"
+    entry["type"] = kind
+    if tensor is not None:
+        tensors[key] = tensor
+    if tensor is None or tensor.numel() == 1:
+        try:
+            plain = _plain(value.item() if tensor is not None and hasattr(value, "item") else value)
+            text = json.dumps(plain, allow_nan=True)
+        except Exception:  # noqa: BLE001 - not plain data: only its type is reported
+            return
+        if isinstance(plain, str):
+            entry["value"] = _short(plain)
+        elif len(text) <= MAX_JSON:
+            entry["value"] = plain
+        else:
+            entry["too_large"] = True
+
+
+def _changed(before, after) -> bool:
+    try:
+        if isinstance(before, torch.Tensor):
+            return not (after.shape == before.shape and bool(torch.equal(after, before)))
+        return after != before
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def _run_function(fn, inputs: dict[str, tuple], name: str, tensors: dict, report: dict):
     for key in sorted(k for k in inputs if k.startswith(name + "/")):
-        original = inputs[key]
-        given = original.clone()
+        originals = inputs[key]
+        given = [a.clone() if isinstance(a, torch.Tensor) else copy.deepcopy(a) for a in originals]
         entry: dict = {}
         start = time.perf_counter()
         try:
-            result = fn(given)
+            result = fn(*given)
         except Exception as exc:  # noqa: BLE001 - the student's error is the data here
             entry["error"] = _short(f"{type(exc).__name__}: {exc}")
         else:
-            try:
-                tensor, kind = _as_tensor(result)
-            except Exception as exc:  # noqa: BLE001
-                tensor, kind = None, f"unconvertible ({type(exc).__name__})"
-            entry["type"] = kind
-            if tensor is not None:
-                tensors[key] = tensor
+            _record(result, key, tensors, entry)
         entry["seconds"] = round(time.perf_counter() - start, 4)
-        try:
-            same = given.shape == original.shape and bool(torch.equal(given, original))
-        except Exception:  # noqa: BLE001
-            same = False
-        entry["modified_input"] = not same
+        entry["modified_input"] = any(_changed(o, g) for o, g in zip(originals, given))
         report[key] = entry
 
 
-def _record_value(name: str, value, tensors: dict, report: dict):
-    if value is None or isinstance(value, str):
-        report[name] = {"type": type(value).__name__, "value": None if value is None else _short(value)}
-        return
-    try:
-        tensor, kind = _as_tensor(value)
-    except Exception as exc:  # noqa: BLE001
-        tensor, kind = None, f"unconvertible ({type(exc).__name__})"
-    report[name] = {"type": kind}
-    if tensor is not None:
-        tensors[name] = tensor
-
-
-def collect(grade_id: str, objects: dict, inputs: dict[str, torch.Tensor]):
+def collect(objects: dict, inputs: dict[str, tuple]):
     """Run/record every handed-in object: (tensors, report) ready to be written."""
     tensors: dict[str, torch.Tensor] = {}
     report: dict[str, dict] = {}
@@ -103,7 +171,8 @@ def collect(grade_id: str, objects: dict, inputs: dict[str, torch.Tensor]):
             report[name] = {"type": "function"}
             _run_function(obj, inputs, name, tensors, report)
         else:
-            _record_value(name, obj, tensors, report)
+            report[name] = {}
+            _record(obj, name, tensors, report[name])
     return tensors, report
 
 
@@ -132,9 +201,8 @@ def hand_in(grade_id: str, *names: str) -> None:
     if not folder:
         _preview(grade_id, objects)
         return
-    inbox = Path(folder) / "inbox" / f"{grade_id}.safetensors"
-    inputs = load_file(str(inbox)) if inbox.exists() else {}
-    tensors, report = collect(grade_id, objects, inputs)
+    inputs = read_inbox(Path(folder) / "inbox", grade_id)
+    tensors, report = collect(objects, inputs)
     _write(Path(folder) / "outbox", grade_id, tensors, report)
     print(f"Handed in {', '.join(names)} for grading.")
 
@@ -142,11 +210,11 @@ def hand_in(grade_id: str, *names: str) -> None:
 def _preview(grade_id: str, objects: dict) -> None:
     """Instructor convenience: judge in this process (never used while autograding)."""
     try:
-        from interp_course.grading.verdict import judge_in_process
+        from interp_course.judging.judge import judge_in_process
     except ImportError:
         print("(Hidden checks run only when the notebook is autograded.)")
         return
-    verdict = judge_in_process(grade_id, objects, collect)
+    verdict = judge_in_process(grade_id, objects)
     print(verdict.text())
     if not math.isclose(verdict.points, verdict.max_points):
         raise AssertionError(f"{grade_id}: {verdict.points:g}/{verdict.max_points:g} points")

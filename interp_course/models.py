@@ -22,13 +22,11 @@ from pathlib import Path
 
 import torch
 
-GPT_NEO = "EleutherAI/gpt-neo-125M"
-GPT2 = "gpt2"
-MODEL_IDS = (GPT_NEO, GPT2)
+from interp_course.course import CHECKOUT
 
-COURSE_ROOT = Path(__file__).resolve().parent.parent
-SETTINGS_FILE = COURSE_ROOT / "course_settings.json"
-STANDIN_HF_HOME = COURSE_ROOT / ".cache" / "standins"
+# The model source belongs to the installation (this checkout), not to one course root.
+SETTINGS_FILE = CHECKOUT / "course_settings.json"
+STANDIN_HF_HOME = CHECKOUT / ".cache" / "standins"
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
@@ -81,6 +79,18 @@ def apply_model_env(settings: dict | None = None) -> None:
     os.environ.update(model_env(settings))
 
 
+def cache_folders(model_ids, settings: dict | None = None) -> tuple[Path, list[Path]]:
+    """HF_HOME and each model's folder in its hub cache (``hub/models--<org>--<name>``).
+
+    The grading sandbox binds just these folders, so nothing else under HF_HOME (such as the
+    ``token`` that ``huggingface-cli login`` writes) is visible to student code.
+    """
+    settings = read_settings() if settings is None else settings
+    hf_home = Path(model_env(settings).get("HF_HOME") or os.environ.get("HF_HOME")
+                   or Path.home() / ".cache" / "huggingface")
+    return hf_home, [hf_home / "hub" / ("models--" + model_id.replace("/", "--")) for model_id in model_ids]
+
+
 @lru_cache(maxsize=None)
 def load_W_E(model_id: str) -> torch.Tensor:
     """The model's token embedding [d_vocab, d_model] as a plain float32 CPU tensor."""
@@ -90,5 +100,6 @@ def load_W_E(model_id: str) -> torch.Tensor:
     return model.W_E.detach().to(torch.float32).clone()
 
 
-def load_embeddings() -> dict[str, torch.Tensor]:
-    return {model_id: load_W_E(model_id) for model_id in MODEL_IDS}
+def load_embeddings(model_ids) -> dict[str, torch.Tensor]:
+    """W_E of each model an assignment declares, keyed by model id."""
+    return {model_id: load_W_E(model_id) for model_id in model_ids}

@@ -8,7 +8,7 @@ process is started as::
         <venv python> -c <ipykernel launcher> -f <connection file>
 
 It is meant for ``nbgrader autograde`` (see
-:class:`interp_course.grading.execute.ResilientExecute`), where each kernel runs
+:class:`interp_course.preprocessors.resilient_execute.ResilientExecute`), where each kernel runs
 one student's notebook.
 
 What the sandbox guarantees

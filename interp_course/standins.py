@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from interp_course.course import GPT2, GPT_NEO
+
 # Bump when anything that changes the written bytes changes: it feeds the revision hash.
 STANDIN_VERSION = "interp-course-standins/1"
 STANDIN_MARKER = "interp_course_stand_in"
@@ -101,7 +103,7 @@ class StandIn:
 
 STANDINS = (
     StandIn(
-        repo_id="EleutherAI/gpt-neo-125M",
+        repo_id=GPT_NEO,
         model_type="gpt_neo",
         config=dict(
             hidden_size=D_MODEL,
@@ -120,7 +122,7 @@ STANDINS = (
         seed=1_250,
     ),
     StandIn(
-        repo_id="gpt2",
+        repo_id=GPT2,
         model_type="gpt2",
         config=dict(
             n_embd=D_MODEL,

@@ -1,56 +1,50 @@
-"""The grader gives the right score for the right reason: the whole corpus, graded for real.
+"""The grader gives the right score for the right reason: the whole Puzzle 1 corpus, graded for real.
 
-Each submission in grader_tests/corpus.py states the points every test cell must get and the
+Each submission in grader_tests/puzzle1/corpus.py states the points every test cell must get and the
 phrases its feedback must contain; here they are checked against the gradebook and the
 feedback HTML that real `nbgrader autograde` / `generate_feedback` produced.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
+import subprocess
 
 import nbformat
 import pytest
 
-from conftest import CORPUS_DIR, ROOT, SUBMISSIONS, GradedCourse
-from grader_tests.checks import CHECKS
+from conftest import PUZZLE1, GradedCourse, grade_all
+from interp_course import corpus
+from interp_course.course import Course
+from interp_course.judging.judge import graded_test_cells
 
-SOURCE = nbformat.read(ROOT / "source" / "puzzle1" / "puzzle1.ipynb", as_version=4)
-MAX_POINTS = {
-    cell.metadata["nbgrader"]["grade_id"]: float(cell.metadata["nbgrader"]["points"])
-    for cell in SOURCE.cells
-    if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code"
-}
-
-
-def expected_scores(submission) -> dict[str, float]:
-    base = 0.0 if submission.base == "blank" else None
-    scores = {gid: (MAX_POINTS[gid] if base is None else base) for gid in MAX_POINTS}
-    for gid, points in submission.expected.items():
-        if gid == "*":
-            scores = {g: points for g in scores}
-        else:
-            scores[gid] = points
-    return scores
+COURSE = Course()
+SUBMISSIONS = corpus.load(COURSE, PUZZLE1).SUBMISSIONS
+CORPUS_DIR = COURSE.corpus(PUZZLE1)
+SOURCE = nbformat.read(COURSE.source(PUZZLE1) / "puzzle1.ipynb", as_version=4)
+MAX_POINTS = {gid: float(SOURCE.cells[i].metadata["nbgrader"]["points"]) for i, gid in graded_test_cells(SOURCE)}
 
 
-def visible_text(html: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).replace("&#39;", "'").replace("&quot;", '"') \
-        .replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+def visible_text(page: str) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
 
 
 @pytest.mark.parametrize("submission", SUBMISSIONS, ids=[s.name for s in SUBMISSIONS])
 def test_scores_and_feedback(graded_course: GradedCourse, submission):
     scores = graded_course.scores(submission.name)
     got = {gid: scores.get(gid) for gid in MAX_POINTS}
-    assert got == expected_scores(submission), submission.about
+    assert got == submission.expected_scores(MAX_POINTS), submission.about
     text = visible_text(graded_course.feedback(submission.name))
     for phrase in submission.feedback:
         assert phrase in text, f"feedback for {submission.name} lacks {phrase!r}"
 
 
-def test_every_test_cell_has_a_check_worth_its_points():
-    assert {gid: check.points for gid, check in CHECKS.items()} == MAX_POINTS
+def test_release_is_what_generate_assignment_makes_from_source(released_course):
+    fresh = json.loads((released_course / "release" / PUZZLE1 / "puzzle1.ipynb").read_text())
+    committed = json.loads((COURSE.release(PUZZLE1) / "puzzle1.ipynb").read_text())
+    assert committed == fresh, "release/ is stale: run `make release` and commit it"
 
 
 def test_batch_finished_and_every_submission_is_in_grades_csv(graded_course: GradedCourse):
@@ -62,7 +56,7 @@ def test_batch_finished_and_every_submission_is_in_grades_csv(graded_course: Gra
 def test_feedback_hides_grader_internals(graded_course: GradedCourse):
     # Hidden-test source, paths into the grader (as a traceback through it would show), answer keys.
     secrets = ["BEGIN HIDDEN TESTS", "hand_in(", "grader_tests", "interp_course/", "interp_course.handin",
-               "CAUSE_ANSWER", "import solutions"]
+               "CAUSE_ANSWER", "import solutions", "from solutions"]
     for submission in SUBMISSIONS:
         html = graded_course.feedback(submission.name)
         # A cheat's own code may name these; only what the student did not write counts as a leak.
@@ -80,8 +74,6 @@ def test_demo_students_score_as_the_readme_says(graded_course: GradedCourse):
 
 def test_regrading_the_whole_corpus_gives_identical_grades(graded_course: GradedCourse):
     """Determinism: a second `nbgrader autograde --force` of every submission changes nothing."""
-    from conftest import grade_all
-
     first_csv = (graded_course.root / "grades.csv").read_text()
     first_cells = {s.name: graded_course.scores(s.name) for s in SUBMISSIONS}
     again = grade_all(graded_course.root)
@@ -91,11 +83,9 @@ def test_regrading_the_whole_corpus_gives_identical_grades(graded_course: Graded
 
 def test_no_submission_touched_another_and_no_process_outlived_grading(graded_course: GradedCourse):
     for submission in SUBMISSIONS:  # cheat-tamper-gradebook tried to overwrite them all
-        path = graded_course.root / "submitted" / submission.name / "puzzle1" / "puzzle1.ipynb"
+        path = graded_course.root / "submitted" / submission.name / PUZZLE1 / "puzzle1.ipynb"
         assert path.read_bytes() == (CORPUS_DIR / f"{submission.name}.ipynb").read_bytes()
     # fault-processes-network-disk started a detached `sleep 1000`; it must have died with its sandbox.
-    import subprocess
-
     ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True).stdout.splitlines()
     alive = [line for line in ps if str(graded_course.root) in line and not line.startswith("Z")]
     alive += [line for line in ps if "sleep 1000" in line and not line.startswith("Z")]

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from interp_course import standins
+from interp_course.course import GPT2
+from interp_course.course import GPT_NEO as NEO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-NEO, GPT2 = "EleutherAI/gpt-neo-125M", "gpt2"
 # Any of these would override HF_HOME as the place the subprocess looks for models.
 _CACHE_VARS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE")
 TARGETS = {NEO: (0.90, 0.02), GPT2: (0.30, 0.03)}  # mean pairwise cosine of W_E, tolerance

@@ -2,7 +2,7 @@
 
 import torch
 
-from solutions import center, cosine_sim_with_mean, mean_pairwise_cosine_sim, normalize, pairwise_cosine_sim
+from solutions.puzzle1 import center, cosine_sim_with_mean, mean_pairwise_cosine_sim, normalize, pairwise_cosine_sim
 
 FUNCTIONS = [normalize, pairwise_cosine_sim, center, cosine_sim_with_mean, mean_pairwise_cosine_sim]
 

@@ -44,12 +44,3 @@ class Verdict:
                 line += f" — {item.message}"
             lines.append(line)
         return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {
-            "grade_id": self.grade_id,
-            "points": self.points,
-            "max_points": self.max_points,
-            "note": self.note,
-            "items": [vars(item) for item in self.items],
-        }

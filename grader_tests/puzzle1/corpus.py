@@ -1,27 +1,16 @@
-"""The submissions that prove the grader right, and the builder that writes them as notebooks.
+"""Puzzle 1's example submissions: the demo's students, realistic mistakes, correct variants,
+cheats and faults, each with the points every test cell must get (see ``interp_course.corpus``).
 
-Every submission is the released notebook with some cells answered, described here once:
-``answers`` maps a solution cell's grade_id to the source a student wrote for it (cells not
-named keep the reference answer, or the release stub when ``base="blank"``); ``expected`` maps
-each test cell whose score differs from the base to its points; ``feedback`` lists phrases the
-student's feedback must contain. ``python -m grader_tests.corpus`` writes
-``grader_tests/submissions/<name>.ipynb``; a test fails when those files are stale.
+``python -m interp_course corpus --assignment puzzle1`` writes them to ``submissions/``.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
 
-import nbformat
+from interp_course.corpus import Submission, cell_after, cells, fn, here, reference_answers, student_cell
 
-ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "source" / "puzzle1" / "puzzle1.ipynb"
-RELEASE = ROOT / "release" / "puzzle1" / "puzzle1.ipynb"
-OUT = Path(__file__).resolve().parent / "submissions"
+COURSE, ASSIGNMENT = here(__file__)
 
 GOOD_EXPLANATION = """\
 GPT-Neo's token embeddings are not spread around the origin: they all share one big mean vector.
@@ -33,62 +22,7 @@ deliberately — I would mean-centre embeddings (or activations) before comparin
 be equally wary of zero ablations."""
 
 
-@dataclass
-class Submission:
-    name: str
-    about: str
-    answers: dict[str, str] = field(default_factory=dict)
-    expected: dict[str, float] = field(default_factory=dict)
-    feedback: list[str] = field(default_factory=list)
-    base: str = "reference"  # or "blank": the release notebook untouched
-    edit: Callable | None = None  # structural change to the notebook (cheats and faults)
-    group: str = "mistake"  # demo | mistake | correct | cheat | fault
-    manual: dict[str, float] = field(default_factory=dict)  # what a TA gives the hand-graded cells
-
-
-def _solution_body(source: str) -> str:
-    """A source solution cell with its BEGIN/END SOLUTION markers removed."""
-    return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line)
-
-
-def reference_answers() -> dict[str, str]:
-    nb = nbformat.read(SOURCE, as_version=4)
-    answers = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            answers[meta["grade_id"]] = _solution_body(cell.source)
-    answers["explanation"] = GOOD_EXPLANATION
-    return answers
-
-
-def build(submission: Submission, release, reference: dict[str, str]):
-    nb = copy.deepcopy(release)
-    answers = {} if submission.base == "blank" else dict(reference)
-    answers.update(submission.answers)
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and gid in answers:
-            cell.source = answers[gid]
-    if submission.edit:
-        submission.edit(nb)
-    return nb
-
-
-def student_cell(source: str, cell_type: str = "code"):
-    """A cell the student added, with an id derived from its source so the corpus is reproducible."""
-    make = nbformat.v4.new_code_cell if cell_type == "code" else nbformat.v4.new_markdown_cell
-    cell = make(source)
-    cell["id"] = "student-" + hashlib.sha1(source.encode()).hexdigest()[:12]
-    return cell
-
-
-def fn(name: str, body: str, args: str = "W: torch.Tensor") -> str:
-    """A student's function cell: ``def name(args):`` with an indented body."""
-    body = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return f"def {name}({args}) -> torch.Tensor:\n{body}\n"
-
+EXTRA_ANSWERS = {"explanation": GOOD_EXPLANATION}  # the source notebook holds the rubric there
 
 SUBMISSIONS: list[Submission] = []
 _REFERENCE = None
@@ -96,7 +30,7 @@ _REFERENCE = None
 
 def _reference(grade_id: str) -> str:
     global _REFERENCE
-    _REFERENCE = _REFERENCE or reference_answers()
+    _REFERENCE = _REFERENCE or reference_answers(COURSE, ASSIGNMENT, EXTRA_ANSWERS)
     return _REFERENCE[grade_id]
 
 
@@ -267,25 +201,13 @@ add(
 # survives it (only the cells it breaks lose points, everything else is still graded).
 
 
-def cell_after(grade_id: str, source: str, cell_type: str = "code") -> Callable:
-    """An edit that puts a student's own extra cell right after the cell ``grade_id``."""
-    def edit(nb):
-        index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-        nb.cells.insert(index + 1, student_cell(source, cell_type))
-    return edit
-
-
-def _cells(nb, grade_id):
-    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
-
-
 def _delete_test_cells(nb):
     nb.cells = [c for c in nb.cells if not c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("test_")]
 
 
 def _duplicate_cells(nb):
     for gid in ("normalize", "test_normalize", "test_center"):
-        cell = _cells(nb, gid)[0]
+        cell = cells(nb, gid)[0]
         duplicate = copy.deepcopy(cell)
         duplicate["id"] = cell["id"] + "-copy"  # Jupyter gives a copied cell a new id
         nb.cells.insert(nb.cells.index(cell) + 1, duplicate)
@@ -293,15 +215,15 @@ def _duplicate_cells(nb):
 
 def _retype_cells(nb):
     for gid in ("normalize", "test_cause"):
-        cell = _cells(nb, gid)[0]
+        cell = cells(nb, gid)[0]
         cell.cell_type = "markdown"
         cell.pop("outputs", None)
         cell.pop("execution_count", None)
 
 
 def _edit_metadata(nb):
-    _cells(nb, "test_normalize")[0].metadata["nbgrader"]["points"] = 100
-    meta = _cells(nb, "center")[0].metadata["nbgrader"]
+    cells(nb, "test_normalize")[0].metadata["nbgrader"]["points"] = 100
+    meta = cells(nb, "center")[0].metadata["nbgrader"]
     meta.update(grade=True, points=50)
     extra = student_cell("print('free points')")
     extra.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": False, "grade_id": "bonus_points",
@@ -310,7 +232,7 @@ def _edit_metadata(nb):
 
 
 def _reorder_cells(nb):
-    definition, test = _cells(nb, "center")[0], _cells(nb, "test_center")[0]
+    definition, test = cells(nb, "center")[0], cells(nb, "test_center")[0]
     nb.cells.remove(definition)
     nb.cells.insert(nb.cells.index(test) + 1, definition)
 
@@ -341,8 +263,8 @@ import sys
 for root in course_files('solutions'):
     sys.path.insert(0, str(root.parent))
 try:
-    from solutions import *
-    from grader_tests.checks import CAUSE_ANSWER as cause
+    from solutions.puzzle1 import *
+    from grader_tests.puzzle1.checks import CAUSE_ANSWER as cause
 except ImportError as error:
     print('no luck:', error)
 """
@@ -483,21 +405,3 @@ add(
                                "except OSError as error:\n    print(error)"),
                group="fault", feedback=["Connection refused", "name resolution", "File too large"]),
 )
-
-
-def write_all() -> list[Path]:
-    release = nbformat.read(RELEASE, as_version=4)
-    reference = reference_answers()
-    OUT.mkdir(exist_ok=True)
-    written = []
-    for submission in SUBMISSIONS:
-        nb = build(submission, release, reference)
-        path = OUT / f"{submission.name}.ipynb"
-        nbformat.write(nb, path)
-        written.append(path)
-    return written
-
-
-if __name__ == "__main__":
-    for path in write_all():
-        print(path.relative_to(ROOT))

@@ -1,12 +1,14 @@
 """The hidden checks of Puzzle 1, one per graded test cell of the notebook (keyed by grade_id).
 
-Each check has two halves, both run by the grader in a clean process:
+Each check has two halves, both run by the grader in a clean process (see
+``interp_course.judging.Check``):
 - ``inputs(embeddings)`` picks the inputs the student's functions are called on (seeded);
-- ``judge(inputs, handed)`` turns what the student's kernel handed back into a ``Verdict``:
+- ``judge(inputs, handed, embeddings)`` turns what the student's kernel handed back into
   itemised points, each with a message that names the likely mistake.
 
-Judges are pure functions of (inputs, hand-in): they never see the student's objects, only
-tensors and strings, so nothing the student's code patches can reach them.
+``embeddings`` maps each model id in ``MODELS`` to its W_E. Judges are pure functions of
+(inputs, hand-in, embeddings): they never see the student's objects, only tensors and plain data,
+so nothing the student's code patches can reach them.
 
 Tolerances. Student results are compared with the reference in float64 with
 ``atol = rtol = 1e-4``. Inputs are float32 with d_model ≤ 768: a norm or dot product sums ≤ 768
@@ -18,16 +20,11 @@ mistake in the corpus is off by more than 1e-2.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
-import solutions as ref
-from interp_course.grading.handed import HandIn
-from interp_course.grading.rubric import Item, Verdict
-from interp_course.models import GPT2, GPT_NEO
+import solutions.puzzle1 as ref
+from interp_course.course import GPT2, GPT_NEO
+from interp_course.judging import Check, Diagnosis, Item, close, diagnose, judge_function, no_inputs, value_item
 
 ATOL = RTOL = 1e-4
 SEED = 1234
@@ -36,8 +33,9 @@ W_E_ROWS = 256  # rows of each real W_E handed to the student's functions
 # machine, so only an O(n·d) method passes, with or without the sandbox's memory cap.
 BIG_N, BIG_D = 200_000, 8
 
+MODELS = (GPT_NEO, GPT2)  # the grader loads W_E of each and passes them as `embeddings`
+
 Tensor = torch.Tensor
-Diagnosis = tuple[Callable[[Tensor], Tensor], str]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,118 +69,20 @@ def standard_inputs(name: str, embeddings: dict[str, Tensor]) -> dict[str, Tenso
 
 
 # ---------------------------------------------------------------------------------------------
-# Comparing a function's outputs with the reference
-
-
-def _close(student: Tensor | None, expected: Tensor) -> bool:
-    if student is None or student.numel() != expected.numel():
-        return False
-    student = student.reshape(expected.shape).double()
-    return bool(torch.allclose(student, expected.double(), atol=ATOL, rtol=RTOL, equal_nan=False))
-
-
-def _diagnose(x: Tensor, student: Tensor | None, error: str, diagnoses: list[Diagnosis]) -> str:
-    if error:
-        for bug, hint in diagnoses:
-            if bug is None and hint[0] in error:
-                return f"it raised {error.splitlines()[0][:200]} — {hint[1]}"
-        return f"it raised {error.splitlines()[0][:200]}"
-    if student is None:
-        return "it returned something that is not a tensor"
-    for bug, hint in diagnoses:
-        if bug is None:
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # e.g. std() of one row
-                wrong = bug(x)
-        except Exception:  # noqa: BLE001 - a mistake that cannot occur on this input
-            continue
-        if wrong.shape == student.shape and _close(student, wrong):
-            return hint
-    if student.isnan().any():
-        return "the result contains NaN"
-    return "the values differ from the reference"
-
-
-def judge_function(
-    name: str,
-    inputs: dict[str, Tensor],
-    handed: HandIn,
-    reference: Callable[[Tensor], Tensor],
-    diagnoses: list[Diagnosis],
-    value_points: float,
-    contract_points: float,
-    cases: list[str] | None = None,
-) -> list[Item]:
-    """Values on every case, then the contract: a torch.Tensor of the right shape, input untouched.
-
-    A diagnosis is ``(buggy_function, hint)``; ``(None, (error_substring, hint))`` matches an
-    exception instead. The first diagnosis that reproduces the student's output names it.
-    """
-    keys = sorted(k for k in inputs if k.startswith(name + "/") and (cases is None or k.split("/")[1] in cases))
-    failures, shape_or_type, modified = [], [], []
-    for key in keys:
-        x, student = inputs[key], handed.tensor(key)
-        expected = reference(x)
-        if not _close(student, expected):
-            failures.append((key.split("/", 1)[1], _diagnose(x, student, handed.error(key), diagnoses)))
-        kind = handed.kind(key)
-        if student is not None and (kind != "torch.Tensor" or tuple(student.shape) != tuple(expected.shape)):
-            got = kind if kind != "torch.Tensor" else f"shape {list(student.shape)}"
-            shape_or_type.append(f"expected a torch.Tensor of shape {list(expected.shape)}, got {got}")
-        if handed.modified_input(key):
-            modified.append(key.split("/", 1)[1])
-
-    values = Item(f"{name} gives the right values on {len(keys)} inputs", value_points)
-    if handed.kind(name) == "missing":
-        values.message = f"`{name}` is not defined: did the cell that defines it run without errors?"
-    elif not failures:
-        values.points = value_points
-    else:
-        by_hint: dict[str, list[str]] = {}
-        for case, hint in failures:
-            by_hint.setdefault(hint, []).append(case)
-        values.message = f"wrong on {len(failures)} of {len(keys)} inputs: " + "; ".join(
-            f"{hint} ({', '.join(cases[:3])}{', …' if len(cases) > 3 else ''})" for hint, cases in by_hint.items()
-        )
-
-    contract = Item(f"{name} returns a new torch.Tensor of the right shape and leaves W unchanged", contract_points)
-    answered = [k for k in keys if handed.tensor(k) is not None]
-    if not answered:
-        contract.message = "no result to check"
-    elif failures:
-        # Only a right answer can be well-formed: otherwise any tensor of the right shape (even
-        # the input handed back) would earn these points.
-        contract.message = "earned together with the right values"
-    elif modified:
-        contract.message = (
-            f"{name} modified its input in place (on {', '.join(modified[:3])}): "
-            "build a new tensor instead of writing into W (e.g. `W - m`, not `W -= m`)"
-        )
-    elif shape_or_type:
-        contract.message = shape_or_type[0]
-    else:
-        contract.points = contract_points
-    return [values, contract]
-
-
-# ---------------------------------------------------------------------------------------------
 # The checks
 
 
-@dataclass(frozen=True)
-class Check:
-    grade_id: str
-    points: float
-    inputs: Callable[[dict[str, Tensor]], dict[str, Tensor]]
-    judge: Callable[[dict[str, Tensor], HandIn, dict[str, Tensor]], list[Item]]
+def _close(student, expected) -> bool:
+    return close(student, expected, ATOL, RTOL)
 
-    def verdict(self, inputs: dict[str, Tensor], handed: HandIn, embeddings: dict[str, Tensor]) -> Verdict:
-        items = self.judge(inputs, handed, embeddings)
-        total = sum(item.max_points for item in items)
-        assert abs(total - self.points) < 1e-9, f"{self.grade_id}: items add up to {total}"
-        return Verdict(self.grade_id, items)
+
+def _diagnose(x: Tensor, student, error: str, diagnoses: list[Diagnosis]) -> str:
+    return diagnose((x,), student, error, diagnoses, ATOL, RTOL)
+
+
+def _judge(name, inputs, handed, reference, diagnoses, value_points, contract_points, cases=None):
+    return judge_function(name, inputs, handed, reference, diagnoses, value_points, contract_points,
+                          atol=ATOL, rtol=RTOL, cases=cases)
 
 
 KEEPDIM = "did you forget keepdim=True, so the [n] norms broadcast against the last dimension?"
@@ -198,7 +98,7 @@ NORMALIZE_BUGS: list[Diagnosis] = [
 
 
 def _normalize_judge(inputs, handed, embeddings):
-    items = judge_function("normalize", inputs, handed, ref.normalize, NORMALIZE_BUGS, 1.0, 0.5,
+    items = _judge("normalize", inputs, handed, ref.normalize, NORMALIZE_BUGS, 1.0, 0.5,
                            cases=[k.split("/")[1] for k in inputs if not k.endswith("zero_row")])
     key = "normalize/zero_row"
     zero = Item("normalize maps a zero row to zeros (no NaN) and still normalizes the others", 0.5)
@@ -254,15 +154,15 @@ WITH_MEAN_BUGS: list[Diagnosis] = [
 
 
 def _pairwise_judge(inputs, handed, embeddings):
-    return judge_function("pairwise_cosine_sim", inputs, handed, ref.pairwise_cosine_sim, PAIRWISE_BUGS, 1.5, 0.5)
+    return _judge("pairwise_cosine_sim", inputs, handed, ref.pairwise_cosine_sim, PAIRWISE_BUGS, 1.5, 0.5)
 
 
 def _center_judge(inputs, handed, embeddings):
-    return judge_function("center", inputs, handed, ref.center, CENTER_BUGS, 1.5, 0.5)
+    return _judge("center", inputs, handed, ref.center, CENTER_BUGS, 1.5, 0.5)
 
 
 def _with_mean_judge(inputs, handed, embeddings):
-    return judge_function("cosine_sim_with_mean", inputs, handed, ref.cosine_sim_with_mean, WITH_MEAN_BUGS, 1.5, 0.5)
+    return _judge("cosine_sim_with_mean", inputs, handed, ref.cosine_sim_with_mean, WITH_MEAN_BUGS, 1.5, 0.5)
 
 
 # --- the exact mean over the whole vocabulary ---------------------------------------------------
@@ -286,7 +186,7 @@ def _mean_inputs(embeddings):
 def _mean_judge(inputs, handed, embeddings):
     # One row has no pairs (0/0), so the 1×3 case does not apply here.
     small = [k.split("/")[1] for k in inputs if not k.endswith(("whole_vocab_sized", "random_1x3"))]
-    values, contract = judge_function("mean_pairwise_cosine_sim", inputs, handed, ref.mean_pairwise_cosine_sim,
+    values, contract = _judge("mean_pairwise_cosine_sim", inputs, handed, ref.mean_pairwise_cosine_sim,
                                       MEAN_BUGS, 1.0, 0.5, cases=small)
     key = "mean_pairwise_cosine_sim/whole_vocab_sized"
     big = Item(f"mean_pairwise_cosine_sim handles {BIG_N:,} tokens in O(n·d) memory", 0.5)
@@ -305,44 +205,18 @@ def _mean_judge(inputs, handed, embeddings):
 # --- the evidence behind the explanation --------------------------------------------------------
 
 
-def _scalar(handed: HandIn, name: str) -> float | None:
-    t = handed.tensor(name)
-    if t is None or t.numel() != 1 or not torch.isfinite(t).all():
-        return None
-    return float(t.reshape(()))
-
-
-def _value_item(handed, name, expected, tolerance, description, points, hint) -> Item:
-    item = Item(description, points)
-    got = _scalar(handed, name)
-    if got is None:
-        kind = handed.kind(name)
-        item.message = (f"`{name}` is not defined: did the cell that computes it run without errors?"
-                        if kind == "missing" else f"`{name}` should be a single finite number (got {kind})")
-    elif abs(got - expected) <= tolerance:
-        item.points = points
-    else:
-        item.message = f"`{name}` = {got:.4g} is off; {hint}"
-    return item
-
-
-def no_inputs(embeddings):
-    # Evidence checks read values the student computed; the grader computes the reference.
-    return {}
-
-
 def _evidence_judge(inputs, handed, embeddings):
     W = embeddings[GPT_NEO]
     mean = W.mean(dim=0)
     # A random subset of 5000 tokens estimates these means to ~1e-3; 0.02 leaves room for any seed.
     items = [
-        _value_item(handed, "neo_mean_cos", ref.mean_pairwise_cosine_sim(W).item(), 0.02,
+        value_item(handed, "neo_mean_cos", ref.mean_pairwise_cosine_sim(W).item(), 0.02,
                     "`neo_mean_cos`: mean pairwise cosine of GPT-Neo's embeddings (reproduces the puzzle)", 0.5,
                     "average the off-diagonal entries of pairwise_cosine_sim(W_E_sub)"),
-        _value_item(handed, "mean_to_token_norm", (mean.norm() / W.norm(dim=-1).median()).item(), 0.05,
+        value_item(handed, "mean_to_token_norm", (mean.norm() / W.norm(dim=-1).median()).item(), 0.05,
                     "`mean_to_token_norm`: norm of the mean embedding / median token norm", 0.5,
                     "divide W_E.mean(0).norm() by the median of W_E.norm(dim=-1)"),
-        _value_item(handed, "neo_centered_mean_cos", ref.mean_pairwise_cosine_sim(ref.center(W)).item(), 0.02,
+        value_item(handed, "neo_centered_mean_cos", ref.mean_pairwise_cosine_sim(ref.center(W)).item(), 0.02,
                     "`neo_centered_mean_cos`: mean pairwise cosine after subtracting the mean embedding", 0.5,
                     "center W_E_sub with your center() first, then average the off-diagonal cosines"),
     ]
@@ -383,28 +257,25 @@ def _bonus_judge(inputs, handed, embeddings):
     subset_hint = "compute it on the whole W_E (all tokens), not the 5000-token subset"
     per_token = neo - neo.mean(dim=-1, keepdim=True)
     return [
-        _value_item(handed, "neo_mean_cos_exact", ref.mean_pairwise_cosine_sim(neo).item(), 3e-5,
+        value_item(handed, "neo_mean_cos_exact", ref.mean_pairwise_cosine_sim(neo).item(), 3e-5,
                     "`neo_mean_cos_exact`: exact mean pairwise cosine over GPT-Neo's whole vocabulary", 0.5,
                     subset_hint),
-        _value_item(handed, "gpt2_mean_cos_exact", ref.mean_pairwise_cosine_sim(gpt2).item(), 3e-5,
+        value_item(handed, "gpt2_mean_cos_exact", ref.mean_pairwise_cosine_sim(gpt2).item(), 3e-5,
                     "`gpt2_mean_cos_exact`: the same for GPT-2 small", 0.5, subset_hint),
-        _value_item(handed, "neo_per_token_centered_mean_cos", ref.mean_pairwise_cosine_sim(per_token).item(), 2e-3,
+        value_item(handed, "neo_per_token_centered_mean_cos", ref.mean_pairwise_cosine_sim(per_token).item(), 2e-3,
                     "`neo_per_token_centered_mean_cos`: after subtracting each token's own mean (LayerNorm-style)",
                     1.0, "subtract W_E.mean(dim=-1, keepdim=True) from the whole W_E, then use your exact mean"),
     ]
 
 
-CHECKS: dict[str, Check] = {
-    check.grade_id: check
-    for check in [
-        Check("test_normalize", 2.0, _normalize_inputs, _normalize_judge),
-        Check("test_pairwise_cosine_sim", 2.0, lambda e: standard_inputs("pairwise_cosine_sim", e), _pairwise_judge),
-        Check("test_cosine_sim_with_mean", 2.0, lambda e: standard_inputs("cosine_sim_with_mean", e),
-              _with_mean_judge),
-        Check("test_center", 2.0, lambda e: standard_inputs("center", e), _center_judge),
-        Check("test_evidence", 2.0, no_inputs, _evidence_judge),
-        Check("test_cause", 1.0, no_inputs, _cause_judge),
-        Check("test_mean_pairwise_cosine_sim", 2.0, _mean_inputs, _mean_judge),
-        Check("test_bonus_evidence", 2.0, no_inputs, _bonus_judge),
-    ]
-}
+CHECKS = [
+    Check("test_normalize", 2.0, _normalize_inputs, _normalize_judge),
+    Check("test_pairwise_cosine_sim", 2.0, lambda e: standard_inputs("pairwise_cosine_sim", e), _pairwise_judge),
+    Check("test_cosine_sim_with_mean", 2.0, lambda e: standard_inputs("cosine_sim_with_mean", e),
+          _with_mean_judge),
+    Check("test_center", 2.0, lambda e: standard_inputs("center", e), _center_judge),
+    Check("test_evidence", 2.0, no_inputs, _evidence_judge),
+    Check("test_cause", 1.0, no_inputs, _cause_judge),
+    Check("test_mean_pairwise_cosine_sim", 2.0, _mean_inputs, _mean_judge),
+    Check("test_bonus_evidence", 2.0, no_inputs, _bonus_judge),
+]

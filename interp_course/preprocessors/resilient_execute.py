@@ -1,22 +1,13 @@
-"""Fault-tolerant, sandboxed notebook execution for ``nbgrader autograde``.
+"""Fault-tolerant, sandboxed notebook execution: nbgrader's ``Execute``, made resilient.
 
-:class:`ResilientExecute` is a drop-in replacement for
-``nbgrader.preprocessors.Execute``::
+:class:`ResilientExecute` is the base of :class:`GradeInSandbox` (which adds the hand-in and
+the judging); on its own it is a drop-in replacement for ``nbgrader.preprocessors.Execute``.
+Settings are traitlets, e.g. ``c.Execute.timeout = 120`` (per cell) and
+``c.SandboxedKernelManager.memory_limit_mb`` in ``nbgrader_config.py``.
 
-    # nbgrader_config.py
-    from interp_course.grading.execute import ResilientExecute
-    from nbgrader.preprocessors import (IgnorePattern, LimitOutput, SaveAutoGrades,
-                                        AssignLatePenalties, CheckCellMetadata)
-    from nbconvert.preprocessors import ClearMetadataPreprocessor
-
-    c.Autograde.autograde_preprocessors = [
-        ResilientExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
-    ]
-    c.ResilientExecute.timeout = 120            # per cell, seconds
-    c.SandboxedKernelManager.memory_limit_mb = 6144
-    c.SandboxedKernelManager.readonly_paths = ["/srv/course/interp_course"]
-    c.SandboxedKernelManager.extra_env = {"PYTHONPATH": "/srv/course"}
+It overrides nbclient internals (``_async_poll_for_reply``, ``_async_handle_timeout``,
+``output``, ``clear_output``), written against nbclient 0.11.0 as pinned in pyproject.toml:
+re-read them when that pin moves.
 
 Differences from the stock ``Execute``:
 
@@ -55,7 +46,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbclient.util import ensure_async, run_hook, run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Callable, Float, Int, Unicode
+from traitlets import Bool, Float, Int, Unicode
 
 from interp_course.sandbox import SandboxedKernelManager
 
@@ -105,14 +96,6 @@ class ResilientExecute(Execute):
     require_sandbox = Bool(
         True,
         help="Refuse to run if the kernel manager class is not a SandboxedKernelManager.",
-    ).tag(config=True)
-
-    kernel_manager_hook = Callable(
-        None,
-        allow_none=True,
-        help="Called as hook(km=..., resources=..., executor=...) on every kernel "
-        "manager this preprocessor creates, before the kernel starts; use it to adapt "
-        "the sandbox policy per notebook (e.g. km.readonly_paths += [...]).",
     ).tag(config=True)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
@@ -439,12 +422,6 @@ class ResilientExecute(Execute):
         )
 
     # ------------------------------------------------------------------ kernels
-    def create_kernel_manager(self):  # type: ignore[override]
-        km = super().create_kernel_manager()
-        if self.kernel_manager_hook is not None:
-            self.kernel_manager_hook(km=km, resources=self.resources, executor=self)
-        return km
-
     async def _async_start_kernel(self) -> None:
         if self.km is None:
             self.km = self.create_kernel_manager()

@@ -18,16 +18,14 @@ It runs in the sanitize step, before ``OverwriteCells`` restores test and locked
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
 
-from interp_course.models import COURSE_ROOT
+from interp_course.course import Course
 
 
 def _grade_id(cell) -> str | None:
+    # Read by hand, not with nbgrader.utils: the student's metadata may be any JSON at all.
     meta = cell.get("metadata", {}).get("nbgrader")
     return meta.get("grade_id") if isinstance(meta, dict) else None
 
@@ -72,14 +70,10 @@ def restore_structure(submitted, release):
 class RestoreStructure(NbGraderPreprocessor):
     """Sanitize step: rebuild the submission on the released notebook's skeleton."""
 
-    release_root = Unicode(str(COURSE_ROOT / "release"), help="Folder holding <assignment>/<notebook>.ipynb").tag(
-        config=True
-    )
-
     def preprocess(self, nb, resources):
         assignment = resources["nbgrader"]["assignment"]
         notebook = resources["nbgrader"]["notebook"]
-        path = Path(self.release_root) / assignment / f"{notebook}.ipynb"
+        path = Course.from_config(self.config).release(assignment) / f"{notebook}.ipynb"
         release = nbformat.read(path, as_version=4)
         before = len(nb.cells)
         nb.cells = restore_structure(nb, release)

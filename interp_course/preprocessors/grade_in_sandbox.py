@@ -1,10 +1,11 @@
 """The autograde step that replaces nbgrader's ``Execute``: run sandboxed, then judge outside.
 
 For one submission:
-1. the grader (this process) loads W_E itself and writes each check's inputs to an inbox;
+1. the grader (this process) loads the assignment's checks (``grader_tests/<a>/checks.py``)
+   and the models they declare, and writes the inputs of this notebook's checks to an inbox;
 2. ``ResilientExecute`` runs the notebook in a bubblewrap kernel that sees the inbox read-only,
-   an outbox read-write, the course package and the model cache — and nothing of source/,
-   solutions/, grader_tests/, the gradebook or other submissions;
+   an outbox read-write, the course package and the declared models' cache folders, and
+   nothing of source/, solutions/, grader_tests/, the gradebook or other submissions;
 3. the hidden test cells hand the student's results to the outbox;
 4. back here, ``judge_notebook`` scores every test cell from those results alone and writes
    the verdict into the cell, where nbgrader's ``SaveAutoGrades`` picks it up.
@@ -21,8 +22,10 @@ from pathlib import Path
 from traitlets import Unicode
 
 from interp_course import handin, models
-from interp_course.grading.execute import ResilientExecute
-from interp_course.grading.verdict import judge_notebook, write_inbox
+from interp_course.course import Course
+from interp_course.judging.assignment import load_assignment
+from interp_course.judging.judge import judge_notebook, write_inbox
+from interp_course.preprocessors.resilient_execute import ResilientExecute
 
 PACKAGE_DIR = Path(handin.__file__).resolve().parent
 
@@ -37,15 +40,17 @@ class GradeInSandbox(ResilientExecute):
     ).tag(config=True)
 
     _handin_dir: Path | None = None
+    _models: tuple[str, ...] = ()
 
     def preprocess(self, nb, resources):
-        embeddings = models.load_embeddings()
+        assignment = load_assignment(Course.from_config(self.config), resources["nbgrader"]["assignment"])
+        self._models = assignment.models
         with tempfile.TemporaryDirectory(prefix="interp-course-handin-") as folder:
             self._handin_dir = Path(folder)
             (self._handin_dir / "outbox").mkdir()
-            inputs = write_inbox(self._handin_dir / "inbox", embeddings)
+            inputs = write_inbox(self._handin_dir / "inbox", nb, assignment)
             nb, resources = super().preprocess(nb, resources)
-            verdicts = judge_notebook(nb, self._handin_dir / "outbox", inputs, embeddings, self.log)
+            verdicts = judge_notebook(nb, self._handin_dir / "outbox", inputs, assignment, self.log)
         self._handin_dir = None
         total = sum(v.points for v in verdicts.values())
         self.log.info("Autograded test cells: %g / %g points", total, sum(v.max_points for v in verdicts.values()))
@@ -53,16 +58,16 @@ class GradeInSandbox(ResilientExecute):
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
-        settings = models.read_settings()
-        env = models.model_env(settings)
-        hf_home = env.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
-        km.readonly_paths = [*km.readonly_paths, str(PACKAGE_DIR), hf_home, str(self._handin_dir / "inbox")]
+        hf_home, model_folders = models.cache_folders(self._models)
+        (self._handin_dir / "inbox").mkdir(exist_ok=True)
+        km.readonly_paths = [*km.readonly_paths, str(PACKAGE_DIR), *map(str, model_folders),
+                             str(self._handin_dir / "inbox")]
         km.writable_paths = [*km.writable_paths, str(self._handin_dir / "outbox")]
         km.extra_env = {
             **km.extra_env,
-            **env,
-            "HF_HOME": hf_home,
-            # The sandbox has no network: never wait on the hub.
+            # Only the declared models' folders of the HF cache are bound (never a token), and
+            # the sandbox has no network: never wait on the hub.
+            "HF_HOME": str(hf_home),
             "HF_HUB_OFFLINE": "1",
             handin.ENV_VAR: str(self._handin_dir),
             "PLOTLY_RENDERER": self.plotly_renderer,

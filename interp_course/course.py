@@ -1,0 +1,108 @@
+"""The course layout: the one place that says where everything is, after nbgrader's CourseDirectory.
+
+An assignment is content only, in per-assignment folders of the course root::
+
+    source/<a>/<notebook>.ipynb       the instructor's notebook (solutions, hidden tests, rubric)
+    release/<a>/                      the student version, made by `nbgrader generate_assignment`
+    solutions/<a>/__init__.py         reference implementations the checks compare against
+    grader_tests/<a>/checks.py        the hidden checks: CHECKS and the MODELS they need
+    grader_tests/<a>/corpus.py        example submissions with the scores they must get
+    grader_tests/<a>/submissions/     those submissions as notebooks (`make corpus`)
+
+and nbgrader's working state: submitted/, autograded/, feedback/, gradebook.db, grades.csv.
+The grading engine (``interp_course``) never names an assignment; it reads them from here.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+COURSE_ID = "mech-interp-puzzles"
+
+# Hugging Face ids of the models assignments may declare (grader_tests/<a>/checks.py MODELS).
+GPT_NEO = "EleutherAI/gpt-neo-125M"
+GPT2 = "gpt2"
+
+# The checkout this package is installed from: the default course root, and where the
+# installation's own state lives (the venv, the chosen model source, the stand-in cache).
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Course:
+    root: Path = CHECKOUT
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    @classmethod
+    def from_config(cls, config) -> "Course":
+        """The course an nbgrader process works on (``c.CourseDirectory.root``)."""
+        from nbgrader.coursedir import CourseDirectory
+
+        return cls(Path(CourseDirectory(config=config).root))
+
+    # --- content, per assignment ---------------------------------------------------------
+    def source(self, assignment: str) -> Path:
+        return self.root / "source" / assignment
+
+    def release(self, assignment: str) -> Path:
+        return self.root / "release" / assignment
+
+    def solutions(self, assignment: str) -> Path:
+        return self.root / "solutions" / assignment
+
+    def grader_tests(self, assignment: str) -> Path:
+        return self.root / "grader_tests" / assignment
+
+    def corpus(self, assignment: str) -> Path:
+        return self.grader_tests(assignment) / "submissions"
+
+    def notebooks(self, assignment: str) -> list[str]:
+        """Notebook names (without .ipynb) of an assignment, from its source folder."""
+        return sorted(p.stem for p in self.source(assignment).glob("*.ipynb"))
+
+    def assignments(self) -> list[str]:
+        """Every assignment with a source notebook."""
+        folder = self.root / "source"
+        return sorted(p.name for p in folder.iterdir() if any(p.glob("*.ipynb"))) if folder.is_dir() else []
+
+    def released_assignments(self) -> list[str]:
+        folder = self.root / "release"
+        return sorted(p.name for p in folder.iterdir() if any(p.glob("*.ipynb"))) if folder.is_dir() else []
+
+    # --- nbgrader's working state ---------------------------------------------------------
+    @property
+    def submitted(self) -> Path:
+        return self.root / "submitted"
+
+    @property
+    def autograded(self) -> Path:
+        return self.root / "autograded"
+
+    @property
+    def feedback(self) -> Path:
+        return self.root / "feedback"
+
+    @property
+    def gradebook(self) -> Path:
+        return self.root / "gradebook.db"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.gradebook}"
+
+    @property
+    def grades_csv(self) -> Path:
+        return self.root / "grades.csv"
+
+    def make_importable(self) -> None:
+        """Put the course root on sys.path, so ``grader_tests.<a>`` and ``solutions.<a>`` import.
+
+        Only grader processes do this: solutions/ and grader_tests/ are not installed, so a
+        sandboxed student kernel, which sees the installed package, cannot import them.
+        """
+        if str(self.root) not in sys.path:
+            sys.path.insert(0, str(self.root))

@@ -1,0 +1,171 @@
+"""Judging a student's results against the reference: values, likely bugs, the itemised verdict.
+
+Assignment-agnostic: an assignment's ``grader_tests/<a>/checks.py`` calls these with its own
+reference functions, inputs and diagnoses. Inputs are ``{"<function>/<case>": args}`` where
+``args`` is one tensor (a one-argument call) or a tuple of arguments.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable
+
+import torch
+
+from interp_course.handin import arguments
+from interp_course.judging.handin_files import HandIn
+from interp_course.judging.verdict import Item
+
+Tensor = torch.Tensor
+# (buggy_function, hint): the hint names the mistake when the student's result equals the buggy
+# function's. (None, (error_substring, hint)) matches an exception's message instead.
+Diagnosis = tuple[Callable | None, object]
+
+
+def case_name(key: str) -> str:
+    return key.split("/", 1)[1]
+
+
+def close(student, expected, atol: float, rtol: float) -> bool:
+    """Same values (any dtype, any shape with the same number of elements)?"""
+    if student is None:
+        return False
+    if not isinstance(expected, Tensor):
+        if isinstance(student, Tensor):
+            student = float(student.reshape(())) if student.numel() == 1 else None
+        if not isinstance(student, (int, float)) or isinstance(student, bool) or student is None:
+            return False
+        return math.isclose(float(student), float(expected), rel_tol=rtol, abs_tol=atol)
+    if not isinstance(student, Tensor):
+        if isinstance(student, (int, float)) and not isinstance(student, bool):
+            student = torch.tensor(float(student))
+        else:
+            return False
+    if student.numel() != expected.numel():
+        return False
+    student = student.reshape(expected.shape).double()
+    return bool(torch.allclose(student, expected.double(), atol=atol, rtol=rtol, equal_nan=False))
+
+
+def result(handed: HandIn, key: str):
+    """What the student's function returned for a case: a tensor, a number, or None."""
+    tensor = handed.tensor(key)
+    return tensor if tensor is not None else handed.number(key)
+
+
+def diagnose(args: tuple, student, error: str, diagnoses: list[Diagnosis], atol: float, rtol: float) -> str:
+    """The hint of the first diagnosis that reproduces the student's result (or error)."""
+    if error:
+        for bug, hint in diagnoses:
+            if bug is None and hint[0] in error:
+                return f"it raised {error.splitlines()[0][:200]} — {hint[1]}"
+        return f"it raised {error.splitlines()[0][:200]}"
+    if student is None:
+        return "it returned something that is not a tensor or a number"
+    for bug, hint in diagnoses:
+        if bug is None:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. std() of one row
+                wrong = bug(*args)
+        except Exception:  # noqa: BLE001 - a mistake that cannot occur on this input
+            continue
+        same_shape = not isinstance(student, Tensor) or not isinstance(wrong, Tensor) or wrong.shape == student.shape
+        if same_shape and close(student, wrong, atol, rtol):
+            return hint
+    if isinstance(student, Tensor) and student.isnan().any():
+        return "the result contains NaN"
+    if isinstance(student, float) and math.isnan(student):
+        return "the result is NaN"
+    return "the values differ from the reference"
+
+
+def judge_function(
+    name: str,
+    inputs: dict,
+    handed: HandIn,
+    reference: Callable,
+    diagnoses: list[Diagnosis],
+    value_points: float,
+    contract_points: float,
+    *,
+    atol: float,
+    rtol: float,
+    cases: list[str] | None = None,
+    returns: str = "torch.Tensor",
+) -> list[Item]:
+    """Values on every case, then the contract: the right kind of result, inputs untouched.
+
+    ``returns`` is the kind the contract asks for: ``"torch.Tensor"`` (of the reference's shape)
+    or ``"number"`` (a Python or numpy number, or a one-element tensor).
+    """
+    keys = sorted(k for k in inputs if k.startswith(name + "/") and (cases is None or case_name(k) in cases))
+    failures, wrong_kind, modified = [], [], []
+    for key in keys:
+        args = arguments(inputs[key])
+        student, expected = result(handed, key), reference(*args)
+        if not close(student, expected, atol, rtol):
+            failures.append((case_name(key), diagnose(args, student, handed.error(key), diagnoses, atol, rtol)))
+        kind = handed.kind(key)
+        if student is not None:
+            tensor_ok = kind == "torch.Tensor" and isinstance(student, Tensor)
+            if returns == "torch.Tensor" and (not tensor_ok or tuple(student.shape) != tuple(expected.shape)):
+                got = kind if not tensor_ok else f"shape {list(student.shape)}"
+                wrong_kind.append(f"expected a torch.Tensor of shape {list(expected.shape)}, got {got}")
+            elif returns == "number" and handed.number(key) is None:
+                wrong_kind.append(f"expected a single number, got {kind}")
+        if handed.modified_input(key):
+            modified.append(case_name(key))
+
+    values = Item(f"{name} gives the right values on {len(keys)} inputs", value_points)
+    if handed.kind(name) == "missing":
+        values.message = f"`{name}` is not defined: did the cell that defines it run without errors?"
+    elif not failures:
+        values.points = value_points
+    else:
+        by_hint: dict[str, list[str]] = {}
+        for case, hint in failures:
+            by_hint.setdefault(hint, []).append(case)
+        values.message = f"wrong on {len(failures)} of {len(keys)} inputs: " + "; ".join(
+            f"{hint} ({', '.join(cases[:3])}{', …' if len(cases) > 3 else ''})" for hint, cases in by_hint.items()
+        )
+
+    what = "a new torch.Tensor of the right shape" if returns == "torch.Tensor" else "a number"
+    contract = Item(f"{name} returns {what} and leaves its inputs unchanged", contract_points)
+    if contract_points == 0:
+        return [values]
+    answered = [k for k in keys if result(handed, k) is not None]
+    if not answered:
+        contract.message = "no result to check"
+    elif failures:
+        # Only a right answer can be well-formed: otherwise any result of the right shape (even
+        # the input handed back) would earn these points.
+        contract.message = "earned together with the right values"
+    elif modified:
+        contract.message = (
+            f"{name} modified its input in place (on {', '.join(modified[:3])}): "
+            "build a new tensor instead of writing into it (e.g. `W - m`, not `W -= m`)"
+        )
+    elif wrong_kind:
+        contract.message = wrong_kind[0]
+    else:
+        contract.points = contract_points
+    return [values, contract]
+
+
+def value_item(handed: HandIn, name: str, expected: float, tolerance: float, description: str,
+               points: float, hint: str) -> Item:
+    """A variable the student computed, compared with the grader's own number."""
+    item = Item(description, points)
+    got = handed.number(name)
+    if got is None or not math.isfinite(got):
+        kind = handed.kind(name)
+        item.message = (f"`{name}` is not defined: did the cell that computes it run without errors?"
+                        if kind == "missing" else f"`{name}` should be a single finite number (got {kind})")
+    elif abs(got - expected) <= tolerance:
+        item.points = points
+    else:
+        item.message = f"`{name}` = {got:.4g} is off; {hint}"
+    return item

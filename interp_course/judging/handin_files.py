@@ -1,0 +1,119 @@
+"""Reading what a student kernel handed in (see ``interp_course.handin``), as untrusted data.
+
+The outbox is writable by the student's kernel, so every file in it may be a symlink, a FIFO, a
+device or huge. Each is opened relative to the outbox folder without following links
+(``O_NOFOLLOW``), must be a regular file (``fstat``), and is read up to a fixed size; anything
+else makes the hand-in unreadable, which scores that cell 0 and nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_safetensors
+
+MAX_TENSOR_FILE = 512 * 2**20  # a hand-in is a few MB; anything bigger is refused, not loaded
+MAX_REPORT_FILE = 2 * 2**20
+
+
+@dataclass
+class HandIn:
+    """The student's results for one check: tensors by key plus a JSON report by key."""
+
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    report: dict[str, dict] = field(default_factory=dict)
+    problem: str = ""  # set when the files were missing or unreadable
+
+    def entry(self, key: str) -> dict:
+        value = self.report.get(key)
+        return value if isinstance(value, dict) else {}
+
+    def tensor(self, key: str) -> torch.Tensor | None:
+        return self.tensors.get(key)
+
+    def kind(self, key: str) -> str:
+        return str(self.entry(key).get("type", "nothing"))
+
+    def error(self, key: str) -> str:
+        return str(self.entry(key).get("error", ""))
+
+    def value(self, key: str):
+        """A non-tensor result as plain JSON data (number, string, list, dict), else None."""
+        return self.entry(key).get("value")
+
+    def string(self, key: str) -> str | None:
+        value = self.value(key)
+        return value if isinstance(value, str) else None
+
+    def number(self, key: str) -> float | None:
+        """A single number, whether it came back as a tensor, a numpy scalar or a Python number."""
+        t = self.tensor(key)
+        if t is not None:
+            return float(t.reshape(())) if t.numel() == 1 else None
+        value = self.value(key)
+        return float(value) if type(value) in (int, float) else None
+
+    def modified_input(self, key: str) -> bool:
+        return self.entry(key).get("modified_input") is True
+
+
+class UnsafeFile(Exception):
+    pass
+
+
+def read_regular_file(folder_fd: int, name: str, limit: int) -> bytes:
+    """The bytes of ``name`` in an open folder, only if it is a regular file of at most ``limit``."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # ELOOP: a symlink
+        raise UnsafeFile(f"{name} is not a regular file") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFile(f"{name} is not a regular file")
+        if info.st_size > limit:
+            raise UnsafeFile(f"{name} is too large")
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:  # it grew after fstat
+            raise UnsafeFile(f"{name} is too large")
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_hand_in(outbox: Path, grade_id: str) -> HandIn:
+    try:
+        folder_fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return HandIn(problem="nothing was handed in")
+    try:
+        tensor_bytes = read_regular_file(folder_fd, f"{grade_id}.safetensors", MAX_TENSOR_FILE)
+        report_bytes = read_regular_file(folder_fd, f"{grade_id}.json", MAX_REPORT_FILE)
+    except FileNotFoundError:
+        return HandIn(problem="nothing was handed in")
+    except UnsafeFile as exc:
+        return HandIn(problem=f"the hand-in could not be read ({exc})")
+    finally:
+        os.close(folder_fd)
+    try:
+        tensors = load_safetensors(tensor_bytes)
+        report = json.loads(report_bytes)
+    except Exception as exc:  # noqa: BLE001 - any unreadable hand-in is a fault of the submission
+        return HandIn(problem=f"the hand-in could not be read ({type(exc).__name__})")
+    if not isinstance(report, dict):
+        return HandIn(problem="the hand-in report was malformed")
+    return HandIn(tensors=tensors, report=report)

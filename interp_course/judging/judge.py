@@ -1,0 +1,109 @@
+"""The grader's half: write the inputs, read the hand-ins, judge, and write the verdict into cells.
+
+Runs in the nbgrader process, which student code never touches (the student's kernel is a
+separate, sandboxed process). A test cell's score comes only from what is written here:
+nbgrader's ``SaveAutoGrades`` reads the ``execute_result`` we put in the cell as partial credit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbgrader.utils import is_grade, is_solution
+
+from interp_course import handin
+from interp_course.course import Course
+from interp_course.judging.assignment import Assignment, load_assignment
+from interp_course.judging.handin_files import HandIn, read_hand_in
+from interp_course.judging.verdict import Item, Verdict
+
+
+def graded_test_cells(nb) -> list[tuple[int, str]]:
+    """(index, grade_id) of autograded test cells: code cells marked grade but not solution."""
+    return [(index, cell.metadata["nbgrader"].get("grade_id", ""))
+            for index, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)]
+
+
+def write_inbox(inbox: Path, nb, assignment: Assignment) -> dict[str, dict]:
+    """Write the inputs of this notebook's checks (only those); return them for judging."""
+    all_inputs = {}
+    for _, grade_id in graded_test_cells(nb):
+        if grade_id in assignment.checks:
+            all_inputs[grade_id] = assignment.inputs(grade_id)
+            handin.write_inbox(inbox, grade_id, all_inputs[grade_id])
+    return all_inputs
+
+
+def _kernel_error(cell) -> str:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.get('ename', 'Error')}: {str(output.get('evalue', ''))[:300]}"
+    return ""
+
+
+def missing_hand_in(grade_id: str, points: float, problem: str, kernel_error: str) -> Verdict:
+    """Every item at 0, with the reason the grader got nothing to judge."""
+    reason = f"Your code raised {kernel_error}, so " if kernel_error else ""
+    note = f"{reason}{problem}: nothing could be checked for this cell."
+    return Verdict(grade_id, [Item(grade_id, points, 0.0, "not checked")], note=note)
+
+
+def verdict_outputs(verdict: Verdict) -> list:
+    """Cell outputs that show the verdict and carry its score to nbgrader."""
+    return [
+        nbformat.v4.new_output("stream", name="stdout", text=verdict.text() + "\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": f"{verdict.points:g}"}, execution_count=None),
+    ]
+
+
+def judge_notebook(nb, outbox: Path, inputs: dict, assignment: Assignment, log=None) -> dict[str, Verdict]:
+    """Replace the outputs of every graded test cell with the clean process's verdict."""
+    verdicts = {}
+    for index, grade_id in graded_test_cells(nb):
+        cell = nb.cells[index]
+        check = assignment.checks.get(grade_id)
+        if check is None:
+            # A test cell without a check cannot be trusted to grade itself.
+            points = float(cell.metadata["nbgrader"].get("points", 0))
+            verdict = Verdict(grade_id, [Item(grade_id, points, 0.0, "no hidden check is registered")])
+            if log:
+                log.error("No check in grader_tests/%s for test cell %r: it scores 0", assignment.name, grade_id)
+        else:
+            handed = read_hand_in(outbox, grade_id)
+            if handed.problem:
+                verdict = missing_hand_in(grade_id, check.points, handed.problem, _kernel_error(cell))
+            else:
+                verdict = _safe_verdict(check, inputs.get(grade_id, {}), handed, assignment.context())
+        cell.outputs = verdict_outputs(verdict)
+        verdicts[grade_id] = verdict
+    return verdicts
+
+
+def _safe_verdict(check, inputs, handed, context) -> Verdict:
+    try:
+        return check.verdict(inputs, handed, context)
+    except Exception as exc:  # noqa: BLE001 - odd data (NaN shapes, dtypes) must not stop the batch
+        item = Item(check.grade_id, check.points, 0.0, f"the hand-in could not be judged ({type(exc).__name__})")
+        return Verdict(check.grade_id, [item])
+
+
+def locate(folder: Path) -> tuple[Course, str]:
+    """The course and assignment of a notebook folder such as ``<root>/source/<a>``."""
+    folder = folder.resolve()
+    for parent in [folder, *folder.parents]:
+        if parent.parent.name == "source" and (parent.parent.parent / "grader_tests").is_dir():
+            return Course(parent.parent.parent), parent.name
+    raise LookupError(f"{folder} is not inside <course>/source/<assignment>/")
+
+
+def judge_in_process(grade_id: str, objects: dict, folder: Path | None = None) -> Verdict:
+    """Preview for an instructor running the source notebook: same checks, one process."""
+    course, name = locate(folder or Path.cwd())
+    assignment = load_assignment(course, name)
+    inputs = assignment.inputs(grade_id)
+    # The same round trip as grading, minus the sandbox: arguments as the kernel would read them.
+    cases = {key: handin.arguments(case) for key, case in inputs.items()}
+    tensors, report = handin.collect(objects, cases)
+    return assignment.checks[grade_id].verdict(inputs, HandIn(tensors=tensors, report=report), assignment.context())
