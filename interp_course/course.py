@@ -101,6 +101,9 @@ class Course:
     def make_importable(self) -> None:
         """Put the course root on sys.path, so ``grader_tests.<a>`` and ``solutions.<a>`` import.
 
+        ``grader_tests`` and ``solutions`` are namespace packages (no ``__init__.py``), so a
+        process that has seen two course roots finds each assignment in its own course.
+
         Only grader processes do this: solutions/ and grader_tests/ are not installed, so a
         sandboxed student kernel, which sees the installed package, cannot import them.
         """

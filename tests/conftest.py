@@ -63,8 +63,6 @@ def make_course(dest: Path, content_root: Path = CHECKOUT, assignments=(PUZZLE1,
     # The corpus's runaway cells need only hit a timeout, not the course's generous one.
     (dest / "nbgrader_config.py").write_text(config + "\nc.Execute.timeout = 60\n")
     content = Course(content_root)
-    (dest / "grader_tests").mkdir(exist_ok=True)
-    shutil.copy(CHECKOUT / "grader_tests" / "__init__.py", dest / "grader_tests" / "__init__.py")
     for a in assignments:
         shutil.copytree(content.source(a), dest / "source" / a)
         shutil.copytree(content.solutions(a), dest / "solutions" / a)

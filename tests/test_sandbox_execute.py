@@ -23,10 +23,11 @@ from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
 import interp_course
+from interp_course.course import CHECKOUT
 from interp_course.preprocessors.resilient_execute import ResilientExecute
 from interp_course.sandbox import SandboxedKernelManager, SandboxUnavailableError
 
-REPO = Path(interp_course.__file__).resolve().parent.parent
+REPO = CHECKOUT
 PACKAGE_DIR = Path(interp_course.__file__).resolve().parent
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from interp_course import standins
-from interp_course.course import GPT2
+from interp_course.course import CHECKOUT, GPT2
 from interp_course.course import GPT_NEO as NEO
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = CHECKOUT
 
 # Any of these would override HF_HOME as the place the subprocess looks for models.
 _CACHE_VARS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE")

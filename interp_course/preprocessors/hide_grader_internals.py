@@ -8,13 +8,13 @@ stays), and any traceback left in a test cell is reduced to its last line.
 from __future__ import annotations
 
 from nbgrader.preprocessors import ClearHiddenTests
+from nbgrader.utils import is_grade, is_solution
 
 
 class HideGraderInternals(ClearHiddenTests):
     def preprocess_cell(self, cell, resources, cell_index):
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if meta.get("grade") and not meta.get("solution"):
+        if is_grade(cell) and not is_solution(cell):
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
                     output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]

@@ -1,0 +1,131 @@
+"""The judging library on hand-made hand-ins: no kernel, no nbgrader."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp_course import handin
+from interp_course.judging import Check, HandIn, Item, judge_function, value_item
+from interp_course.judging.verdict import Verdict
+
+ATOL = RTOL = 1e-6
+
+
+def hand(objects: dict, inputs: dict) -> HandIn:
+    """What the kernel side would hand in for these objects, without a kernel."""
+    cases = {key: handin.arguments(case) for key, case in inputs.items()}
+    tensors, report = handin.collect(objects, cases)
+    return HandIn(tensors=tensors, report=report)
+
+
+def double(W):
+    return 2 * W
+
+
+INPUTS = {"double/a": torch.ones(3, 2), "double/b": torch.arange(4.0).reshape(2, 2)}
+BUGS = [(lambda W: 3 * W, "you tripled it"), (None, ("boom", "it blew up"))]
+
+
+def judge(fn, **kw):
+    return judge_function("double", INPUTS, hand({"double": fn}, INPUTS), double, BUGS, 1.0, 0.5,
+                          atol=ATOL, rtol=RTOL, **kw)
+
+
+def test_right_function_earns_values_and_contract():
+    values, contract = judge(lambda W: W + W)
+    assert (values.points, contract.points) == (1.0, 0.5)
+
+
+def test_a_known_bug_is_named_and_the_contract_is_not_given_for_wrong_values():
+    values, contract = judge(lambda W: 3 * W)
+    assert values.points == 0 and "you tripled it" in values.message and "2 of 2" in values.message
+    assert contract.points == 0 and contract.message == "earned together with the right values"
+
+
+def test_an_exception_is_matched_by_its_message():
+    def fn(W):
+        raise ValueError("boom!")
+
+    values, _ = judge(fn)
+    assert "it raised ValueError: boom! — it blew up" in values.message
+
+
+def test_in_place_modification_costs_the_contract_only():
+    def fn(W):
+        W *= 2
+        return W.clone()
+
+    values, contract = judge(fn)
+    assert values.points == 1.0 and contract.points == 0 and "modified its input in place" in contract.message
+
+
+def test_wrong_kind_of_result_costs_the_contract_only():
+    values, contract = judge(lambda W: (2 * W).numpy())
+    assert values.points == 1.0 and contract.points == 0 and "got numpy.ndarray" in contract.message
+
+
+def test_missing_function_says_so():
+    values, _ = judge_function("double", INPUTS, hand({"double": handin.Missing}, INPUTS), double, BUGS,
+                               1.0, 0.5, atol=ATOL, rtol=RTOL)
+    assert values.points == 0 and "`double` is not defined" in values.message
+
+
+def add(x, y):
+    return float(sum(x) + sum(y))
+
+
+def test_functions_of_several_arguments_returning_numbers():
+    inputs = {"add/lists": ([1.0, 2.0], [3.0]), "add/tensor_and_list": (torch.tensor([1.0, 1.0]), [0.5])}
+    good = hand({"add": lambda x, y: float(sum(x)) + sum(y)}, inputs)
+    values, contract = judge_function("add", inputs, good, add, [], 1.0, 1.0, atol=ATOL, rtol=RTOL, returns="number")
+    assert (values.points, contract.points) == (1.0, 1.0)
+    bad = hand({"add": lambda x, y: "five"}, inputs)
+    values, contract = judge_function("add", inputs, bad, add, [], 1.0, 1.0, atol=ATOL, rtol=RTOL, returns="number")
+    assert values.points == 0 and "not a tensor or a number" in values.message
+
+
+def test_a_changed_list_argument_is_reported():
+    inputs = {"add/lists": ([1.0, 2.0], [3.0])}
+
+    def sneaky(x, y):
+        x.append(0.0)
+        return add(x, y)
+
+    handed = hand({"add": sneaky}, inputs)
+    assert handed.modified_input("add/lists")
+
+
+def test_value_item_accepts_numbers_in_any_form_and_explains_misses():
+    for value in (0.5, torch.tensor(0.5), torch.tensor([0.5])):
+        handed = hand({"x": value}, {})
+        assert value_item(handed, "x", 0.5, 1e-9, "x", 1.0, "hint").points == 1.0
+    off = value_item(hand({"x": 0.7}, {}), "x", 0.5, 1e-3, "x", 1.0, "compute it on W")
+    assert off.points == 0 and off.message == "`x` = 0.7 is off; compute it on W"
+    missing = value_item(hand({"x": handin.Missing}, {}), "x", 0.5, 1e-3, "x", 1.0, "hint")
+    assert "is not defined" in missing.message
+    text = value_item(hand({"x": "0.5"}, {}), "x", 0.5, 1e-3, "x", 1.0, "hint")
+    assert "should be a single finite number (got str)" in text.message
+
+
+def test_plain_data_results_come_back_as_json_and_hostile_objects_only_as_their_type():
+    class Hostile:
+        def __getattr__(self, name):
+            raise SystemExit("no")
+
+    handed = hand({"d": {"a": [1, 2.5], "b": "text"}, "h": Hostile(), "big": list(range(100_000))}, {})
+    assert handed.value("d") == {"a": [1, 2.5], "b": "text"}
+    assert handed.kind("h").endswith("Hostile") and handed.value("h") is None
+    assert handed.value("big") is None and handed.entry("big").get("too_large")
+
+
+def test_check_refuses_items_that_do_not_add_up_to_its_points():
+    check = Check("test_x", 2.0, lambda context: {}, lambda inputs, handed, context: [Item("a", 1.0)])
+    with pytest.raises(AssertionError, match="add up to 1.0, not 2.0"):
+        check.verdict({}, HandIn(), {})
+
+
+def test_verdict_text_lists_each_item_with_its_mark():
+    verdict = Verdict("test_x", [Item("first", 1.0, 1.0), Item("second", 0.5, 0.0, "why")], note="a note")
+    assert verdict.text().splitlines() == [
+        "test_x: 1 / 1.5 points", "a note", "  ✓ [1/1] first", "  ✗ [0/0.5] second — why"]
