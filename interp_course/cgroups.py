@@ -29,6 +29,8 @@ memory limit       ``memory.limit_in_bytes`` and            ``memory.max``, and
 pids limit         ``pids.max``                             ``pids.max``
 peak memory        ``memory.max_usage_in_bytes``            ``memory.peak`` (Linux >= 5.19)
 OOM kills          ``memory.oom_control``: ``oom_kill``     ``memory.events``: ``oom_kill``
+                   (not ``memory.failcnt``: it stayed 0
+                   here while the OOM killer fired)
 forks refused      ``pids.events``: ``max``                 ``pids.events``: ``max``
 join               ``cgroup.procs`` of both hierarchies     ``cgroup.procs``
 kill everything    SIGKILL per pid (via pidfd), repeated    ``cgroup.kill`` (>= 5.14), else
@@ -105,8 +107,10 @@ def _read(path: str) -> str | None:
 
 
 def _write(path: str, value: str) -> None:
-    # cgroup files want one write() per value; no O_CREAT so a typo cannot create files
-    fd = os.open(path, os.O_WRONLY)
+    # One write() per value, as cgroup files want.  O_CREAT changes nothing on cgroupfs
+    # (control files exist or cannot be created) but lets a plain directory stand in for
+    # a cgroup2 mount in the tests.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, value.encode())
     finally:
@@ -179,7 +183,6 @@ class CgroupStats:
     memory_current: int | None
     memory_peak: int | None
     oom_kills: int  # processes the OOM killer killed inside this cgroup
-    memory_limit_hits: int  # v1 memory.failcnt / v2 memory.events "max" (includes reclaim)
     pids_limit: int | None
     pids_current: int | None
     pids_peak: int | None  # pids.peak where the kernel has it
@@ -577,10 +580,6 @@ class SandboxCgroup:
                 memory_current=_read_int(os.path.join(mem, "memory.usage_in_bytes")),
                 memory_peak=peak,
                 oom_kills=oom.get("oom_kill", 0),
-                memory_limit_hits=max(
-                    _read_int(os.path.join(mem, "memory.failcnt")) or 0,
-                    _read_int(os.path.join(mem, "memory.memsw.failcnt")) or 0,
-                ),
                 pids_limit=self.pids_limit,
                 pids_current=_read_int(os.path.join(pids, "pids.current")),
                 pids_peak=_read_int(os.path.join(pids, "pids.peak")),
@@ -593,7 +592,6 @@ class SandboxCgroup:
             memory_current=_read_int(os.path.join(mem, "memory.current")),
             memory_peak=_read_int(os.path.join(mem, "memory.peak")),
             oom_kills=events.get("oom_kill", 0),
-            memory_limit_hits=events.get("max", 0),
             pids_limit=self.pids_limit,
             pids_current=_read_int(os.path.join(pids, "pids.current")),
             pids_peak=_read_int(os.path.join(pids, "pids.peak")),
@@ -604,10 +602,13 @@ class SandboxCgroup:
     def kill_all(self, timeout: float = 5.0) -> bool:
         """SIGKILL every process in the cgroup; True once it is empty."""
         deadline = time.monotonic() + timeout
-        kill_file = os.path.join(self.dirs["unified"], "cgroup.kill") if self.version == V2 else None
-        if kill_file and os.path.exists(kill_file):
+        # cgroup.kill exists in every non-root cgroup since Linux 5.14: look at the parent
+        if self.version == V2 and os.path.exists(
+            os.path.join(self.parent.dirs["unified"], "cgroup.kill")
+        ):
             try:
-                _write(kill_file, "1")  # atomic: also catches processes forking right now
+                # atomic: also catches processes forking right now
+                _write(os.path.join(self.dirs["unified"], "cgroup.kill"), "1")
             except OSError as exc:
                 log.debug("cgroup.kill failed: %s", exc)
         while True:
@@ -635,8 +636,11 @@ class SandboxCgroup:
                     left.remove(d)
                 except FileNotFoundError:
                     left.remove(d)
-                except OSError:
-                    pass  # EBUSY while dying tasks are still being removed
+                except OSError as exc:
+                    # EBUSY while dying tasks are still being removed; anything else
+                    # (e.g. ENOTEMPTY: not a cgroup file system) will not go away
+                    if exc.errno != errno.EBUSY:
+                        deadline = 0.0
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.02)

@@ -713,7 +713,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         if env is None:
             kw["env"] = {"PATH": os.environ.get("PATH", os.defpath)}
         self.last_command = None
-        self._create_cgroup()
+        try:
+            self._create_cgroup()
+        except BaseException:
+            self._remove_run_dir()
+            raise
         # The child joins the cgroup between fork and exec (Popen's preexec_fn), so prlimit,
         # bwrap and all they start are inside before anything can fork. On a restart kw
         # still holds the previous kernel's function: always replace it.
