@@ -17,6 +17,10 @@ bounding its sandboxes; absolute (``/interp-course``) is under the hierarchy's
 root: use that with :func:`prepare_delegated_parent`, so that the set-up step and
 the grader agree on the place.
 
+At run time only the parent and its children are created or changed, never a
+cgroup above them; when the parent cannot get ``memory`` and ``pids`` that way,
+cgroups count as unavailable (with the reason).
+
 Both cgroup versions are supported; v2 is used when a cgroup2 mount offers both
 ``memory`` and ``pids``, else v1 when both controllers are mounted.  Files used:
 
@@ -44,8 +48,8 @@ everything they start are inside the cgroup from their first instruction.
 
 **Delegation** (grader running as an unprivileged user).  Root runs
 :func:`prepare_delegated_parent` once (at set-up, or in a systemd
-``ExecStartPre=+``): it creates the parent, enables the controllers for its
-children (v2) and chowns the parent directory and its ``cgroup.procs`` (and
+``ExecStartPre=+``): it creates the parent, enables the controllers down to it
+and for its children (v2) and chowns the parent directory and its ``cgroup.procs`` (and
 ``tasks`` on v1; ``cgroup.threads`` and ``cgroup.subtree_control`` on v2) to the
 grader's user.  The grader then creates, limits, joins and removes children
 itself: files of a cgroup belong to whoever created it.  On v1 that is all.  On
@@ -58,9 +62,17 @@ must therefore itself run inside the delegated parent's subtree (e.g. in
 **How this is tested.**  v1 with real cgroups, bwrap and kernels
 (``tests/test_cgroup_limits.py``, on a machine with v1 ``memory`` and ``pids``).
 The development machine cannot enforce v2 (its cgroup2 mount has no
-controllers), so the v2 code path is unit-tested against a plain directory laid
-out like a cgroup2 mount: that checks which files are written and read, with
-what values, but not the kernel's behaviour.
+controllers), so in the test suite the v2 code path is unit-tested against a
+plain directory laid out like a cgroup2 mount: that checks which files are
+written and read, with what values, but not the kernel's behaviour.  Outside
+the suite, this module was run once on a real cgroup2 host (Linux 6.18, as root,
+plain processes, absolute parent): a fork loop was refused at ``pids.max`` 16,
+three 60 MiB children under ``memory.max`` 128 MiB got 2 OOM kills
+(``memory.events``), ``memory.peak`` read 128 MiB, and ``cgroup.kill`` emptied
+the cgroup in 0.02 s; the relative default parent was refused there (the
+grader's own cgroup did not enable ``pids``) and nothing was created.
+``test_limits_on_plain_processes`` repeats that on whichever version a machine
+offers.
 """
 
 from __future__ import annotations
@@ -204,8 +216,8 @@ class CgroupStats:
             )
         if self.pids_limit_hits:
             parts.append(
-                f"tried to run more than {self.pids_limit} processes/threads at once; "
-                f"{self.pids_limit_hits} more were refused"
+                f"tried to run more than {self.pids_limit} processes/threads at once "
+                f"({self.pids_limit_hits} refused)"
             )
         return ("Your notebook " + "; it ".join(parts) + ".") if parts else ""
 
@@ -301,34 +313,35 @@ def _parent_dirs(h: _Hierarchy, parent: str) -> dict[str, str]:
     return {c: _join(d, parent) for c, d in base.items()}
 
 
-def _v2_enable_controllers(mount: str, target: str) -> None:
-    """Make memory+pids available in ``target``'s children: enable them in the
-    ``cgroup.subtree_control`` of every cgroup from the mount root down to ``target``.
-    """
+def _v2_enable(cgroup: str) -> None:
+    """Enable memory+pids for the children of ``cgroup`` (its ``cgroup.subtree_control``)."""
+    sc = os.path.join(cgroup, "cgroup.subtree_control")
+    missing = [c for c in _CONTROLLERS if c not in (_read(sc) or "").split()]
+    if not missing:
+        return
+    try:
+        _write(sc, " ".join("+" + c for c in missing))
+    except OSError as exc:
+        hint = (
+            " (cgroup v2 gives no controllers to the children of a cgroup that holds "
+            "processes itself)"
+            if exc.errno == errno.EBUSY
+            else ""
+        )
+        raise CgroupUnavailable(
+            f"cannot enable {', '.join(missing)} in {sc}: {exc.strerror}{hint}"
+        ) from None
+
+
+def _v2_enable_down_to(mount: str, target: str) -> None:
+    """Set-up only: enable memory+pids in every cgroup from the mount root down to
+    ``target`` (changes cgroups the grader does not own, so never done at run time)."""
     rel = os.path.relpath(target, mount)
-    path, chain = mount, [mount]
-    for part in ([] if rel == "." else rel.split("/")):
+    path = mount
+    _v2_enable(path)
+    for part in [] if rel == "." else rel.split("/"):
         path = os.path.join(path, part)
-        chain.append(path)
-    for d in chain:
-        sc = os.path.join(d, "cgroup.subtree_control")
-        enabled = set((_read(sc) or "").split())
-        missing = [c for c in _CONTROLLERS if c not in enabled]
-        if not missing:
-            continue
-        try:
-            _write(sc, " ".join("+" + c for c in missing))
-        except OSError as exc:
-            hint = (
-                " (cgroup v2 does not allow controllers for the children of a cgroup that "
-                "holds processes itself; use an absolute parent prepared by root, see "
-                "prepare_delegated_parent)"
-                if exc.errno == errno.EBUSY
-                else ""
-            )
-            raise CgroupUnavailable(
-                f"cannot enable {', '.join(missing)} in {sc}: {exc.strerror}{hint}"
-            ) from None
+        _v2_enable(path)
 
 
 # ----------------------------------------------------------------------------- parent
@@ -365,33 +378,64 @@ class CgroupParent:
         """Make sure the parent exists and is usable, and count one more live child.
 
         One lock covers both so that :meth:`_release` of another thread cannot remove
-        an auto-created parent between the check and the child's mkdir.
+        an auto-created parent between the check and the child's mkdir.  Only the
+        parent itself is created or changed: cgroups above it are left as they are.
         """
         with _parents_lock:
             state = _parents.setdefault(self._key, [False, 0])
-            for d in self.dirs.values():
-                if os.path.isdir(d):
-                    continue
-                try:
-                    os.mkdir(d)
-                    state[0] = True
-                except FileExistsError:
-                    pass
-                except OSError as exc:
-                    raise CgroupUnavailable(
-                        f"cannot create the parent cgroup {d}: {exc.strerror} (as root, run "
-                        "interp_course.cgroups.prepare_delegated_parent(<grader user>) once)"
-                    ) from None
-            if self.version == V2:
-                _v2_enable_controllers(self.hierarchy.mounts["unified"], self.dirs["unified"])
-                self._v2_check_migration()
-            for d in self.dirs.values():
-                if not os.access(d, os.W_OK | os.X_OK):
-                    raise CgroupUnavailable(
-                        f"the parent cgroup {d} is not writable by uid {os.geteuid()} (as root, "
-                        "run interp_course.cgroups.prepare_delegated_parent(<grader user>))"
-                    )
+            made: list[str] = []
+            try:
+                if self.version == V2:
+                    self._v2_check_available()
+                for d in self.dirs.values():
+                    if os.path.isdir(d):
+                        continue
+                    try:
+                        os.mkdir(d)
+                        made.append(d)
+                    except FileExistsError:
+                        pass
+                    except OSError as exc:
+                        raise CgroupUnavailable(
+                            f"cannot create the parent cgroup {d}: {exc.strerror} (as root, "
+                            "run interp_course.cgroups.prepare_delegated_parent(<grader user>) "
+                            "once)"
+                        ) from None
+                if self.version == V2:
+                    _v2_enable(self.dirs["unified"])
+                    self._v2_check_migration()
+                for d in self.dirs.values():
+                    if not os.access(d, os.W_OK | os.X_OK):
+                        raise CgroupUnavailable(
+                            f"the parent cgroup {d} is not writable by uid {os.geteuid()} (as "
+                            "root, run interp_course.cgroups.prepare_delegated_parent(<grader "
+                            "user>))"
+                        )
+            except BaseException:
+                for d in reversed(made):  # leave nothing behind in cgroups we do not own
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        pass
+                raise
+            state[0] = state[0] or bool(made)
             state[1] += 1
+
+    def _v2_check_available(self) -> None:
+        # The parent gets the controllers its own parent enables for its children.
+        parent = self.dirs["unified"]
+        if os.path.isdir(parent):
+            where = os.path.join(parent, "cgroup.controllers")
+        else:
+            where = os.path.join(os.path.dirname(parent), "cgroup.subtree_control")
+        have = (_read(where) or "").split()
+        missing = [c for c in _CONTROLLERS if c not in have]
+        if missing:
+            raise CgroupUnavailable(
+                f"cgroup v2: {', '.join(missing)} not available to {parent} (per {where}); "
+                "as root, run interp_course.cgroups.prepare_delegated_parent(<grader user>, "
+                "parent='/<name>') and configure the same absolute parent"
+            )
 
     def _v2_check_migration(self) -> None:
         # Moving a process needs write access to cgroup.procs of the common ancestor of
@@ -696,8 +740,11 @@ def prepare_delegated_parent(
     """As root: create the parent cgroup and hand it to ``user`` (name or uid).
 
     Afterwards a grader running as ``user`` (configured with the same ``parent``)
-    creates its per-sandbox children there itself.  Returns the parent directories.
-    Idempotent.  See the module docstring for the extra v2 requirement.
+    creates its per-sandbox children there itself.  On v2 this also enables
+    ``memory`` and ``pids`` in ``cgroup.subtree_control`` of every cgroup from the
+    mount root down to the parent (the grader never changes cgroups above its
+    parent).  Returns the parent directories.  Idempotent.  See the module
+    docstring for the extra v2 requirement.
     """
     if isinstance(user, int) or str(user).isdigit():
         uid = int(user)
@@ -718,7 +765,7 @@ def prepare_delegated_parent(
         os.makedirs(d, exist_ok=True)
     if h.version == V2:
         # controllers for the parent itself (its ancestors) and for its children
-        _v2_enable_controllers(h.mounts["unified"], dirs["unified"])
+        _v2_enable_down_to(h.mounts["unified"], dirs["unified"])
     for d in dirs.values():
         os.chown(d, uid, gid)
         for name in files:
