@@ -7,9 +7,12 @@ would not raise, the children of the memory hog would not be killed, the bomb
 would grow past the limit.
 
 cgroup v2 cannot be enforced on the development machine (its cgroup2 mount has no
-controllers), so the v2 code path is tested against a plain directory laid out
-like a cgroup2 mount: these tests check which files are written and read, with
-what values, and the v2 delegation rule, but not the kernel's behaviour.
+controllers), so here the v2 code path is tested against a plain directory laid
+out like a cgroup2 mount (``test_v2_*``): these tests check which files are
+written and read, with what values, and the v2 delegation rule, but not the
+kernel's behaviour.  ``test_limits_on_plain_processes`` uses whichever version
+the machine offers, so on a cgroup2 host (as root) it tests v2 for real; the
+kernel tests here are marked v1-only because that is where they were verified.
 
 Every test with a kernel uses its own parent cgroup name, so the tests can check
 that the parent is removed again, and do not meet other graders' cgroups.
@@ -442,6 +445,51 @@ def test_destroy_kills_everything_in_the_cgroup(parent_name):
     assert stats.pids_current >= 4 and cg.destroy() is stats  # idempotent
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create cgroups")
+def test_limits_on_plain_processes():
+    """Either cgroup version, without bwrap: the relative default parent where it can
+    be used (v1 here), else an absolute one (typical for v2 as root)."""
+    name = f"interp-course-test-{secrets.token_hex(3)}"
+    cgs = []
+    for parent in (name, "/" + name):
+        try:
+            cgs = [open_parent(parent=parent).new_child(None, 16)]
+            break
+        except CgroupUnavailable as exc:
+            reason = str(exc)
+    if not cgs:
+        pytest.skip(f"no usable cgroup: {reason}")
+    try:
+        pids_cg = cgs[0]
+        loop = ("import os, time\nn = 0\ntry:\n    while n < 300:\n        if os.fork() == 0:\n"
+                "            os.closerange(0, 3); time.sleep(60); os._exit(0)\n        n += 1\n"
+                "except OSError:\n    pass\nprint(n)")
+        out = subprocess.run([sys.executable, "-c", loop], preexec_fn=pids_cg.join,
+                             capture_output=True, text=True, timeout=60)
+        members = pids_cg.pids()
+        assert 5 < int(out.stdout) < 16 and len(members) == int(out.stdout)
+        st = pids_cg.destroy()
+        assert st.pids_limit_hits >= 1 and st.pids_peak in (None, 16)
+        assert pids_cg.removed and not [p for p in members if _in_cgroup(p, pids_cg.name)]
+
+        mem_cg = pids_cg.parent.new_child(128 * MiB, 64)
+        cgs.append(mem_cg)
+        hog = ("import os, time\nk = []\nfor i in range(3):\n    p = os.fork()\n    if p == 0:\n"
+               "        b = b'x' * (60 * 2**20); time.sleep(2); os._exit(0)\n    k.append(p)\n"
+               "print(sum(os.waitpid(p, 0)[1] == 9 for p in k))")
+        out = subprocess.run([sys.executable, "-c", hog], preexec_fn=mem_cg.join,
+                             capture_output=True, text=True, timeout=60)
+        st = mem_cg.destroy()
+        print(mem_cg.version, st)
+        assert int(out.stdout) >= 1 and st.oom_kills >= 1
+        assert st.memory_peak is None or st.memory_peak <= 128 * MiB
+        assert mem_cg.removed
+        assert not os.path.exists(mem_cg.parent.dirs[next(iter(mem_cg.parent.dirs))])
+    finally:
+        for cg in cgs:
+            cg.destroy()
+
+
 # ---------------------------------------------------------------------------- fallback
 @needs_bwrap
 def test_without_cgroups_the_kernel_runs_with_a_warning(box, tmp_path, caplog):
@@ -582,8 +630,8 @@ def test_v2_file_protocol_on_a_directory_laid_out_like_cgroup2(tmp_path):
     assert (stats.pids_current, stats.pids_peak, stats.pids_limit_hits) == (3, 64, 9)
     assert stats.describe() == (
         "Your notebook used more than 512 MiB of memory (all its processes together), so the "
-        "system stopped 2 processes; it tried to run more than 64 processes/threads at once; "
-        "9 more were refused."
+        "system stopped 2 processes; it tried to run more than 64 processes/threads at once "
+        "(9 refused)."
     )
 
     final = cg.destroy(timeout=1)
@@ -599,6 +647,17 @@ def test_v2_without_swap_file_or_limits(tmp_path):
     (root / "interp-course" / "memory.swap.max").unlink()
     cg = open_parent(root=str(root), parent="/interp-course").new_child(256 * MiB, None)
     assert {p.name for p in Path(cg.dirs["unified"]).iterdir()} == {"memory.max"}
+
+
+def test_v2_parent_without_controllers_is_refused_and_nothing_is_made(tmp_path):
+    """The grader does not change cgroups above its parent: if the mount root does not
+    enable pids for its children, the parent cannot have it, and nothing is created."""
+    root = _fake_cgroup2(tmp_path, delegated=False)
+    (root / "cgroup.subtree_control").write_text("memory\n")
+    with pytest.raises(CgroupUnavailable, match="pids not available to"):
+        open_parent(root=str(root), parent="/interp-course").new_child(2**26, 8)
+    assert not (root / "interp-course").exists()
+    assert (root / "cgroup.subtree_control").read_text() == "memory\n"
 
 
 def test_v2_missing_controllers_are_reported(tmp_path):
