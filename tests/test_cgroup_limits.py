@@ -345,6 +345,41 @@ def test_bash_fork_bomb_is_held_at_the_limit_and_killed_with_the_kernel(box, par
 
 @needs_bwrap
 @needs_v1
+def test_a_bomb_in_one_sandbox_does_not_starve_another(box, parent_name):
+    """Two kernels side by side (as when grading in parallel): one holds a bash fork bomb
+    at its limit, the other still starts processes and allocates memory as usual."""
+    limit = 40
+    bomb = Kernel(box, cgroup_parent=parent_name, cgroup_pids_limit=limit)
+    other = Kernel(box, cgroup_parent=parent_name, cgroup_pids_limit=limit,
+                   cgroup_memory_limit_mb=1024)
+    bomb.start()
+    try:
+        other.start()
+        try:
+            assert bomb.km.cgroup.name != other.km.cgroup.name
+            with open(os.path.join(bomb.km.cgroup.dirs["pids"], "pids.max")) as f:
+                assert f.read().strip() == str(limit)  # never start the bomb without it
+            bomb.run("import subprocess\nsubprocess.Popen(['bash', '-c', ':(){ :|:& };:'])")
+            deadline = time.monotonic() + 5
+            while bomb.km.cgroup.stats().pids_current < limit - 2:
+                assert time.monotonic() < deadline, bomb.km.cgroup.stats()
+                time.sleep(0.05)
+            out, reply = other.run(
+                "import subprocess\n"
+                "procs = [subprocess.Popen(['sleep', '0.5']) for _ in range(20)]\n"
+                "print(sum(p.wait() == 0 for p in procs), len(b'x' * (300 * 2**20)) >> 20)"
+            )
+            assert reply["status"] == "ok" and out == "20 300\n", (out, reply)
+            assert bomb.km.cgroup.stats().pids_limit_hits > 0
+            assert other.km.cgroup.stats().pids_limit_hits == 0
+        finally:
+            other.stop()
+    finally:
+        bomb.stop()
+
+
+@needs_bwrap
+@needs_v1
 def test_forked_memory_hog_is_stopped_at_the_cgroup_limit(box, parent_name):
     """Four children of 200 MiB each: every one is far below RLIMIT_AS (6 GiB), but
     together they exceed the 512 MiB cgroup limit, so the OOM killer must step in."""
@@ -666,6 +701,7 @@ def test_v2_missing_controllers_are_reported(tmp_path):
         open_parent(root=str(tmp_path))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 def test_v2_prepare_delegated_parent_enables_controllers_and_chowns(tmp_path):
     root = _fake_cgroup2(tmp_path, delegated=False)
     dirs = prepare_delegated_parent(4242, root=str(root), parent="/interp-course")
