@@ -568,7 +568,8 @@ except cg_mod.CgroupUnavailable as exc:
     res["unavailable"] = str(exc)
 else:
     loop = ("import os, time\nn = 0\ntry:\n    while n < 200:\n        if os.fork() == 0:\n"
-            "            time.sleep(30); os._exit(0)\n        n += 1\nexcept OSError:\n    pass\n"
+            "            os.closerange(0, 3); time.sleep(30); os._exit(0)\n        n += 1\n"
+            "except OSError:\n    pass\n"
             "print(n)")
     out = subprocess.run([sys.executable, "-c", loop], preexec_fn=cg.join,
                          capture_output=True, text=True)
