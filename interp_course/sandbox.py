@@ -7,6 +7,10 @@ process is started as::
         bwrap --unshare-all ... --chdir <notebook dir> -- \\
         <venv python> -c <ipykernel launcher> -f <connection file>
 
+and, where the machine allows it, inside a cgroup of its own (see
+:mod:`interp_course.cgroups`) that caps the memory and the number of processes of
+everything in the sandbox together.
+
 It is meant for ``nbgrader autograde`` (see
 :class:`interp_course.preprocessors.resilient_execute.ResilientExecute`), where each kernel runs
 one student's notebook.
@@ -49,10 +53,25 @@ What the sandbox guarantees
   ``HOME``, ``PATH``, ``TMPDIR``.  Grader secrets in environment variables do
   not leak.  ``JPY_PARENT_PID`` is never set (with a pid namespace ipykernel's
   parent poller would otherwise see its parent as gone and exit).
-* **Limits (per process, via prlimit).** ``RLIMIT_AS`` (``memory_limit_mb``):
+* **Limits per process (prlimit).** ``RLIMIT_AS`` (``memory_limit_mb``):
   big allocations fail with ``MemoryError`` instead of exhausting the machine;
   ``RLIMIT_FSIZE`` (``file_size_limit_mb``): no single file larger than that;
   no core dumps; optional ``RLIMIT_CPU`` / ``RLIMIT_NPROC``.
+* **Limits per sandbox (cgroup), when a cgroup can be used.**  Each kernel start
+  gets a fresh cgroup (v2, or v1 ``memory`` + ``pids``) that the kernel process
+  joins before it execs prlimit/bwrap, so nothing in the sandbox runs outside it:
+  ``cgroup_memory_limit_mb`` bounds the memory (+ swap) of all its processes
+  together, including its tmpfs files; beyond it the OOM killer stops one of the
+  sandbox's processes (not the grader, not another sandbox).
+  ``cgroup_pids_limit`` bounds its processes + threads: a fork bomb gets
+  ``EAGAIN`` at that count instead of filling the machine's pid table.  When the
+  kernel ends (shutdown, restart, death) every process left in the cgroup is
+  killed and the cgroup removed.  :meth:`SandboxedKernelManager.cgroup_stats`
+  reports the peak memory, OOM kills and refused forks (``describe()`` turns
+  them into a sentence for the student).  Where no cgroup can be used (no
+  controller mounted, no permission) the kernel runs with the per-process limits
+  only and one warning says so, or, with ``require_cgroup = True``, it is not
+  started at all (:class:`SandboxUnavailableError`).
 * **Kernel integrity.** ``python -m ipykernel_launcher`` is replaced by an
   equivalent ``python -c`` launcher that imports ipykernel before the notebook
   directory goes on ``sys.path``, so a file such as ``ipykernel_launcher.py``
@@ -65,17 +84,21 @@ What it does NOT guarantee
 --------------------------
 * **CPU time / wall time.** Only the per-cell timeout of the executor bounds
   wall time (``cpu_time_limit_s`` is an optional per-process CPU budget for the
-  whole notebook).  The kernel can use all cores while it runs.
-* **Total memory.** ``RLIMIT_AS`` is per process and is about *virtual* memory;
-  a notebook that forks many processes can use ``n * memory_limit_mb``.  Memory
-  in the tmpfs mounts counts against the machine, bounded by ``tmpfs_size_mb``
-  per mount.  There is no cgroup memory limit (that needs a delegated cgroup,
-  e.g. ``systemd-run --user --scope -p MemoryMax=...``), so the kernel OOM
-  killer can still fire; the executor then reports ``KernelDied``.
-* **Fork bombs.** No pids cgroup.  ``max_processes`` (``RLIMIT_NPROC``) counts
-  per real uid and is *ignored by Linux for root*, i.e. when the grader runs as
-  root (the sandbox uid maps to the grader's uid).  A fork bomb runs until the
-  cell timeout, then the whole pid namespace is killed.
+  whole notebook).  The kernel can use all cores while it runs; there is no
+  cgroup CPU limit.  Processes a cell leaves running in the background (e.g. a
+  fork bomb held at ``cgroup_pids_limit``) keep running, and keep their share
+  of the pids and memory limits, until the kernel ends, not just until the cell
+  times out.
+* **Total memory and processes without a cgroup** (the fallback above):
+  ``RLIMIT_AS`` is per process and is about *virtual* memory, so a notebook that
+  forks can use ``n * memory_limit_mb``, plus ``tmpfs_size_mb`` per tmpfs
+  mount; ``max_processes`` (``RLIMIT_NPROC``) counts per real uid and is
+  *ignored by Linux for root*.  A fork bomb then runs until the cell timeout and
+  the whole pid namespace is killed.
+* **Which process the OOM killer picks.**  Over ``cgroup_memory_limit_mb`` the
+  kernel kills the sandbox's largest process: a forked child, or the kernel
+  itself (the executor then reports ``KernelDied`` and starts a fresh one).
+  The sandbox's memory is bounded, not its behaviour at the limit.
 * **Disk use** inside ``writable_paths`` and the working directory: each file is
   capped by ``RLIMIT_FSIZE`` but not the number of files.  Anything in the
   writable directories can be read, changed or deleted by the notebook.
@@ -99,6 +122,9 @@ Operational notes
   it.  No sandboxed process keeps running.
 * Kernel start-up inside the sandbox costs no measurable extra time (~1 s either
   way on the development machine).
+* The cgroup is joined from ``Popen``'s ``preexec_fn``, which only writes the
+  child's pid to ``cgroup.procs`` (no locks, no logging), so it is safe although
+  the grader has threads.  ``last_command`` stays the prlimit/bwrap command line.
 """
 
 from __future__ import annotations
@@ -113,6 +139,8 @@ import typing as t
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Bool, CaselessStrEnum, Dict, Int, List, Unicode, default
+
+from interp_course.cgroups import CgroupStats, CgroupUnavailable, SandboxCgroup, open_parent
 
 __all__ = ["SandboxedKernelManager", "SandboxUnavailableError", "find_bwrap"]
 
@@ -202,6 +230,10 @@ _LAUNCHER = (
 )
 
 
+# reasons already warned about: one warning per reason and grader process, not per kernel
+_cgroup_warned: set[str] = set()
+
+
 def _real(path: str) -> str:
     return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
 
@@ -277,6 +309,43 @@ class SandboxedKernelManager(AsyncKernelManager):
         "and is ignored by Linux when the grader runs as root.",
     ).tag(config=True)
 
+    cgroup_memory_limit_mb = Int(
+        6144,
+        help="Memory of the whole sandbox in MiB (all its processes together, including "
+        "files in its tmpfs mounts and page cache; memory + swap), enforced by a cgroup per "
+        "kernel; the OOM killer stops a process of the sandbox beyond it. 0 = no limit.",
+    ).tag(config=True)
+
+    cgroup_pids_limit = Int(
+        256,
+        help="Processes + threads the whole sandbox may have at once (cgroup pids "
+        "controller); further fork()/clone() fail with EAGAIN. ipykernel itself uses about "
+        "10, torch one per core. 0 = no limit. With both cgroup limits 0 no cgroup is used.",
+    ).tag(config=True)
+
+    require_cgroup = Bool(
+        False,
+        help="Refuse to start a kernel when no cgroup can be used (no memory/pids "
+        "controller, or no permission). If False, the kernel runs with the per-process "
+        "prlimit limits only and one warning says what is not enforced. The default is "
+        "False so that grading still works on laptops and in containers without cgroup "
+        "delegation; set it True for the real grading run.",
+    ).tag(config=True)
+
+    cgroup_root = Unicode(
+        "",
+        help="Where the cgroup hierarchies are: a cgroup2 mount point or a directory with "
+        "v1 'memory' and 'pids' mounts. Default: detected from /proc/self/mountinfo.",
+    ).tag(config=True)
+
+    cgroup_parent = Unicode(
+        "interp-course",
+        help="Parent cgroup of the per-kernel cgroups. Relative: under the grader's own "
+        "cgroup (limits on the grader keep bounding its sandboxes). Absolute ('/name'): "
+        "under the hierarchy root, e.g. prepared by root with "
+        "interp_course.cgroups.prepare_delegated_parent for an unprivileged grader.",
+    ).tag(config=True)
+
     tmpfs_size_mb = Int(
         512, help="Size of each tmpfs (/tmp, /dev/shm, $HOME) in MiB."
     ).tag(config=True)
@@ -342,7 +411,10 @@ class SandboxedKernelManager(AsyncKernelManager):
     _sbx_run_dir: str | None = None
     _sbx_log = None
     _sbx_log_mark = 0
+    _sbx_cgroup: SandboxCgroup | None = None
     last_command: list[str] | None = None
+    #: final stats of the last kernel's cgroup, kept after the cgroup is removed
+    last_cgroup_stats: CgroupStats | None = None
 
     # interrupts must be messages: SIGINT to the bwrap process group never reaches the kernel
     @property
@@ -553,6 +625,66 @@ class SandboxedKernelManager(AsyncKernelManager):
         cmd += ["--", *argv]
         return cmd
 
+    # --- cgroup --------------------------------------------------------------------------
+    @property
+    def cgroup(self) -> SandboxCgroup | None:
+        """The running kernel's cgroup (None without a kernel or without cgroups)."""
+        return self._sbx_cgroup
+
+    def cgroup_stats(self) -> CgroupStats | None:
+        """Memory/pids usage and limit hits of the current kernel's sandbox, or of the
+        last one after it was shut down; None if no cgroup was used.
+
+        ``stats.describe()`` is a sentence for the student when a limit stopped
+        something (e.g. "Your notebook used more than 6.0 GiB of memory ...").
+        """
+        if self._sbx_cgroup is not None:
+            return self._sbx_cgroup.stats()
+        return self.last_cgroup_stats
+
+    def _create_cgroup(self) -> None:
+        self._remove_cgroup()  # never two per manager
+        if self.cgroup_memory_limit_mb <= 0 and self.cgroup_pids_limit <= 0:
+            return  # explicitly off
+        try:
+            parent = open_parent(self.cgroup_root, self.cgroup_parent)
+            self._sbx_cgroup = parent.new_child(
+                max(0, self.cgroup_memory_limit_mb) * _MB, max(0, self.cgroup_pids_limit)
+            )
+        except CgroupUnavailable as exc:
+            reason = str(exc)
+            if self.require_cgroup:
+                raise SandboxUnavailableError(
+                    f"No cgroup for the sandbox ({reason}), and "
+                    "c.SandboxedKernelManager.require_cgroup is set: refusing to start a "
+                    "kernel without a total memory and process limit."
+                ) from None
+            if reason not in _cgroup_warned:
+                _cgroup_warned.add(reason)
+                as_limit = (
+                    f"{self.memory_limit_mb} MiB of address space per process"
+                    if self.memory_limit_mb > 0
+                    else "nothing"
+                )
+                self.log.warning(
+                    "Sandbox cgroup limits are NOT enforced (%s). The total memory of a "
+                    "notebook is bounded only per process (RLIMIT_AS: %s), and the number "
+                    "of processes is not bounded (a fork bomb runs until the cell times "
+                    "out). Set c.SandboxedKernelManager.require_cgroup = True to refuse "
+                    "instead.",
+                    reason,
+                    as_limit,
+                )
+
+    def _remove_cgroup(self) -> None:
+        cg, self._sbx_cgroup = self._sbx_cgroup, None
+        if cg is None:
+            return
+        try:
+            self.last_cgroup_stats = cg.destroy()
+        except Exception:  # noqa: BLE001
+            self.log.exception("Could not remove the sandbox cgroup %s", cg.name)
+
     # --- jupyter_client hooks ------------------------------------------------------------
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         """Called by LocalProvisioner.pre_launch: wrap the kernelspec argv in the sandbox."""
@@ -581,18 +713,42 @@ class SandboxedKernelManager(AsyncKernelManager):
         if env is None:
             kw["env"] = {"PATH": os.environ.get("PATH", os.defpath)}
         self.last_command = None
-        kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
-        if not isinstance(self.provisioner, LocalProvisioner) or self.last_command is None:
-            raise SandboxUnavailableError(
-                "kernel provisioner %r did not use SandboxedKernelManager.format_kernel_cmd; "
-                "refusing to start an unsandboxed kernel" % type(self.provisioner).__name__
-            )
+        try:
+            self._create_cgroup()
+        except BaseException:
+            self._remove_run_dir()
+            raise
+        # The child joins the cgroup between fork and exec (Popen's preexec_fn), so prlimit,
+        # bwrap and all they start are inside before anything can fork. On a restart kw
+        # still holds the previous kernel's function: always replace it.
+        kw.pop("preexec_fn", None)
+        if self._sbx_cgroup is not None:
+            kw["preexec_fn"] = self._sbx_cgroup.join
+        try:
+            kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+            if not isinstance(self.provisioner, LocalProvisioner) or self.last_command is None:
+                raise SandboxUnavailableError(
+                    "kernel provisioner %r did not use SandboxedKernelManager.format_kernel_cmd; "
+                    "refusing to start an unsandboxed kernel" % type(self.provisioner).__name__
+                )
+        except BaseException:
+            self._remove_cgroup()
+            raise
         return kernel_cmd, kw
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:  # type: ignore[override]
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        except BaseException:
+            self._remove_cgroup()  # e.g. joining the cgroup failed: nothing was started
+            raise
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         try:
             await super()._async_cleanup_resources(restart=restart)
         finally:
+            # kills whatever the kernel left behind in its cgroup; a restart makes a new one
+            self._remove_cgroup()
             if not restart:
                 self._remove_run_dir()
 
@@ -608,6 +764,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._sbx_run_dir = None
 
     def __del__(self) -> None:
+        try:
+            self._remove_cgroup()
+        except Exception:  # noqa: BLE001
+            pass
         try:
             self._remove_run_dir()
         except Exception:  # noqa: BLE001
