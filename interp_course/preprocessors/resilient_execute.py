@@ -224,6 +224,9 @@ class ResilientExecute(Execute):
                 tail = self.km.kernel_log_tail(1500, since_mark=True).strip()
                 if tail:
                     self.log.warning("Kernel output before it died:\n%s", tail)
+        stats = self.km.cgroup_stats() if isinstance(self.km, SandboxedKernelManager) else None
+        if stats is not None and stats.describe():
+            what += ". " + stats.describe()  # e.g. "Your notebook used more than 6 GiB of memory ..."
         self.log.error("Cell %d: %s: %s", index, ename, what)
         self.fault_log.append({"cell_index": index, "ename": ename, "detail": fault.detail})
         await self._async_recover()
