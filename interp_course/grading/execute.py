@@ -57,6 +57,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Callable, Float, Int, Unicode
 
+from interp_course.inert import terminal_safe
 from interp_course.sandbox import SandboxedKernelManager
 
 __all__ = ["ResilientExecute"]
@@ -238,7 +239,8 @@ class ResilientExecute(Execute):
                 f"running out of memory{how})"
             )
             if isinstance(self.km, SandboxedKernelManager):
-                tail = self.km.kernel_log_tail(1500, since_mark=True).strip()
+                # the student's kernel wrote this: no escape sequences to the grader's terminal
+                tail = terminal_safe(self.km.kernel_log_tail(1500, since_mark=True)).strip()
                 if tail:
                     self.log.warning("Kernel output before it died:\n%s", tail)
         self.log.error("Cell %d: %s: %s", index, ename, what)
