@@ -425,13 +425,10 @@ class SanitizeSubmission(Preprocessor):
         for mime, value in data.items():
             if mime in _TEXT_TYPES:
                 kept[mime] = value if mime == "application/json" else _text(value)
-            elif mime in _IMAGE_TYPES:
-                if _BASE64.fullmatch(_text(value)):
-                    kept[mime] = _text(value)
-            elif mime == "image/svg+xml":
-                svg = sanitize_svg(_text(value))
-                if svg is not None:
-                    kept[mime] = svg
+            elif mime in _IMAGE_TYPES and _BASE64.fullmatch(_text(value)):
+                kept[mime] = _text(value)
+            elif mime == "image/svg+xml" and (svg := sanitize_svg(_text(value))) is not None:
+                kept[mime] = svg
             elif mime in ("text/html", "text/markdown"):
                 html = _text(value) if mime == "text/html" else render_markdown(_text(value), anchors=False)
                 cleaned, dropped = _clean_html(html)
