@@ -5,9 +5,10 @@ Each attack, when it runs, sets ``data-pwned-<n>`` on the page's <html> element 
 own text, shown escaped on a sanitized page, never contains it. Ordinary content (a table, bold
 text, an image with a numeric width, LaTeX) sits beside the attacks to check it survives.
 
-Also runnable: ``python tests/inert_attacks.py feedback|formgrade NOTEBOOK OUT.html`` renders
-NOTEBOOK as the course's nbgrader_config.py makes nbgrader render it (used by the browser test
-in a subprocess, since loading that config imports torch and sets the model environment).
+Also runnable: ``python tests/inert_attacks.py NOTEBOOK OUTDIR`` writes OUTDIR/feedback.html and
+OUTDIR/formgrade.html, NOTEBOOK rendered as nbgrader does under the course's nbgrader_config.py
+(the browser test runs it in a subprocess: loading that config imports torch and sets the model
+environment).
 """
 
 from __future__ import annotations
@@ -190,5 +191,8 @@ def course_config():
 
 
 if __name__ == "__main__":
-    kind, notebook, target = sys.argv[1:4]
-    Path(target).write_text(render(kind, nbformat.read(notebook, as_version=4), course_config()))
+    notebook, outdir = sys.argv[1:3]
+    config = course_config()
+    for kind in ("feedback", "formgrade"):
+        nb = nbformat.read(notebook, as_version=4)
+        (Path(outdir) / f"{kind}.html").write_text(render(kind, nb, config))
