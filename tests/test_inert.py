@@ -113,10 +113,28 @@ def students_live_content(template: str, nb) -> list[str]:
     return sorted(found.elements())
 
 
+def sanitize(nb, resources=None):
+    """As nbconvert's exporters run a preprocessor: through __call__, which honours `enabled`."""
+    return SanitizeSubmission()(nb, resources or {})
+
+
+def test_registered_as_nbgrader_registers_it_the_preprocessor_runs():
+    """nbgrader's Autograde registers each listed class with register_preprocessor(pp), which
+    leaves it disabled unless the class enables itself (nbconvert's default is off)."""
+    from nbconvert.exporters import NotebookExporter
+
+    nb, _ = attack_notebook(schema_breaking=False)
+    exporter = NotebookExporter()
+    exporter._preprocessors = []
+    exporter.register_preprocessor(SanitizeSubmission)
+    output, _ = exporter.from_notebook_node(nb)
+    assert "<script>" not in output and "application/javascript" not in output
+
+
 @pytest.fixture(scope="module")
 def sanitized():
     nb, attacks = attack_notebook()
-    SanitizeSubmission().preprocess(nb, {})
+    sanitize(nb, {})
     return nb, attacks
 
 
@@ -141,7 +159,7 @@ def test_sanitized_notebook_is_valid_and_sanitizing_twice_changes_nothing(saniti
     nb, _ = sanitized
     nbformat.validate(nb)
     again = copy.deepcopy(nb)
-    SanitizeSubmission().preprocess(again, {})
+    sanitize(again, {})
     assert again == nb
 
 
@@ -167,7 +185,7 @@ def test_javascript_output_leaves_a_note():
         new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m"},
                                          "text/plain": "IntSlider()"}),
     ])])
-    SanitizeSubmission().preprocess(nb, {})
+    sanitize(nb, {})
     first, second = nb.cells[0].outputs
     assert list(first.data) == ["text/plain"] and "JavaScript" in first.data["text/plain"]
     assert dict(second.data) == {"text/plain": "IntSlider()"}
@@ -181,7 +199,7 @@ def test_plotly_figure_is_replaced_by_a_note():
 
     bundle = pio.renderers["notebook_connected"].to_mimebundle(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])).to_dict())
     nb = nbformat.v4.new_notebook(cells=[new_code_cell("fig.show()", outputs=[new_output("display_data", data=bundle)])])
-    SanitizeSubmission().preprocess(nb, {})
+    sanitize(nb, {})
     (output,) = nb.cells[0].outputs
     assert dict(output.data) == {
         "text/html": "<p><em>[Scripts, frames or inline graphics removed from this output: "
@@ -263,14 +281,14 @@ def test_markdown_shows_what_it_can():
     # with an attachment that is not an image, nbconvert cannot render the cell: shown as code
     cell = new_markdown_cell("![a](attachment:x.html)", attachments={"x.html": {"text/html": "PHNjcmlwdD4="}})
     nb = nbformat.v4.new_notebook(cells=[cell])
-    SanitizeSubmission().preprocess(nb, {})
+    sanitize(nb, {})
     assert nb.cells[0].source == "    ![a](attachment:x.html)" and "attachments" not in nb.cells[0]
 
 
 def test_markdown_image_attachment_survives():
     cell = new_markdown_cell("![plot](attachment:p.png)", attachments={"p.png": {"image/png": PNG_1PX}})
     nb = nbformat.v4.new_notebook(cells=[cell])
-    SanitizeSubmission().preprocess(nb, {})
+    sanitize(nb, {})
     assert nb.cells[0].source == "![plot](attachment:p.png)"
     assert f'src="data:image/png;base64,{PNG_1PX}"' in render("feedback", nb)
 
@@ -290,7 +308,7 @@ def test_an_answer_left_as_released_still_scores_zero():
     released = "## Your explanation\n\nYOUR ANSWER HERE"  # a heading: the cell is rewritten
     nb = nbformat.v4.new_notebook(cells=[_answer_cell(released, released), _answer_cell("<b>mean</b>", released)])
     assert determine_grade(nb.cells[0]) == (0, 3.0) and determine_grade(nb.cells[1]) == (None, 3.0)
-    SanitizeSubmission().preprocess(nb, {})
+    sanitize(nb, {})
     assert nb.cells[0].source != released
     assert determine_grade(nb.cells[0]) == (0, 3.0)  # unchanged: 0, "No response."
     assert determine_grade(nb.cells[1]) == (None, 3.0)  # answered: for the TA
@@ -304,7 +322,7 @@ def test_verdict_outputs_and_their_score_are_untouched():
                               "schema_version": 3, "task": False}})
     before = copy.deepcopy(cell)
     nb = nbformat.v4.new_notebook(cells=[cell])
-    SanitizeSubmission().preprocess(nb, {})
+    sanitize(nb, {})
     assert nb.cells[0] == before and determine_grade(nb.cells[0]) == (2.5, 3.0)
 
 

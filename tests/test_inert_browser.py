@@ -136,7 +136,7 @@ def test_attacks_run_on_the_stock_pages(server, tmp_path, template):
 def test_nothing_runs_once_sanitized(server, tmp_path, screenshots, template):
     """The notebook as autograde stores it, rendered by nbgrader as it comes."""
     nb, _ = attack_notebook(server.url + "beacon/")
-    SanitizeSubmission().preprocess(nb, {})
+    SanitizeSubmission()(nb, {})  # as an exporter runs it: honours `enabled`
     fired, beacons, dom = open_page(server, f"sanitized-{template}.html", render(template, nb), tmp_path, screenshots)
     assert (fired, beacons) == (set(), set())
     shows_ordinary_content(dom)

@@ -48,7 +48,7 @@ from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.preprocessors import Preprocessor
 from nbgrader.utils import compute_checksum
 from pygments.token import STANDARD_TYPES
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
 __all__ = ["SanitizeSubmission", "clean_html", "render_markdown", "safe_markdown", "sanitize_svg"]
 
@@ -352,6 +352,10 @@ def _removed_note(what: str) -> str:
 
 class SanitizeSubmission(Preprocessor):
     """Make a notebook's outputs and markdown inert for nbconvert's HTML (see module docstring)."""
+
+    # nbconvert preprocessors are disabled by default, and nbgrader registers the classes listed in
+    # Autograde.autograde_preprocessors without enabling them: this one must run wherever listed.
+    enabled = Bool(True, help="Whether to sanitize (listed as a preprocessor, it should).").tag(config=True)
 
     removed_note = Unicode(
         "Scripts, frames or inline graphics", help="Named in the note left where active content was removed."
