@@ -395,6 +395,10 @@ def test_svg_that_is_not_plain_svg_is_dropped(bad):
     ('<div class="highlight hl-ipython3"><pre><span class="n">x</span></pre></div>',
      '<div class="highlight hl-ipython3"><pre><span class="n">x</span></pre></div>'),
     ('<p style="position: fixed; color: red; background-image: url(http://evil)">x</p>', '<p style="color: red;">x</p>'),
+    ('<p style="cursor: url(http://evil/c.cur), auto; color: red">x</p>', '<p style="">x</p>'),  # a beacon
+    ('<p style="font: 12px u\\72l(http://evil)">x</p>', '<p style="">x</p>'),
+    ('<span style="background-color: rgb(1,2,3); text-align: right">1</span>',
+     '<span style="background-color: rgb(1,2,3); text-align: right;">1</span>'),
     ('<p id="cell-answer" data-toggle="tooltip" data-html="true">x</p>', "<p>x</p>"),
     ("<input class='score' id='t1'><button formaction='javascript:1'>b</button>", "b"),
     ("<style>body{display:none}</style><link rel=stylesheet href=//evil><base href=//evil>x", "x"),

@@ -117,13 +117,27 @@ def _allowed_attribute(tag: str, name: str, value: str) -> bool:
     return False
 
 
+class _CSS(CSSSanitizer):
+    """bleach's CSS sanitizer filters properties, not values: a ``url()`` in an allowed property
+    (``cursor: url(...)``) would still be fetched when the page shows it. Such a style is
+    dropped whole, as is one with CSS escapes, which could spell ``url`` another way."""
+
+    def __init__(self, local_urls: bool = False, **kw) -> None:
+        super().__init__(**kw)
+        self._url = re.compile(r"url\s*\((?!\s*['\"]?#)" if local_urls else r"url\s*\(", re.IGNORECASE)
+
+    def sanitize_css(self, style: str) -> str:
+        css = super().sanitize_css(style)
+        return "" if "\\" in css or self._url.search(css) or re.search(r"image-set|expression", css, re.I) else css
+
+
 _CLEANER = bleach.Cleaner(
     tags=_TAGS,
     attributes=_allowed_attribute,
     protocols={"http", "https", "mailto", "data"},  # data: only for <img src>, checked above
     strip=True,
     strip_comments=True,
-    css_sanitizer=CSSSanitizer(allowed_css_properties=ALLOWED_CSS_PROPERTIES),
+    css_sanitizer=_CSS(allowed_css_properties=ALLOWED_CSS_PROPERTIES),
 )
 
 
@@ -246,7 +260,8 @@ _SVG_ATTRIBUTES = frozenset(
     "markerUnits refX refY orient visibility display overflow vector-effect color letter-spacing "
     "word-spacing pathLength".split()
 )
-_SVG_CSS = CSSSanitizer(allowed_css_properties=ALLOWED_CSS_PROPERTIES, allowed_svg_properties=ALLOWED_SVG_PROPERTIES)
+_SVG_CSS = _CSS(local_urls=True, allowed_css_properties=ALLOWED_CSS_PROPERTIES,
+                allowed_svg_properties=ALLOWED_SVG_PROPERTIES)
 # url(...) in an attribute may only point inside the document: url(#clip1)
 _NON_LOCAL_URL = re.compile(r"url\s*\(\s*['\"]?\s*(?!#)", re.IGNORECASE)
 
@@ -265,7 +280,7 @@ def _clean_svg_element(element: ET.Element) -> None:
             keep = value in ("default", "preserve")
         elif name == "style":
             value = _SVG_CSS.sanitize_css(value)
-            keep = not _NON_LOCAL_URL.search(value)
+            keep = bool(value)
             element.set(name, value)
         else:
             keep = name in _SVG_ATTRIBUTES and not _NON_LOCAL_URL.search(value)
