@@ -6,17 +6,20 @@ own text, shown escaped on a sanitized page, never contains it. Ordinary content
 text, an image with a numeric width, LaTeX) sits beside the attacks to check it survives.
 
 Also runnable: ``python tests/inert_attacks.py NOTEBOOK OUTDIR`` writes OUTDIR/feedback.html and
-OUTDIR/formgrade.html, NOTEBOOK rendered as nbgrader does under the course's nbgrader_config.py
+OUTDIR/formgrade.html (and the two pages of an empty notebook), NOTEBOOK rendered as nbgrader does under the course's nbgrader_config.py
 (the browser test runs it in a subprocess: loading that config imports torch and sets the model
 environment).
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import nbformat
+from bs4 import BeautifulSoup
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output, new_raw_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +146,44 @@ def attack_notebook(
     return nb, attacks
 
 
+# ------------------------------------------------------------------------------ page checks
+URL_ATTRIBUTES = ("href", "src", "action", "formaction", "data", "xlink:href", "background", "poster")
+ACTIVE_ELEMENTS = ("iframe", "frame", "object", "embed", "applet", "base", "form", "svg", "math", "meta")
+
+
+def live_content(html: str) -> list[str]:
+    """What on a page could run a student's code, or hijack the page's own scripts (the
+    template's own handlers included: compare with an empty notebook's page)."""
+    found = []
+    for el in BeautifulSoup(html, "html.parser").find_all(True):
+        for name, value in el.attrs.items():
+            value = " ".join(value) if isinstance(value, list) else str(value)
+            squashed = re.sub(r"[\x00-\x20]+", "", value).lower()
+            if name.lower().startswith("on"):
+                found.append(f"<{el.name} {name}>")
+            elif name.lower() == "srcdoc":
+                found.append(f"<{el.name} srcdoc>")
+            elif name.lower() in URL_ATTRIBUTES and squashed.startswith(("javascript:", "vbscript:", "data:text")):
+                found.append(f"<{el.name} {name}={squashed.split(':')[0]}:>")
+        if el.name in ACTIVE_ELEMENTS and not (el.name == "meta" and "http-equiv" not in el.attrs):
+            found.append(f"<{el.name}>")
+        if el.name == "script" and "ned-" in el.get_text():
+            found.append("<script> with a student's payload")
+        if "mermaid" in (el.get("class") or []) and el.name == "pre":
+            found.append("<pre class=mermaid>")
+        if el.get("id") == "cell-answer":
+            found.append("id from a student's heading")
+    return found
+
+
+def students_live_content(page: str, empty_page: str) -> list[str]:
+    """live_content of a page, less what its template puts on every page (``empty_page``:
+    an empty notebook rendered the same way)."""
+    found = Counter(live_content(page))
+    found.subtract(live_content(empty_page))
+    return sorted(found.elements())
+
+
 # ------------------------------------------------------------------------------- rendering
 FEEDBACK_RESOURCES = {"nbgrader": {"notebook": "puzzle1", "score": 1.0, "max_score": 10.0, "late_penalty": 0}}
 FORMGRADE_RESOURCES = {
@@ -196,3 +237,4 @@ if __name__ == "__main__":
     for kind in ("feedback", "formgrade"):
         nb = nbformat.read(notebook, as_version=4)
         (Path(outdir) / f"{kind}.html").write_text(render(kind, nb, config))
+        (Path(outdir) / f"{kind}-empty.html").write_text(render(kind, nbformat.v4.new_notebook(), config))

@@ -24,7 +24,7 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
-from inert_attacks import attack_notebook, render
+from inert_attacks import attack_notebook, render, students_live_content
 from interp_course.preprocessors.sanitize_submission import SanitizeSubmission
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", 
 # Attacks seen running on nbgrader's stock pages with Chromium 156 (Debian 12). Not among them:
 # those needing a click (javascript: links), the width metadata with quotes (escaped), SVG
 # output (nbconvert shows it through <img>), the attachment and the raw cell (not rendered).
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
 RUN_ON_STOCK = {1, 2, 3, 4, 5, 6, 7, 8, 11, 14, 20, 21, 23, 24}
 FETCH_ONLY_ON_STOCK = {9, 10}  # run in an opaque-origin frame: can fetch, cannot touch the page
 
@@ -123,6 +123,7 @@ def shows_ordinary_content(dom: str) -> None:
         assert kept in text, kept
 
 
+@needs_chromium
 @pytest.mark.parametrize("template", ["feedback", "formgrade"])
 def test_attacks_run_on_the_stock_pages(server, tmp_path, template):
     nb, _ = attack_notebook(server.url + "beacon/", schema_breaking=False)
@@ -132,6 +133,7 @@ def test_attacks_run_on_the_stock_pages(server, tmp_path, template):
     assert beacons >= RUN_ON_STOCK | FETCH_ONLY_ON_STOCK
 
 
+@needs_chromium
 @pytest.mark.parametrize("template", ["feedback", "formgrade"])
 def test_nothing_runs_once_sanitized(server, tmp_path, screenshots, template):
     """The notebook as autograde stores it, rendered by nbgrader as it comes."""
@@ -151,9 +153,19 @@ def rendered_by_course_config(server, tmp_path_factory):
     done = subprocess.run([sys.executable, str(ROOT / "tests" / "inert_attacks.py"), str(folder / "attacks.ipynb"),
                            str(folder)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {kind: (folder / f"{kind}.html").read_text() for kind in ("feedback", "formgrade")}
+    return {name: (folder / f"{name}.html").read_text()
+            for name in ("feedback", "formgrade", "feedback-empty", "formgrade-empty")}
 
 
+@pytest.mark.parametrize("template", ["feedback", "formgrade"])
+def test_course_config_renders_a_raw_notebook_without_live_content(rendered_by_course_config, template):
+    """The wiring in nbgrader_config.py, checked without a browser: it loads, and the pages
+    generate_feedback and formgrader make from the raw attack notebook carry nothing live."""
+    page, empty = rendered_by_course_config[template], rendered_by_course_config[f"{template}-empty"]
+    assert students_live_content(page, empty) == []
+
+
+@needs_chromium
 @pytest.mark.parametrize("template", ["feedback", "formgrade"])
 def test_nothing_runs_when_the_course_config_renders_a_raw_notebook(
     server, tmp_path, screenshots, rendered_by_course_config, template
