@@ -6,9 +6,9 @@ own text, shown escaped on a sanitized page, never contains it. Ordinary content
 text, an image with a numeric width, LaTeX) sits beside the attacks to check it survives.
 
 Also runnable: ``python tests/inert_attacks.py NOTEBOOK OUTDIR`` writes OUTDIR/feedback.html and
-OUTDIR/formgrade.html (and the two pages of an empty notebook), NOTEBOOK rendered as nbgrader does under the course's nbgrader_config.py
-(the browser test runs it in a subprocess: loading that config imports torch and sets the model
-environment).
+OUTDIR/formgrade.html (and the pages of an empty notebook): NOTEBOOK rendered as nbgrader renders
+it under the course's nbgrader_config.py. The browser test runs it in a subprocess: loading that
+config imports torch and sets the model environment.
 """
 
 from __future__ import annotations
