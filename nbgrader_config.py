@@ -36,6 +36,8 @@ from nbgrader.preprocessors import (  # noqa: E402
 from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox  # noqa: E402
 from interp_course.preprocessors.hide_grader_internals import HideGraderInternals  # noqa: E402
 from interp_course.preprocessors.restore_structure import RestoreStructure  # noqa: E402
+from interp_course.preprocessors.sanitize_submission import SanitizeSubmission, clean_html  # noqa: E402
+from interp_course.inert import TerminalSafeFilter  # noqa: E402
 
 
 class _BenignChecksumWarning(logging.Filter):
@@ -46,6 +48,8 @@ class _BenignChecksumWarning(logging.Filter):
 
 
 logging.getLogger("AutogradeApp").addFilter(_BenignChecksumWarning())
+# Kernel-derived text (kernel log tails, message types, exception messages) may reach this log.
+logging.getLogger("AutogradeApp").addFilter(TerminalSafeFilter())
 
 c = get_config()  # noqa: F821 - provided by traitlets when this file is loaded
 
@@ -67,6 +71,7 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.Autograde.autograde_preprocessors = [
     GradeInSandbox,  # instead of nbgrader's Execute: sandboxed kernel, verdict decided here
+    SanitizeSubmission,  # outputs and markdown made inert before the notebook is stored
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -75,3 +80,8 @@ c.Autograde.autograde_preprocessors = [
     CheckCellMetadata,
 ]
 c.GenerateFeedback.preprocessors = [HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor]
+# Feedback pages and formgrader (whose HTMLExporter reads this file) sanitize again as they render,
+# which also covers notebooks autograded before SanitizeSubmission; clean_html gets its allowlist.
+c.HTMLExporter.preprocessors = [SanitizeSubmission]
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.filters = {"clean_html": clean_html}

@@ -48,6 +48,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Float, Int, Unicode
 
+from interp_course.inert import terminal_safe
 from interp_course.sandbox import SandboxedKernelManager
 
 __all__ = ["ResilientExecute"]
@@ -63,6 +64,20 @@ class _KernelFault(Exception):
         super().__init__(kind, detail)
         self.kind = kind  # "died" or "timeout"
         self.detail = detail
+
+
+def _plain_execution_counts(nb: NotebookNode) -> None:
+    """nbclient copies the kernel's execution_count unchecked; a non-integer one (the kernel is
+    the student's) would fail nbformat validation and drop the whole submission."""
+    def plain(count):
+        return count if type(count) is int else None
+
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.execution_count = plain(cell.get("execution_count"))
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = plain(out.get("execution_count"))
 
 
 class ResilientExecute(Execute):
@@ -127,6 +142,7 @@ class ResilientExecute(Execute):
             self._emergency_kill()
             raise
         self.set_widgets_metadata()
+        _plain_execution_counts(self.nb)
         return self.nb, self.resources
 
     # ------------------------------------------------------------------ main loop
@@ -221,7 +237,8 @@ class ResilientExecute(Execute):
                 f"running out of memory{how})"
             )
             if isinstance(self.km, SandboxedKernelManager):
-                tail = self.km.kernel_log_tail(1500, since_mark=True).strip()
+                # the student's kernel wrote this: no escape sequences to the grader's terminal
+                tail = terminal_safe(self.km.kernel_log_tail(1500, since_mark=True)).strip()
                 if tail:
                     self.log.warning("Kernel output before it died:\n%s", tail)
         stats = self.km.cgroup_stats() if isinstance(self.km, SandboxedKernelManager) else None
