@@ -26,6 +26,10 @@ ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 	@# The grading sandbox (Debian's bubblewrap); needs root, as in CI.
 	apt-get update -qq && apt-get install -y -qq bubblewrap
 
+/usr/bin/chromium:
+	@# Headless Chromium: the browser tests look at feedback pages as people see them.
+	apt-get update -qq && apt-get install -y -qq chromium
+
 setup: .venv/.installed /usr/bin/bwrap
 	$(PY) -m interp_course setup --model-source $(MODEL_SOURCE)
 
@@ -44,7 +48,7 @@ corpus: release
 test-fast: .venv/.installed
 	$(PY) -m pytest tests/unit
 
-test: setup
+test: setup /usr/bin/chromium
 	$(PY) -m pytest tests/unit
 	$(PY) -m pytest tests --ignore=tests/unit
 
