@@ -91,13 +91,45 @@ def cache_folders(model_ids, settings: dict | None = None) -> tuple[Path, list[P
     return hf_home, [hf_home / "hub" / ("models--" + model_id.replace("/", "--")) for model_id in model_ids]
 
 
+W_E_CACHE = CHECKOUT / ".cache" / "w_e"
+
+
+def revision(model_id: str, settings: dict | None = None) -> str | None:
+    """The snapshot revision the model loads from (its HF cache ``refs/main``), if cached."""
+    _, (folder,) = cache_folders([model_id], settings)
+    try:
+        return (folder / "refs" / "main").read_text().strip() or None
+    except OSError:
+        return None
+
+
 @lru_cache(maxsize=None)
 def load_W_E(model_id: str) -> torch.Tensor:
-    """The model's token embedding [d_vocab, d_model] as a plain float32 CPU tensor."""
+    """The model's token embedding [d_vocab, d_model] as a plain float32 CPU tensor.
+
+    Booting TransformerBridge costs the grader 10-20 s (imports included), so W_E is kept per
+    snapshot revision in ``.cache/w_e/``: a regrade whose runs are all cached starts no model.
+    """
+    from safetensors.torch import load_file, save_file
+
+    rev = revision(model_id)
+    cached = W_E_CACHE / model_id.replace("/", "--") / f"{rev}.safetensors" if rev else None
+    if cached is not None and cached.is_file():
+        return load_file(str(cached))["W_E"]
     from transformer_lens.model_bridge import TransformerBridge
 
     model = TransformerBridge.boot_transformers(model_id, device="cpu")
-    return model.W_E.detach().to(torch.float32).clone()
+    W_E = model.W_E.detach().to(torch.float32).clone().contiguous()
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            save_file({"W_E": W_E}, str(tmp))
+            tmp.chmod(0o644)  # safetensors writes 0600; the grader may run as another user
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # a read-only checkout: load from the model next time too
+    return W_E
 
 
 def load_embeddings(model_ids) -> dict[str, torch.Tensor]:
