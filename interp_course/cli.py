@@ -1,4 +1,4 @@
-"""Course commands: ``python -m interp_course {setup,release,grade,demo,corpus}``.
+"""Course commands: ``python -m interp_course {setup,release,grade,collect,demo,corpus}``.
 
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
 what an instructor gets by typing ``nbgrader generate_assignment|autograde|generate_feedback|
@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from interp_course import models
+from interp_course import lms, models
 from interp_course.autograde import grade_assignment
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
@@ -33,7 +34,7 @@ def nbgrader(course: Course, *args: str, check: bool = True) -> subprocess.Compl
     Its output is shown as it comes (a batch takes minutes) and kept, for the summary to read.
     It is printed through ``printable``: nbgrader logs names and messages from students' files.
     """
-    print("$ nbgrader " + " ".join(args), flush=True)
+    print(printable("$ nbgrader " + shlex.join(args)), flush=True)
     proc = subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=nbgrader_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     lines = []
@@ -122,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
                        help="an assignment (repeatable); default: every assignment "
                        + ("with a source notebook" if name in ("release", "demo") else "released"))
+    p = sub.add_parser("collect", help="put a Canvas bulk download into submitted/ (nbgrader zip_collect)")
+    p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
+                   help="the assignment the download is for (default: the one released assignment)")
+    p.add_argument("--zip", type=Path, required=True, help="the zip of Canvas's \"Download Submissions\"")
+    p.add_argument("--roster", type=Path, required=True, help="the CSV of Canvas's Grades > Export")
+    p.add_argument("--roster-column", default=lms.ROSTER_STUDENT_COLUMN,
+                   help="the roster column holding nbgrader student ids (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.command == "setup":
         setup(args.model_source)
@@ -134,7 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             if assignment not in course.assignments():
                 raise Refusal(f"{assignment} is not an assignment of the course at {course.root} (no "
                               f"source/{assignment}/*.ipynb; it has: {', '.join(course.assignments()) or 'none'})")
-        status = {"release": release, "grade": grade, "demo": demo, "corpus": corpus}[args.command](course, assignments)
+        if args.command == "collect":
+            if len(assignments) != 1:
+                raise Refusal(f"say which assignment the download is for: --assignment (make collect ASSIGNMENT=...); "
+                              f"this course has {', '.join(assignments) or 'none released'}")
+            status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column,
+                                          functools.partial(nbgrader, course))
+        else:
+            status = {"release": release, "grade": grade, "demo": demo, "corpus": corpus}[args.command](course, assignments)
     except Refusal as refusal:
         print(f"{parser.prog} {args.command}: refused: {printable(refusal)}", file=sys.stderr)
         return REFUSED

@@ -9,6 +9,9 @@
   why, and what to do;
 - ``REFUSED`` (2): nothing was graded, because the course state is unsafe or broken.
 
+``collect`` answers the same way: 0 every file of the download collected, 3 some not (each named
+with the reason), 2 refused (not a zip, an unreadable roster).
+
 A check that must stop grading before it starts raises ``Refusal`` with one sentence saying
 what is wrong and what to do; ``cli.main`` prints it as one line on stderr and exits 2.
 """
