@@ -1,6 +1,7 @@
 """One grading run of an assignment, told truthfully.
 
-1. the gradebook's record of the assignment is rebuilt if missing (``gradebook.py``);
+1. the gradebook's record of each assignment is rebuilt if missing (``gradebook.py``), for all of
+   them before any is graded;
 2. every submission is read and the gradable ones staged, rescued where possible (``staging.py``);
 3. one ``nbgrader autograde`` batch grades the staged copies; a student counts as graded only if
    this run wrote their autograded notebook (nbgrader's exit status covers the whole batch);
@@ -28,15 +29,22 @@ from interp_course.terminal import printable
 RunNbgrader = Callable[..., subprocess.CompletedProcess]
 
 
+def prepare_gradebook(course: Course, assignments: list[str], run_nbgrader: RunNbgrader) -> None:
+    """Rebuild what the gradebook lacks for the assignments to grade, before grading any of them:
+    a ``Refusal`` then leaves nothing half graded."""
+    for assignment in assignments:
+        if submission_folders(course.submitted, assignment):
+            rebuilt = ensure_gradebook(course, assignment, lambda *args: run_nbgrader(*args, check=False).returncode)
+            if rebuilt:
+                print(rebuilt)
+
+
 def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader, manual: dict | None = None) -> bool:
     """Grade one assignment's submissions; whether every one of them was graded."""
     if not submission_folders(course.submitted, assignment):
         print(f"Nothing in submitted/ for {assignment}: put notebooks at "
               f"submitted/<student>/{assignment}/<notebook>.ipynb")
         return True
-    rebuilt = ensure_gradebook(course, assignment, lambda *args: run_nbgrader(*args, check=False).returncode)
-    if rebuilt:
-        print(rebuilt)
     notebooks = course.notebooks(assignment)
     started, start = time.time(), time.perf_counter()
     # Stage into a fresh folder of the course root that only this run uses, and point nbgrader at
@@ -56,8 +64,8 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
     for s in gradable:
         if not all(_written_since(course.autograded / s.student / assignment / f"{n}.ipynb", started) for n in s.files):
             s.problem = Problem(f"nbgrader could not grade it ({failures.get(s.student, 'see its errors above')})",
-                                f"rerun it alone to see the whole error: nbgrader autograde {assignment} "
-                                f"--student {s.student} --force")
+                                "read nbgrader's traceback above (after \"There was an error processing "
+                                f"assignment\" for {s.student}), fix the cause and run again")
     graded = [s for s in submissions if s.problem is None]
     no_feedback = set()
     if graded:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from interp_course import lms, models
-from interp_course.autograde import grade_assignment
+from interp_course.autograde import grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
 from interp_course.terminal import printable
@@ -77,6 +77,7 @@ def grade(course: Course, assignments: list[str], manual_grades: dict | None = N
     print(f"Grading with {models.describe_source()}")
     status = GRADED
     run = functools.partial(nbgrader, course)
+    prepare_gradebook(course, assignments, run)
     for assignment in assignments:
         if not grade_assignment(course, assignment, run, (manual_grades or {}).get(assignment)):
             status = SOME_UNGRADED

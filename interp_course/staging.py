@@ -24,6 +24,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ import nbformat
 # huge outputs saved in it, and is not worth holding in memory to find out.
 MAX_NOTEBOOK_BYTES = 64 * 2**20
 CURRENT_NBFORMAT = 4
+# The same cap as the sandbox's on any file a kernel writes.
+OTHER_FILE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,13 @@ class _NotAFile(Exception):
     pass
 
 
-def read_bounded(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes:
-    """A regular file's bytes, not following links and not past ``limit``; _NotAFile says why not."""
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def _open_regular(path: Path, limit: int):
+    """``path`` opened for reading if it is a regular file of at most ``limit`` bytes (never
+    through a link); _NotAFile says why not."""
     try:
         # O_NONBLOCK: opening a FIFO must not hang the grader.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -164,17 +172,42 @@ def read_bounded(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes:
         if error.errno == errno.ELOOP:
             raise _NotAFile("is a symbolic link, not a file") from None
         raise _NotAFile(f"cannot be opened ({error.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise _NotAFile("is not a regular file")
-        if info.st_size > limit:
-            raise _NotAFile(f"is {info.st_size / 2**20:.0f} MiB, more than the {limit / 2**20:.0f} MiB a notebook "
-                            "may be (huge outputs saved in it?)")
+    f = os.fdopen(fd, "rb")
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        f.close()
+        raise _NotAFile("is not a regular file")
+    if info.st_size > limit:
+        f.close()
+        raise _NotAFile(f"is {_size(info.st_size)}, more than the {_size(limit)} the grader reads")
+    return f
+
+
+def read_bounded(path: Path, limit: int | None = None) -> bytes:
+    """A regular file's bytes, not following links and not past ``limit`` (default: a notebook's);
+    _NotAFile says why not."""
+    limit = MAX_NOTEBOOK_BYTES if limit is None else limit
+    with _open_regular(path, limit) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise _NotAFile(f"is more than the {limit / 2**20:.0f} MiB a notebook may be")
+        raise _NotAFile(f"is more than the {_size(limit)} the grader reads")
     return data
+
+
+def timestamp_problem(data: bytes) -> str | None:
+    """Why nbgrader could not read a submission's timestamp.txt (None: it can).
+
+    nbgrader fails the whole submission on a timestamp it cannot parse; it only decides lateness.
+    """
+    from nbgrader.utils import parse_utc
+
+    text = data.decode("utf-8", "replace").strip()
+    try:
+        if text:
+            parse_utc(text)
+    except (ValueError, OverflowError):
+        return f'timestamp.txt is not a time ("{text[:40]}"): graded without a submission time, so never late'
+    return None
 
 
 def _listing(folder: Path) -> tuple[list[str], list[str]]:
@@ -216,8 +249,9 @@ def read_submission(student: str, folder: Path, expected: list[str], where: str)
         try:
             data = read_bounded(folder / filename)
         except _NotAFile as why:
-            submission.problem = _file_problem(filename, str(why), f"it {why}. Hand in the notebook file itself.",
-                                               student)
+            advice = ("Clear its outputs (Kernel > Restart Kernel and Clear All Outputs), save it and hand it in "
+                      "again." if "the grader reads" in str(why) else "Hand in the notebook file itself.")
+            submission.problem = _file_problem(filename, str(why), f"it {why}. {advice}", student)
             return submission, {}
         notebook, notes, problem = parse_notebook(data, filename, student)
         if problem:
@@ -245,12 +279,20 @@ def _copy_other_files(source: Path, dest: Path, submission: Submission) -> None:
                 continue
             relative = path.relative_to(source)
             try:
-                data = read_bounded(path, limit=256 * 2**20)
+                with _open_regular(path, OTHER_FILE_BYTES) as f:
+                    if relative == Path("timestamp.txt"):
+                        data = f.read(4096)
+                        why = timestamp_problem(data)
+                        if why:
+                            submission.notes.append(why)
+                            continue
+                        (dest / relative).write_bytes(data)
+                        continue
+                    (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+                    with open(dest / relative, "wb") as out:
+                        shutil.copyfileobj(f, out)
             except _NotAFile as why:
                 submission.notes.append(f'did not copy "{relative}" (it {why})')
-                continue
-            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
-            (dest / relative).write_bytes(data)
 
 
 def stage(submission: Submission, contents: dict[str, bytes | nbformat.NotebookNode], dest: Path) -> None:

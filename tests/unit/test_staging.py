@@ -119,7 +119,7 @@ def test_read_bounded_follows_no_link_and_reads_no_fifo_or_giant(tmp_path):
     for name, why in [("link.ipynb", "symbolic link"), ("fifo.ipynb", "not a regular file")]:
         with pytest.raises(Exception, match=why):
             read_bounded(tmp_path / name)
-    with pytest.raises(Exception, match="MiB"):
+    with pytest.raises(Exception, match="more than the 100 bytes the grader reads"):
         read_bounded(target, limit=100)
     assert MAX_NOTEBOOK_BYTES >= 16 * 2**20
 
@@ -174,3 +174,26 @@ def test_an_upgraded_notebook_is_staged_as_nbformat_4(tmp_path):
     staged = json.loads((tmp_path / "staged/ann/puzzle1/puzzle1.ipynb").read_text())
     assert staged["nbformat"] == 4
     assert (submitted / "ann/puzzle1/puzzle1.ipynb").read_text() == old
+
+
+def test_an_unreadable_timestamp_is_left_out_and_said(tmp_path):
+    submitted = tmp_path / "submitted"
+    (submitted / "ann/puzzle1").mkdir(parents=True)
+    (submitted / "ann/puzzle1/puzzle1.ipynb").write_bytes(FULL_MARKS)
+    (submitted / "ann/puzzle1/timestamp.txt").write_text("yesterday-ish")
+    (submission,) = stage_all(submitted, "puzzle1", ["puzzle1"], tmp_path / "staged")
+    assert submission.problem is None and not (tmp_path / "staged/ann/puzzle1/timestamp.txt").exists()
+    assert submission.notes == ['timestamp.txt is not a time ("yesterday-ish"): graded without a submission time, '
+                                "so never late"]
+
+
+def test_a_giant_notebook_is_not_read(tmp_path, monkeypatch):
+    import interp_course.staging as staging
+
+    monkeypatch.setattr(staging, "MAX_NOTEBOOK_BYTES", 1000)
+    submitted = tmp_path / "submitted"
+    (submitted / "ann/puzzle1").mkdir(parents=True)
+    (submitted / "ann/puzzle1/puzzle1.ipynb").write_bytes(FULL_MARKS)
+    (submission,) = stage_all(submitted, "puzzle1", ["puzzle1"], tmp_path / "staged")
+    assert f"is {len(FULL_MARKS):,} bytes, more than the 1,000 bytes the grader reads" in submission.problem.reason
+    assert "Clear its outputs" in submission.problem.for_student
