@@ -57,7 +57,7 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
         if gradable:
             # One nbgrader run for the whole batch; a failing student never stops the others.
             log = run_nbgrader("autograde", assignment, "--create", "--force", "--log-level=WARN",
-                           f"--CourseDirectory.submitted_directory={Path(staging).name}", check=False).stdout
+                               f"--CourseDirectory.submitted_directory={Path(staging).name}", check=False).stdout
         failures = {path.parent.name: why for path, why in nbgrader_failures(log).items()
                     if path.parent.parent == Path(staging)}
     elapsed = time.perf_counter() - start

@@ -75,6 +75,8 @@ def corpus(course: Course, assignments: list[str]) -> None:
 def grade(course: Course, assignments: list[str], manual_grades: dict | None = None) -> int:
     """Autograde everything in submitted/, write feedback/ and grades.csv, print a table; the exit status."""
     print(f"Grading with {models.describe_source()}")
+    # A check that finds the course unsafe or broken raises Refusal here, before anything is
+    # written (exit status 2); prepare_gradebook refuses a gradebook that is not a database.
     status = GRADED
     run = functools.partial(nbgrader, course)
     prepare_gradebook(course, assignments, run)
