@@ -231,7 +231,12 @@ def read_submission(student: str, folder: Path, expected: list[str], where: str)
         submission.problem = Problem(f"{where} is a symbolic link, not a folder",
                                      f"replace the link by the folder itself in {where}")
         return submission, {}
-    notebooks, others = _listing(folder)
+    try:
+        notebooks, others = _listing(folder)
+    except OSError as error:
+        submission.problem = Problem(f"{where} cannot be read ({error.strerror})",
+                                     f"make {where} readable by the user who runs the grader")
+        return submission, {}
     chosen, submission.notes, submission.problem = match_notebooks(expected, notebooks, where)
     if submission.problem:
         return submission, {}
