@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import stat
 import subprocess
 import tempfile
 import time
@@ -90,19 +92,28 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
 
 def _written_since(path: Path, since: float) -> bool:
     """Whether this run wrote ``path``: nbgrader removes a failed student's output, and --force
-    replaces an earlier run's, so an output as old as the run is this run's."""
+    replaces an earlier run's, so an output as old as the run is this run's. A link there (the
+    kernel works in that folder) is not an output: lstat, never follow."""
     try:
-        return path.stat().st_mtime >= since - 1
+        info = os.lstat(path)
     except FileNotFoundError:
         return False
+    return stat.S_ISREG(info.st_mode) and info.st_mtime >= since - 1
 
 
 def _write_not_graded_feedback(course: Course, assignment: str, submission: Submission, notebooks: list[str]) -> None:
     """Tell the student, in the feedback file nbgrader would have written, what was wrong with the file."""
     folder = course.feedback / submission.student / assignment
     folder.mkdir(parents=True, exist_ok=True)
+    page = feedback_page(assignment, submission.problem.for_student).encode()
     for name in notebooks:
-        (folder / f"{name}.html").write_text(feedback_page(assignment, submission.problem.for_student))
+        path = folder / f"{name}.html"
+        if folder.is_symlink() or path.is_symlink():
+            continue  # not ours to write through; nbgrader never makes links here
+        # O_NOFOLLOW: never write through a link that appears between the check and the open.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(page)
 
 
 def read_grades(course: Course, assignment: str, students: list[str]) -> list[dict]:

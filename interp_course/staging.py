@@ -105,7 +105,7 @@ def parse_notebook(data: bytes, name: str, student: str) -> tuple[nbformat.Noteb
     """The notebook in ``data`` as nbformat 4, notes on what was done to it, or why it is unreadable."""
     again = "Open it in Jupyter to check that it is your work, save it, and hand it in again."
     if not data.strip():
-        return None, [], _file_problem(name, "is empty (0 bytes of content): the upload probably failed",
+        return None, [], _file_problem(name, "is empty (no content): the upload probably failed",
                                        f"it is empty. {again}", student)
     if data.startswith(b"PK\x03\x04"):
         return None, [], _file_problem(name, "is a zip archive, not a notebook",
