@@ -2,6 +2,10 @@
 # make test      — set up, then the whole test suite (fast unit tests first, then end to end)
 # make test-fast — the unit tests of the pure parts (no kernel, no nbgrader run): seconds
 # make grade     — autograde whatever is in submitted/, write feedback/ and grades.csv
+#                  (exit status: the tool's is 0 all graded, 3 some not, 2 refused; make reports
+#                  a failing one as "Error 3" or "Error 2" and itself exits 2)
+# make collect ZIP=<download.zip> ROSTER=<roster.csv> — a Canvas bulk download into submitted/
+#                  (ROSTER_COLUMN=<column> if student ids are not the roster's "SIS Login ID")
 # make release   — regenerate release/ from source/
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
@@ -12,7 +16,7 @@ MODEL_SOURCE ?= auto
 ASSIGNMENT ?=
 ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
-.PHONY: setup demo test test-fast grade release corpus clean
+.PHONY: setup demo test test-fast grade collect release corpus clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -39,6 +43,10 @@ demo: setup
 grade: setup
 	$(PY) -m interp_course grade $(ASSIGNMENT_ARGS)
 
+collect: setup
+	$(PY) -m interp_course collect --zip "$(ZIP)" --roster "$(ROSTER)" $(ASSIGNMENT_ARGS) \
+		$(if $(ROSTER_COLUMN),--roster-column "$(ROSTER_COLUMN)")
+
 release: setup
 	$(PY) -m interp_course release $(ASSIGNMENT_ARGS)
 
@@ -53,4 +61,4 @@ test: setup /usr/bin/chromium
 	$(PY) -m pytest tests --ignore=tests/unit
 
 clean:
-	rm -rf submitted autograded feedback gradebook.db grades.csv .cache course_settings.json
+	rm -rf submitted autograded feedback downloaded gradebook.db grades.csv .cache course_settings.json

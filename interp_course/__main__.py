@@ -1,3 +1,5 @@
+import sys
+
 from interp_course.cli import main
 
-main()
+sys.exit(main())

@@ -1,4 +1,4 @@
-"""Course commands: ``python -m interp_course {setup,release,grade,demo,corpus}``.
+"""Course commands: ``python -m interp_course {setup,release,grade,collect,demo,corpus}``.
 
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
 what an instructor gets by typing ``nbgrader generate_assignment|autograde|generate_feedback|
@@ -8,16 +8,19 @@ export`` themselves (nbgrader_config.py wires in the sandboxed grader).
 from __future__ import annotations
 
 import argparse
-import csv
+import functools
 import os
+import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from interp_course import models
-from interp_course.course import COURSE_ID, CHECKOUT, Course
+from interp_course import lms, models
+from interp_course.autograde import grade_assignment, prepare_gradebook
+from interp_course.course import CHECKOUT, Course
+from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
+from interp_course.inert import one_line
 
 
 def nbgrader_env() -> dict[str, str]:
@@ -26,9 +29,22 @@ def nbgrader_env() -> dict[str, str]:
 
 
 def nbgrader(course: Course, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real nbgrader CLI in the course root with this interpreter."""
-    print("$ nbgrader " + " ".join(args), flush=True)
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, check=check, env=nbgrader_env())
+    """Run the real nbgrader CLI in the course root with this interpreter.
+
+    Its output is shown as it comes (a batch takes minutes) and kept, for the summary to read.
+    It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
+    """
+    print(one_line("$ nbgrader " + shlex.join(args)), flush=True)
+    proc = subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=nbgrader_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        print(one_line(line.rstrip("\n")), flush=True)
+    result = subprocess.CompletedProcess(proc.args, proc.wait(), "".join(lines))
+    if check:
+        result.check_returncode()
+    return result
 
 
 def setup(model_source: str) -> None:
@@ -56,51 +72,24 @@ def corpus(course: Course, assignments: list[str]) -> None:
             print(path.relative_to(course.root))
 
 
-def submitted_students(course: Course, assignment: str) -> list[str]:
-    folder = course.submitted
-    return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir()) if folder.is_dir() else []
-
-
-def grade(course: Course, assignments: list[str], manual_grades: dict | None = None) -> list[dict]:
-    """Autograde everything in submitted/, write feedback/ and grades.csv, print a table."""
+def grade(course: Course, assignments: list[str], manual_grades: dict | None = None) -> int:
+    """Autograde everything in submitted/, write feedback/ and grades.csv, print a table; the exit status."""
     print(f"Grading with {models.describe_source()}")
-    rows = []
+    # A check that finds the course unsafe or broken raises Refusal here, before anything is
+    # written (exit status 2); prepare_gradebook refuses a gradebook that is not a database.
+    status = GRADED
+    run = functools.partial(nbgrader, course)
+    prepare_gradebook(course, assignments, run)
     for assignment in assignments:
-        students = submitted_students(course, assignment)
-        if not students:
-            print(f"Nothing in submitted/ for {assignment}: put notebooks at "
-                  f"submitted/<student>/{assignment}/<notebook>.ipynb")
-            continue
-        start = time.perf_counter()
-        # One nbgrader run for the whole batch; a failing student never stops the others.
-        nbgrader(course, "autograde", assignment, "--create", "--force", "--log-level=WARN", check=False)
-        elapsed = time.perf_counter() - start
-        if manual_grades and manual_grades.get(assignment):
-            apply_manual_grades(course, assignment, manual_grades[assignment])
-        nbgrader(course, "generate_feedback", assignment, "--force", "--log-level=WARN", check=False)
-        nbgrader(course, "export", "--to", str(course.grades_csv), "--log-level=WARN")
-        graded = read_grades(course, assignment, students)
-        print_table(assignment, graded)
-        print(f"Autograded {len(students)} submissions of {assignment} in {elapsed:.0f} s "
-              f"({elapsed / len(students):.1f} s each).")
-        rows += graded
-    return rows
+        if not grade_assignment(course, assignment, run, (manual_grades or {}).get(assignment)):
+            status = SOME_UNGRADED
+    if status == SOME_UNGRADED:
+        print(f"Exit status {SOME_UNGRADED}: the submissions listed under NOT GRADED were not graded; "
+              "every other one was, and is in grades.csv and feedback/.")
+    return status
 
 
-def read_grades(course: Course, assignment: str, students: list[str]) -> list[dict]:
-    with open(course.grades_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment and r["student_id"] in students]
-    return sorted(rows, key=lambda r: r["student_id"])
-
-
-def print_table(assignment: str, rows: list[dict]) -> None:
-    print(f"\n{assignment:<24}{'score':>8}{'max score':>11}")
-    for row in rows:
-        print(f"{row['student_id']:<24}{float(row['score']):>8g}{float(row['max_score']):>11g}")
-    print()
-
-
-def demo(course: Course, assignments: list[str]) -> None:
+def demo(course: Course, assignments: list[str]) -> int:
     """Release, submit each assignment's demo students, autograde, play the TA, feedback, export."""
     from interp_course import corpus as corpus_builder
 
@@ -118,25 +107,11 @@ def demo(course: Course, assignments: list[str]) -> None:
         print(f"Submitted {len(examples)} example notebooks from {course.corpus(assignment).relative_to(course.root)}/")
         # The demo plays the TA for the hand-graded cells, with the scores in the corpus.
         manual[assignment] = {s.name: s.manual for s in examples if s.manual}
-    grade(course, assignments, manual_grades=manual)
+    return grade(course, assignments, manual_grades=manual)
 
 
-def apply_manual_grades(course: Course, assignment: str, grades: dict[str, dict[str, float]]) -> None:
-    """Enter a TA's manual scores (what formgrader would do) into the gradebook."""
-    from nbgrader.api import Gradebook
-
-    from interp_course.corpus import notebook_name
-
-    print("Entering the TA's manual grades (what formgrader would do)")
-    notebook = notebook_name(course, assignment)
-    with Gradebook(course.db_url, course_id=COURSE_ID) as gb:
-        for student, cells in grades.items():
-            for grade_id, score in cells.items():
-                gb.find_grade(grade_id, notebook, assignment, student).manual_score = score
-        gb.db.commit()
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; its exit status (see exit_status.py)."""
     parser = argparse.ArgumentParser(prog="python -m interp_course", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("INTERP_COURSE_ROOT", CHECKOUT)),
                         help="course root (default: this checkout, or $INTERP_COURSE_ROOT)")
@@ -151,15 +126,38 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
                        help="an assignment (repeatable); default: every assignment "
                        + ("with a source notebook" if name in ("release", "demo") else "released"))
+    p = sub.add_parser("collect", help="put a Canvas bulk download into submitted/ (nbgrader zip_collect)")
+    p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
+                   help="the assignment the download is for (default: the one released assignment)")
+    p.add_argument("--zip", type=Path, required=True, help="the zip of Canvas's \"Download Submissions\"")
+    p.add_argument("--roster", type=Path, required=True, help="the CSV of Canvas's Grades > Export")
+    p.add_argument("--roster-column", default=lms.ROSTER_STUDENT_COLUMN,
+                   help="the roster column holding nbgrader student ids (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.command == "setup":
         setup(args.model_source)
-        return
+        return 0
     course = Course(args.root)
     default = course.assignments() if args.command in ("release", "demo") else course.released_assignments()
     assignments = args.assignments or default
-    {"release": release, "grade": grade, "demo": demo, "corpus": corpus}[args.command](course, assignments)
+    try:
+        for assignment in assignments:
+            if assignment not in course.assignments():
+                raise Refusal(f"{assignment} is not an assignment of the course at {course.root} (no "
+                              f"source/{assignment}/*.ipynb; it has: {', '.join(course.assignments()) or 'none'})")
+        if args.command == "collect":
+            if len(assignments) != 1:
+                raise Refusal(f"say which assignment the download is for: --assignment (make collect ASSIGNMENT=...); "
+                              f"this course has {', '.join(assignments) or 'none released'}")
+            status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column,
+                                          functools.partial(nbgrader, course))
+        else:
+            status = {"release": release, "grade": grade, "demo": demo, "corpus": corpus}[args.command](course, assignments)
+    except Refusal as refusal:
+        print(f"{parser.prog} {args.command}: refused: {one_line(refusal)}", file=sys.stderr)
+        return REFUSED
+    return status or 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

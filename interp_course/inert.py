@@ -60,3 +60,8 @@ class TerminalSafeFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = terminal_safe(record.stack_info)
         return True
+
+
+def one_line(text: object) -> str:
+    """``text`` for one line of the instructor's terminal: inert, and without line breaks."""
+    return terminal_safe(str(text)).replace("\n", " ").rstrip()

@@ -70,6 +70,9 @@ class GradeInSandbox(ResilientExecute):
             "HF_HOME": str(hf_home),
             "HF_HUB_OFFLINE": "1",
             handin.ENV_VAR: str(self._handin_dir),
+            # The package's own folder is the only thing bound from its parent: import it from
+            # there, whatever an editable install's finder would point at.
+            "PYTHONPATH": str(PACKAGE_DIR.parent),
             "PLOTLY_RENDERER": self.plotly_renderer,
             "PYTHONHASHSEED": "0",
             # Progress bars become widget JSON in the feedback HTML.

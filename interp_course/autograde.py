@@ -1,0 +1,145 @@
+"""One grading run of an assignment, told truthfully.
+
+1. the gradebook's record of each assignment is rebuilt if missing (``gradebook.py``), for all of
+   them before any is graded;
+2. every submission is read and the gradable ones staged, rescued where possible (``staging.py``);
+3. one ``nbgrader autograde`` batch grades the staged copies; a student counts as graded only if
+   this run wrote their autograded notebook (nbgrader's exit status covers the whole batch);
+4. feedback, the TA's manual grades (demo only) and grades.csv; a "not graded" feedback page for a
+   student whose file was at fault;
+5. the table, then the closing lines (``report.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from interp_course.course import COURSE_ID, Course
+from interp_course.gradebook import ensure_gradebook
+from interp_course.report import closing_lines, feedback_page, nbgrader_failures
+from interp_course.staging import Problem, Submission, stage_all, submission_folders
+from interp_course.inert import one_line
+
+# run_nbgrader(*args, check=False): the nbgrader CLI run in the course root (cli.nbgrader).
+RunNbgrader = Callable[..., subprocess.CompletedProcess]
+
+
+def prepare_gradebook(course: Course, assignments: list[str], run_nbgrader: RunNbgrader) -> None:
+    """Rebuild what the gradebook lacks for the assignments to grade, before grading any of them:
+    a ``Refusal`` then leaves nothing half graded."""
+    for assignment in assignments:
+        if submission_folders(course.submitted, assignment):
+            rebuilt = ensure_gradebook(course, assignment, lambda *args: run_nbgrader(*args, check=False).returncode)
+            if rebuilt:
+                print(rebuilt)
+
+
+def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader, manual: dict | None = None) -> bool:
+    """Grade one assignment's submissions; whether every one of them was graded."""
+    if not submission_folders(course.submitted, assignment):
+        print(f"Nothing in submitted/ for {assignment}: put notebooks at "
+              f"submitted/<student>/{assignment}/<notebook>.ipynb")
+        return True
+    notebooks = course.notebooks(assignment)
+    started, start = time.time(), time.perf_counter()
+    # Stage into a fresh folder of the course root that only this run uses, and point nbgrader at
+    # it; submitted/ is only ever read. (Inside the root, so nbgrader's own path matching sees a
+    # plain relative name, whatever $TMPDIR is.)
+    with tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as staging:
+        submissions = stage_all(course.submitted, assignment, notebooks, Path(staging))
+        gradable = [s for s in submissions if s.problem is None]
+        log = ""
+        if gradable:
+            # One nbgrader run for the whole batch; a failing student never stops the others.
+            log = run_nbgrader("autograde", assignment, "--create", "--force", "--log-level=WARN",
+                               f"--CourseDirectory.submitted_directory={Path(staging).name}", check=False).stdout
+        failures = {path.parent.name: why for path, why in nbgrader_failures(log).items()
+                    if path.parent.parent == Path(staging)}
+    elapsed = time.perf_counter() - start
+    for s in gradable:
+        if not all(_written_since(course.autograded / s.student / assignment / f"{n}.ipynb", started) for n in s.files):
+            s.problem = Problem(f"nbgrader could not grade it ({failures.get(s.student, 'see its errors above')})",
+                                "read nbgrader's traceback above (after \"There was an error processing "
+                                f"assignment\" for {s.student}), fix the cause and run again")
+    graded = [s for s in submissions if s.problem is None]
+    no_feedback = set()
+    if graded:
+        if manual:
+            apply_manual_grades(course, assignment, {k: v for k, v in manual.items() if k in {s.student for s in graded}})
+        run_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN", check=False)
+        no_feedback = {s.student for s in graded if not all(
+            _written_since(course.feedback / s.student / assignment / f"{n}.html", started) for n in s.files)}
+    for s in submissions:
+        if s.problem is not None and s.problem.for_student:
+            _write_not_graded_feedback(course, assignment, s, notebooks)
+    run_nbgrader("export", "--to", str(course.grades_csv), "--log-level=WARN")
+    print_table(assignment, read_grades(course, assignment, [s.student for s in graded]))
+    # nbgrader exports a row for everyone in the gradebook: an earlier submission's grade, or 0
+    # for one it failed on. Say so, rather than let that row pass for a grade of this submission.
+    stale = {r["student_id"]: float(r["score"]) for r in
+             read_grades(course, assignment, [s.student for s in submissions if s.problem is not None])}
+    for line in closing_lines(assignment, submissions, elapsed, stale, no_feedback):
+        print(line)
+    return len(graded) == len(submissions) and not no_feedback
+
+
+def _written_since(path: Path, since: float) -> bool:
+    """Whether this run wrote ``path``: nbgrader removes a failed student's output, and --force
+    replaces an earlier run's, so an output as old as the run is this run's. A link there (the
+    kernel works in that folder) is not an output: lstat, never follow."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_mtime >= since - 1
+
+
+def _write_not_graded_feedback(course: Course, assignment: str, submission: Submission, notebooks: list[str]) -> None:
+    """Tell the student, in the feedback file nbgrader would have written, what was wrong with the file."""
+    folder = course.feedback / submission.student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    page = feedback_page(assignment, submission.problem.for_student).encode()
+    for name in notebooks:
+        path = folder / f"{name}.html"
+        if folder.is_symlink() or path.is_symlink():
+            continue  # not ours to write through; nbgrader never makes links here
+        # O_NOFOLLOW: never write through a link that appears between the check and the open.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(page)
+
+
+def read_grades(course: Course, assignment: str, students: list[str]) -> list[dict]:
+    with open(course.grades_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment and r["student_id"] in students]
+    return sorted(rows, key=lambda r: r["student_id"])
+
+
+def print_table(assignment: str, rows: list[dict]) -> None:
+    print(f"\n{assignment:<24}{'score':>8}{'max score':>11}")
+    for row in rows:
+        print(f"{one_line(row['student_id']):<24}{float(row['score']):>8g}{float(row['max_score']):>11g}")
+    print()
+
+
+def apply_manual_grades(course: Course, assignment: str, grades: dict[str, dict[str, float]]) -> None:
+    """Enter a TA's manual scores (what formgrader would do) into the gradebook."""
+    from nbgrader.api import Gradebook
+
+    from interp_course.corpus import notebook_name
+
+    print("Entering the TA's manual grades (what formgrader would do)")
+    notebook = notebook_name(course, assignment)
+    with Gradebook(course.db_url, course_id=COURSE_ID) as gb:
+        for student, cells in grades.items():
+            for grade_id, score in cells.items():
+                gb.find_grade(grade_id, notebook, assignment, student).manual_score = score
+        gb.db.commit()
+
