@@ -4,6 +4,7 @@
 # make grade     — autograde whatever is in submitted/, write feedback/ and grades.csv
 # make release   — regenerate release/ from source/
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
+# make verify-real — grade the reference solution on the real models (needs the hub or a cache)
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
 
 PY := .venv/bin/python
@@ -12,7 +13,7 @@ MODEL_SOURCE ?= auto
 ASSIGNMENT ?=
 ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
-.PHONY: setup demo test test-fast grade release corpus clean
+.PHONY: setup demo test test-fast grade release corpus verify-real clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -40,6 +41,9 @@ release: setup
 
 corpus: release
 	$(PY) -m interp_course corpus $(ASSIGNMENT_ARGS)
+
+verify-real: .venv/.installed
+	$(PY) -m grader_tests.puzzle1.verify_real
 
 test-fast: .venv/.installed
 	$(PY) -m pytest tests/unit
