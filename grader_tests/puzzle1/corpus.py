@@ -171,7 +171,7 @@ add(
                answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
                                                    "W_n = normalize(W)\nreturn W_n @ normalize(W_n.mean(0, keepdim=True)).squeeze(0)")},
                # Its median cosine with the mean is then 9e-6 off on the stand-ins (beyond the float
-               # tolerance); at real scale, with GPT-Neo-like geometry, only 1.5e-8 (tests/test_real_scale.py).
+               # tolerance); at real scale, with GPT-Neo-like geometry, only 6e-7 (tests/test_real_scale.py).
                expected={"test_cosine_sim_with_mean": 0.0, "test_evidence": 1.5}, feedback=["mean of the normalized rows"]),
     Submission("with-mean-keeps-dim", "returns an [n, 1] column instead of [n]",
                answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
