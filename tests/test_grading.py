@@ -56,7 +56,7 @@ def test_batch_finished_and_every_submission_is_in_grades_csv(graded_course: Gra
 def test_feedback_hides_grader_internals(graded_course: GradedCourse):
     # Hidden-test source, paths into the grader (as a traceback through it would show), answer keys.
     secrets = ["BEGIN HIDDEN TESTS", "hand_in(", "grader_tests", "interp_course/", "interp_course.handin",
-               "CAUSE_ANSWER", "import solutions", "from solutions"]
+               "CAUSE_ANSWER", "import solutions", "from solutions", "Rubric", "Instructor notes", "Model answer"]
     for submission in SUBMISSIONS:
         html = graded_course.feedback(submission.name)
         # A cheat's own code may name these; only what the student did not write counts as a leak.

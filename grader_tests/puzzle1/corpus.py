@@ -43,8 +43,10 @@ trained on similar text land at 0.9 and 0.3 says the size of the offset is nearl
 parameter (it can be traded against the positional embeddings and the biases), not something
 about what the tokens mean: raw cosines cannot be compared across models without centring."""
 
-# The source notebook holds rubrics in its hand-graded cells: a submission's answers are these.
-EXTRA_ANSWERS = {"hypothesis": GOOD_HYPOTHESIS, "explanation": GOOD_EXPLANATION, "gpt2_answer": GOOD_GPT2_ANSWER}
+# The source notebook holds rubrics in its hand-graded cells, and the instructor's notes on the
+# quiz's distractors in its answer cell: a submission's answers are these instead.
+EXTRA_ANSWERS = {"hypothesis": GOOD_HYPOTHESIS, "explanation": GOOD_EXPLANATION, "gpt2_answer": GOOD_GPT2_ANSWER,
+                 "cause": 'cause = "C"'}
 UNANSWERED = "YOUR ANSWER HERE"  # the release's stub for a hand-graded cell
 
 SUBMISSIONS: list[Submission] = []
