@@ -8,6 +8,7 @@
 #                  (ROSTER_COLUMN=<column> if student ids are not the roster's "SIS Login ID")
 # make release   — regenerate release/ from source/
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
+# make verify-real — grade the reference solution on the real models (needs the hub or a cache)
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
 
 PY := .venv/bin/python
@@ -16,7 +17,7 @@ MODEL_SOURCE ?= auto
 ASSIGNMENT ?=
 ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
-.PHONY: setup demo test test-fast grade collect release corpus clean
+.PHONY: setup demo test test-fast grade collect release corpus verify-real clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -52,6 +53,9 @@ release: setup
 
 corpus: release
 	$(PY) -m interp_course corpus $(ASSIGNMENT_ARGS)
+
+verify-real: .venv/.installed
+	$(PY) -m grader_tests.puzzle1.verify_real
 
 test-fast: .venv/.installed
 	$(PY) -m pytest tests/unit

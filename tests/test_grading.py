@@ -56,7 +56,7 @@ def test_batch_finished_and_every_submission_is_in_grades_csv(graded_course: Gra
 def test_feedback_hides_grader_internals(graded_course: GradedCourse):
     # Hidden-test source, paths into the grader (as a traceback through it would show), answer keys.
     secrets = ["BEGIN HIDDEN TESTS", "hand_in(", "grader_tests", "interp_course/", "interp_course.handin",
-               "CAUSE_ANSWER", "import solutions", "from solutions"]
+               "CAUSE_ANSWER", "import solutions", "from solutions", "Rubric", "Instructor notes", "Model answer"]
     for submission in SUBMISSIONS:
         html = graded_course.feedback(submission.name)
         # A cheat's own code may name these; only what the student did not write counts as a leak.
@@ -65,11 +65,28 @@ def test_feedback_hides_grader_internals(graded_course: GradedCourse):
         assert not leaked, f"{submission.name} feedback shows {leaked}"
 
 
+def readme_demo_table() -> dict[str, tuple[float, float]]:
+    """The README's `make demo` table: student -> (score, max score)."""
+    text = (COURSE.root / "README.md").read_text()
+    block = text.split("`make demo` ends with a table like")[1].split("```")[1]
+    rows = [line.split() for line in block.strip().splitlines()[1:]]
+    return {name: (float(score), float(max_score)) for name, score, max_score in rows}
+
+
 def test_demo_students_score_as_the_readme_says(graded_course: GradedCourse):
-    totals = {r["student_id"]: float(r["score"]) for r in graded_course.grades_csv()}
-    assert totals["blank"] == 0
-    # 18 points in all, 3 of them hand-graded: the autograder alone gives the full-marks notebook 15.
-    assert totals["full-marks"] == sum(MAX_POINTS.values()) == 15
+    """README's demo table = the autograded points here + the TA's scores the demo enters by hand."""
+    rows = {r["student_id"]: r for r in graded_course.grades_csv()}
+    by_hand = sum(float(c.metadata["nbgrader"]["points"]) for c in SOURCE.cells
+                  if c.cell_type == "markdown" and c.metadata["nbgrader"].get("grade"))
+    maximum = sum(MAX_POINTS.values()) + by_hand
+    assert (sum(MAX_POINTS.values()), by_hand) == (18, 7)  # as the notebook's first cell and README say
+    demo = {s.name: s for s in SUBMISSIONS if s.group == "demo"}
+    table = readme_demo_table()
+    assert set(table) == set(demo)
+    for name, submission in demo.items():
+        assert float(rows[name]["max_score"]) == maximum
+        assert table[name] == (float(rows[name]["score"]) + sum(submission.manual.values()), maximum), name
+    assert table["blank"][0] == 0 and table["full-marks"][0] == maximum
 
 
 def test_regrading_the_whole_corpus_gives_identical_grades(graded_course: GradedCourse):

@@ -39,7 +39,8 @@ def test_source_notebook_runs_clean_and_passes_its_own_hidden_checks(monkeypatch
     text = "\n".join(outputs_text(c) for c in nb.cells)
     if models.read_settings().get("model_source") == "stand-ins":
         assert "STAND-IN" in text  # runs on stand-ins say so
-    for check in ["test_normalize: 2 / 2", "test_evidence: 2 / 2", "test_bonus_evidence: 2 / 2"]:
+    for check in ["test_normalize: 2 / 2", "test_reproduce: 1 / 1", "test_investigation: 2 / 2", "test_evidence: 2 / 2",
+                  "test_whole_vocab: 2 / 2"]:
         assert check in text
 
 

@@ -12,17 +12,42 @@ from interp_course.corpus import Submission, cell_after, cells, fn, here, refere
 
 COURSE, ASSIGNMENT = here(__file__)
 
+GOOD_HYPOTHESIS = """\
+**Hypothesis.** Every embedding is one large vector that all tokens share plus a smaller
+token-specific part; seen from the origin the shared vector dominates, so every pair points
+roughly the same way.
+
+**Test.** Estimate the shared vector by the mean embedding and compute each token's cosine with
+it, then subtract it from every row and recompute the pairwise cosines. If most tokens have
+cosine well below 0.9 with the mean, or the mean pairwise cosine stays high after subtracting it,
+I am wrong."""
+
 GOOD_EXPLANATION = """\
 GPT-Neo's token embeddings are not spread around the origin: they all share one big mean vector.
-Its norm is about as large as a typical token's (mean_to_token_norm ≈ 1) and most tokens have a
-cosine of ≈ 0.95 with it, so every pair of tokens looks aligned. Cosine similarity and dot products
-measure angles from the zero point, and zero is not a meaningful point for these embeddings. After
-subtracting the mean embedding the mean pairwise cosine drops to ≈ 0. Lesson: choose the origin
-deliberately — I would mean-centre embeddings (or activations) before comparing directions, and
-be equally wary of zero ablations."""
+Its norm is about as large as a typical token's (mean_to_token_norm ≈ 1), the median token has a
+cosine of ≈ 0.95 with it, and it is the top singular direction of W_E, so every pair of tokens looks
+aligned. Cosine similarity and dot products measure angles from the zero point, and zero is not a
+meaningful point for these embeddings. After subtracting the mean embedding the mean pairwise
+cosine drops to ≈ 0. Lesson: choose the origin deliberately — I would mean-centre embeddings (or
+activations) before comparing directions, and be equally wary of zero ablations. My hypothesis
+held: subtracting the mean removed the effect."""
 
+GOOD_GPT2_ANSWER = """\
+No, in neither model. Per-token centring subtracts from each row its projection on the all-ones
+direction, the same single direction for every token, so it removes the shared vector only as far
+as that vector lies along all-ones; the mean embedding is nearly orthogonal to it, and the mean
+cosine barely moves (GPT-Neo 0.900 → 0.901, GPT-2 0.300 → 0.288), while subtracting the mean
+embedding takes both to ≈ 0. GPT-2's 0.3 is still far above the ≈ 0 of random directions, so it
+has a shared component too, only smaller compared with its token-specific parts. That two models
+trained on similar text land at 0.9 and 0.3 says the size of the offset is nearly a free
+parameter (it can be traded against the positional embeddings and the biases), not something
+about what the tokens mean: raw cosines cannot be compared across models without centring."""
 
-EXTRA_ANSWERS = {"explanation": GOOD_EXPLANATION}  # the source notebook holds the rubric there
+# The source notebook holds rubrics in its hand-graded cells, and the instructor's notes on the
+# quiz's distractors in its answer cell: a submission's answers are these instead.
+EXTRA_ANSWERS = {"hypothesis": GOOD_HYPOTHESIS, "explanation": GOOD_EXPLANATION, "gpt2_answer": GOOD_GPT2_ANSWER,
+                 "cause": 'cause = "C"'}
+UNANSWERED = "YOUR ANSWER HERE"  # the release's stub for a hand-graded cell
 
 SUBMISSIONS: list[Submission] = []
 _REFERENCE = None
@@ -45,9 +70,10 @@ def add(*subs: Submission) -> None:
 
 
 # --- the demo's four students ------------------------------------------------------------------
+# `manual` is what a TA gives the hand-graded cells by the rubric in the source notebook.
 add(
-    Submission("full-marks", "the reference answers, with a good explanation", group="demo",
-               manual={"explanation": 3.0}),
+    Submission("full-marks", "the reference answers, with good written answers", group="demo",
+               manual={"hypothesis": 2.0, "explanation": 3.0, "gpt2_answer": 2.0}),
     Submission("blank", "the release notebook, untouched", base="blank", group="demo",
                expected={"*": 0.0}, feedback=["raised NotImplementedError"]),
     Submission(
@@ -56,22 +82,43 @@ add(
         answers={
             "normalize": fn("normalize", "return W / W.norm(dim=-1, keepdim=True)"),
             "center": fn("center", "return W - W.mean(dim=-1, keepdim=True)"),
+            # A wrong hypothesis with a sharp test: full marks (2).
+            "hypothesis": "A few coordinates hold huge values in every token and dominate the dot products. "
+                          "Test: zero the 5 coordinates with the largest mean |value| and recompute; if the "
+                          "mean cosine stays above 0.8, I am wrong.",
+            # Mechanism 1 (shared vector and two numbers), lesson 0.5 (no origin), practice 0.5 (which mean?).
+            "explanation": "All of GPT-Neo's embeddings share a big mean vector: the median token has cosine "
+                           "0.95 with it and its norm is about a typical token's (ratio 0.96). So cosine "
+                           "similarity is misleading for these embeddings. I would centre the embeddings "
+                           "before comparing them, although in my run centring only moved the mean cosine "
+                           "from 0.90 to 0.90.",
+            # Numbers without the mechanism 0.5, "smaller shared vector" 0.5, one wrong claim -0.5.
+            "gpt2_answer": "Per-token centring barely changes anything (0.900 vs 0.901 for Neo, 0.300 vs "
+                           "0.288 for GPT-2), so it does not remove the effect. GPT-2's shared vector is "
+                           "smaller than Neo's, so its tokens are more diverse in meaning.",
         },
         expected={"test_normalize": 1.5, "test_center": 0.0, "test_evidence": 1.5},
         feedback=["a zero row gave NaN", "LayerNorm"],
         group="demo",
-        manual={"explanation": 3.0},
+        manual={"hypothesis": 2.0, "explanation": 2.0, "gpt2_answer": 0.5},
     ),
     Submission(
-        "partial-no-bonus",
-        "Parts 1–3 right but the bonus left undone and the wrong multiple-choice answer",
+        "partial-no-part4",
+        "Parts 1–3 right but Part 4 left undone, and the wrong multiple-choice answer",
         answers={"cause": 'cause = "A"',
+                 # A hypothesis without a test: 1.
+                 "hypothesis": "There is a direction that all the embeddings have in common.",
+                 # Mechanism 1, lesson 0.5, practice 0.5.
+                 "explanation": "All embeddings share a large mean vector (cosine ≈ 0.95 with it), so cosines "
+                                "are high; after centring they are ≈ 0. So cosine similarity is misleading "
+                                "here; I would centre my data first.",
                  "mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim", "raise NotImplementedError()"),
-                 "bonus_evidence": "raise NotImplementedError()"},
-        expected={"test_cause": 0.0, "test_mean_pairwise_cosine_sim": 0.0, "test_bonus_evidence": 0.0},
+                 "whole_vocab": "raise NotImplementedError()",
+                 "gpt2_answer": UNANSWERED},
+        expected={"test_cause": 0.0, "test_mean_pairwise_cosine_sim": 0.0, "test_whole_vocab": 0.0},
         feedback=["not that one", "NotImplementedError"],
         group="demo",
-        manual={"explanation": 2.0},
+        manual={"hypothesis": 1.0, "explanation": 2.0, "gpt2_answer": 0.0},
     ),
 )
 
@@ -103,15 +150,15 @@ add(
                expected={"test_normalize": 1.5}, feedback=["a zero row gave NaN"]),
     Submission("pairwise-unnormalized", "dot products without normalizing",
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "return W @ W.T")},
-               # Its neo_mean_cos is an average dot product (wrong); after centering the average dot
-               # product is ≈ 0 like the cosine, so that evidence item still passes.
-               expected={"test_pairwise_cosine_sim": 0.0, "test_evidence": 1.5},
+               # Its neo_mean_cos is an average dot product (wrong); after centring the average dot
+               # product is ≈ 0 like the cosine, so the centred evidence item still passes.
+               expected={"test_pairwise_cosine_sim": 0.0, "test_reproduce": 0.0},
                feedback=["raw dot products"]),
     Submission("pairwise-wrong-orientation", "builds the d_model × d_model matrix (columns) instead",
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "W_n = normalize(W)\nreturn W_n.T @ W_n")},
                # Its [d, d] matrix breaks the cells that index it with the [n, n] mask: the
-               # evidence that depends on it is missing, the rest of the evidence still counts.
-               expected={"test_pairwise_cosine_sim": 0.0, "test_evidence": 1.0},
+               # numbers that depend on it are missing, the rest of the evidence still counts.
+               expected={"test_pairwise_cosine_sim": 0.0, "test_reproduce": 0.0, "test_evidence": 1.5},
                feedback=["this compares columns"]),
     Submission("center-per-token", "subtracts each token's mean over d_model (LayerNorm-style)",
                answers={"center": fn("center", "return W - W.mean(dim=-1, keepdim=True)")},
@@ -125,7 +172,9 @@ add(
     Submission("with-mean-of-normalized", "compares with the mean of the normalized rows",
                answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
                                                    "W_n = normalize(W)\nreturn W_n @ normalize(W_n.mean(0, keepdim=True)).squeeze(0)")},
-               expected={"test_cosine_sim_with_mean": 0.0}, feedback=["mean of the normalized rows"]),
+               # Its median cosine with the mean is then 9e-6 off on the stand-ins (beyond the float
+               # tolerance); at real scale, with GPT-Neo-like geometry, only 6e-7 (tests/test_real_scale.py).
+               expected={"test_cosine_sim_with_mean": 0.0, "test_evidence": 1.5}, feedback=["mean of the normalized rows"]),
     Submission("with-mean-keeps-dim", "returns an [n, 1] column instead of [n]",
                answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
                                                    "return normalize(W) @ normalize(W.mean(0, keepdim=True)).T")},
@@ -133,10 +182,11 @@ add(
     Submission("mean-includes-diagonal", "averages the whole matrix, diagonal included",
                answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
                                                        "return (normalize(W).sum(0).norm() ** 2) / W.shape[0] ** 2")},
-               # The diagonal shifts the mean by (1 − m)/n: wrong on the small inputs, within tolerance
-               # at 200,000 rows (the O(n·d) item passes), invisible for GPT-Neo's vocabulary
-               # (m ≈ 0.9) but 8.5e-5 for GPT-2's (m ≈ 0.3), beyond the 3e-5 tolerance.
-               expected={"test_mean_pairwise_cosine_sim": 0.5, "test_bonus_evidence": 1.5},
+               # The diagonal shifts the mean by (1 − m)/n: wrong on the small inputs and at 200,000
+               # rows (4.0e-6, beyond TOL_BIG), and on every whole-vocabulary number of the 8192-token
+               # stand-ins (1.2e-5 to 8.5e-5, beyond TOL_VOCAB). At real scale GPT-Neo's own item
+               # (2.0e-6) passes; see checks.py and tests/test_real_scale.py.
+               expected={"test_mean_pairwise_cosine_sim": 0.0, "test_whole_vocab": 0.0},
                feedback=["included the diagonal"]),
     Submission("mean-via-nxn-matrix", "right value on small inputs by averaging the n×n matrix: not O(n·d)",
                answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
@@ -150,11 +200,27 @@ add(
                answers={"center": fn("center", "X = W.numpy()\nreturn X - X.mean(axis=0)")},
                # Its ndarray then breaks the centred-evidence line, which uses torch methods.
                expected={"test_center": 1.5, "test_evidence": 1.5}, feedback=["got numpy.ndarray"]),
-    Submission("bonus-on-subset", "computes the 'whole vocabulary' numbers on the 5000-token subset",
-               answers={"bonus_evidence": _reference("bonus_evidence").replace("W_E_neo)", "W_E_sub)").replace("W_E_gpt2)", "W_E_gpt2[subsample])")},
-               expected={"test_bonus_evidence": 1.0}, feedback=["not the 5000-token subset"]),
-    Submission("wrong-choice-right-evidence", "all evidence right, multiple-choice answer C",
-               answers={"cause": 'cause = "C"'}, expected={"test_cause": 0.0}, feedback=["not that one"]),
+    Submission("whole-vocab-on-subset", "computes the raw 'whole vocabulary' numbers on the 5000-token subset",
+               answers={"whole_vocab": _reference("whole_vocab")
+                        .replace("mean_pairwise_cosine_sim(W_E_neo)", "mean_pairwise_cosine_sim(W_E_sub)")
+                        .replace("mean_pairwise_cosine_sim(W_E_gpt2)", "mean_pairwise_cosine_sim(W_E_gpt2[subsample])")},
+               expected={"test_whole_vocab": 1.0}, feedback=["not the 5000-token subset"]),
+    Submission("whole-vocab-vocab-centred", "subtracts the mean embedding (center) where per-token centring is asked",
+               answers={"whole_vocab": _reference("whole_vocab")
+                        .replace("W_E_neo - W_E_neo.mean(dim=-1, keepdim=True)", "center(W_E_neo)")
+                        .replace("W_E_gpt2 - W_E_gpt2.mean(dim=-1, keepdim=True)", "center(W_E_gpt2)")},
+               expected={"test_whole_vocab": 1.0}, feedback=["each token's own mean over d_model"]),
+    Submission("wrong-choice-right-evidence", "all evidence right, multiple-choice answer B (low rank)",
+               answers={"cause": 'cause = "B"'}, expected={"test_cause": 0.0}, feedback=["not that one"]),
+    Submission("investigation-columns-of-Vh", "takes the first column of Vh as the top singular direction",
+               answers={"investigation": _reference("investigation").replace("top_direction = Vh[0]", "top_direction = Vh[:, 0]")},
+               expected={"test_investigation": 1.5}, feedback=["rows of Vh"]),
+    Submission("investigation-centred-top-share", "computes top_share after centring, the same as PCA's share",
+               answers={"investigation": _reference("investigation").replace(
+                   "_, S, Vh = torch.linalg.svd(W_E_neo, full_matrices=False)",
+                   "_, S, Vh = torch.linalg.svd(W_E_neo - W_E_neo.mean(dim=0), full_matrices=False)")},
+               # Its top_direction is then the first principal direction, not the top singular one.
+               expected={"test_investigation": 1.0}, feedback=["share after centring"]),
     Submission("evidence-wrong-direction", "takes the direction of the first token instead of the mean",
                answers={"evidence": _reference("evidence").replace("mean_direction = W_E_neo.mean(dim=0)", "mean_direction = W_E_neo[0]")},
                # Its norm ratio is then computed from the same wrong vector and fails too.
@@ -377,12 +443,12 @@ add(
                answers={"center": "import os\nos._exit(0)\n" + fn("center", "return W - W.mean(0)")},
                expected={"test_center": 0.0, "test_evidence": 1.5}, group="fault",
                feedback=["KernelDied", "the rest of the notebook was still run"]),
-    Submission("fault-sys-exit", "raise SystemExit after the multiple-choice answer", 
-               answers={"cause": 'cause = "B"\nraise SystemExit("done")'}, group="fault"),
+    Submission("fault-sys-exit", "raise SystemExit after the multiple-choice answer",
+               answers={"cause": 'cause = "C"\nraise SystemExit("done")'}, group="fault"),
     # The interrupt lands inside the try and is swallowed, so the kernel is killed: the cell that
     # set `cause` never completed, is not replayed, and the answer is lost with it.
     Submission("fault-infinite-loop", "a loop that swallows every interrupt, after setting the answer",
-               answers={"cause": 'cause = "B"\nwhile True:\n    try:\n        while True:\n            pass\n'
+               answers={"cause": 'cause = "C"\nwhile True:\n    try:\n        while True:\n            pass\n'
                                  '    except BaseException:\n        pass'},
                expected={"test_cause": 0.0}, group="fault", feedback=["CellTimeout"]),
     Submission("fault-memory-hog", "allocates until memory runs out in a scratch cell",

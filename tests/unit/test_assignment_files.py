@@ -24,7 +24,7 @@ def test_puzzle1_is_the_assignment_shipped():
 def test_release_has_no_solutions_or_hidden_tests(assignment):
     for path in COURSE.release(assignment).glob("*.ipynb"):
         text = path.read_text()
-        for secret in ["BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "hand_in", "Rubric", "cause = \\\"B\\\""]:
+        for secret in ["BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "hand_in", "Rubric", "cause = \\\"C\\\""]:
             assert secret not in text
 
 
