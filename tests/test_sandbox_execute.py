@@ -358,3 +358,26 @@ def test_processes_spawned_by_the_notebook_die_with_the_sandbox(box):
     nb, _ = run_nb(box, [spawn, "import os; os._exit(0)", "print('alive')"])
     assert errors(nb.cells[1]) == ["KernelDied"]
     assert text(nb.cells[2]) == "alive\n"
+
+
+@needs_bwrap
+def test_notebook_time_limit_bounds_slow_cells_kills_and_replays(box):
+    # Two slow cells, then two kernel kills: each kill replays every completed cell, so without a
+    # budget for the whole notebook this costs (slow cells) x (restarts + 1).
+    cells = ["x = 41", "import time\ntime.sleep(4)", "time.sleep(4)",
+             "import os\nos._exit(1)", "import os\nos._exit(1)", "print(x + 1)"]
+    nb, ep = run_nb(box, cells, timeout=30, executor={"notebook_timeout": 12})
+    assert ep.elapsed < 12 + 10  # the budget, plus the interrupt grace and one kernel stop
+    assert errors(nb.cells[-1]) == ["NotebookTimeLimit"]
+    assert "time limit of 12 s" in nb.cells[-1].outputs[-1].evalue
+    assert errors(nb.cells[0]) == []  # what ran in time keeps its outputs
+    assert len(ep.fault_log) <= 2
+
+
+@needs_bwrap
+def test_restarts_are_capped(box):
+    kills = ["import os\nos._exit(1)"] * 5
+    nb, ep = run_nb(box, ["x = 1", *kills, "print(x)"])
+    assert len(ep.fault_log) == 4  # the fourth kill finds no restart left (max_kernel_restarts = 3)
+    assert "failed 3 times" in nb.cells[-1].outputs[-1].evalue
+
