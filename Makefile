@@ -2,7 +2,7 @@
 # make test      — set up, then the whole test suite (fast unit tests first, then end to end)
 # make test-fast — the unit tests of the pure parts (no kernel, no nbgrader run): seconds
 # make grade     — autograde whatever is in submitted/, write feedback/ and grades.csv
-# make release   — regenerate release/ from source/
+# make release   — regenerate release/ from source/ and record the course files grading checks
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
 
@@ -26,7 +26,12 @@ ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 	@# The grading sandbox (Debian's bubblewrap); needs root, as in CI.
 	apt-get update -qq && apt-get install -y -qq bubblewrap
 
-setup: .venv/.installed /usr/bin/bwrap
+/usr/bin/setfacl:
+	@# Lets the unprivileged grading account pass through e.g. /root to a pyenv Python (acl).
+	apt-get update -qq && apt-get install -y -qq acl
+
+# As root, set-up also creates the grading account (interp-grader) and installs the nbgrader guard.
+setup: .venv/.installed /usr/bin/bwrap /usr/bin/setfacl
 	$(PY) -m interp_course setup --model-source $(MODEL_SOURCE)
 
 demo: setup
@@ -49,4 +54,4 @@ test: setup
 	$(PY) -m pytest tests --ignore=tests/unit
 
 clean:
-	rm -rf submitted autograded feedback gradebook.db grades.csv .cache course_settings.json
+	rm -rf submitted autograded feedback gradebook grades.csv course-manifest.json .cache course_settings.json

@@ -164,7 +164,7 @@ def test_filesystem_network_and_env_isolation(box, monkeypatch):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
-    repo_hidden = [str(REPO / n) for n in ("solutions", "grader_tests", "source", "gradebook.db")]
+    repo_hidden = [str(REPO / n) for n in ("solutions", "grader_tests", "source", "gradebook", "autograded")]
     probe = f"""
 import json, os, socket, sys
 res = {{}}

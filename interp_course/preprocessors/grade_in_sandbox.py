@@ -23,7 +23,7 @@ from pathlib import Path
 
 from traitlets import Unicode
 
-from interp_course import handin, models, workdir
+from interp_course import guard, handin, models, workdir
 from interp_course.course import Course
 from interp_course.judging.assignment import load_assignment
 from interp_course.judging.judge import judge_notebook, write_inbox
@@ -46,6 +46,7 @@ class GradeInSandbox(ResilientExecute):
 
     def preprocess(self, nb, resources):
         course = Course.from_config(self.config)
+        guard.check_not_root()  # the kernel's uid maps to ours: never root (last line of defence)
         assignment = load_assignment(course, resources["nbgrader"]["assignment"])
         self._models = assignment.models
         # nbclient starts the kernel in resources["metadata"]["path"]: nbgrader sets it to its own
