@@ -419,7 +419,7 @@ PLANT = """
 import os
 from pathlib import Path
 ROOT = Path(os.environ.get('ATTACK_COURSE_ROOT') or Path.cwd().parents[2])
-GRADEBOOK = ROOT / 'gradebook.db' if (ROOT / 'gradebook.db').exists() else ROOT / 'gradebook' / 'gradebook.db'
+GRADEBOOK = ROOT / 'gradebook' / 'gradebook.db'  # (it was ROOT / 'gradebook.db')
 def plant(name, target):
     # Put a link to `target` where nbgrader will look for `name` after the run.
     path = Path(name)
