@@ -113,7 +113,9 @@ def grade(course: Course, assignments: list[str], manual_grades: dict | None = N
         elapsed = time.perf_counter() - start
         if manual_grades and manual_grades.get(assignment):
             apply_manual_grades(course, assignment, manual_grades[assignment])
-        nbgrader(course, "generate_feedback", assignment, "--force", "--log-level=WARN", check=False)
+        feedback = nbgrader(course, "generate_feedback", assignment, "--force", "--log-level=WARN", check=False)
+        if feedback.returncode == 2:
+            raise guard.Refused("nbgrader's own guard refused to generate feedback (its reason is above)")
         nbgrader(course, "export", "--to", str(course.grades_csv), "--log-level=WARN")
         graded = read_grades(course, assignment, students)
         print_table(assignment, graded)
