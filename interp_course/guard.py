@@ -31,20 +31,24 @@ ENV_GUARD_PATH = Path(sys.prefix) / "etc" / "jupyter" / "nbgrader_config.py"
 
 ENV_GUARD = '''\
 # Installed by `python -m interp_course setup` (interp_course/guard.py). nbgrader loads this
-# environment-wide config before the course's nbgrader_config.py; it refuses (exit 2) to autograde
-# or generate feedback unless the course's sandboxed pipeline loads and is in force.
-# Anything going wrong here is a refusal too.
+# environment-wide config before the course's nbgrader_config.py. For `autograde` and
+# `generate_feedback` it refuses (exit 2) unless the course's sandboxed pipeline loads and is in
+# force; anything going wrong in the guard itself is a refusal for those two commands too.
+import sys as _sys
+
 try:
     from interp_course.guard import guard_nbgrader
+
     guard_nbgrader(get_config())  # noqa: F821 - provided by traitlets
 except SystemExit:
     raise
-except BaseException as error:
-    import os
-    import sys
-    sys.stderr.write(f"interp-course: refusing to run nbgrader: the guard failed ({type(error).__name__}: {error})\\n")
-    sys.stderr.flush()
-    os._exit(2)
+except BaseException as _error:
+    if _sys.argv[1:2] in (["autograde"], ["generate_feedback"]):
+        import os as _os
+
+        _sys.stderr.write(f"interp-course: refusing to grade: the guard failed ({type(_error).__name__}: {_error})\\n")
+        _sys.stderr.flush()
+        _os._exit(2)
 '''
 
 GUARDED_COMMANDS = ("autograde", "generate_feedback")

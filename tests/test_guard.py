@@ -117,6 +117,19 @@ def test_plain_nbgrader_as_root_refuses(course):
     assert result.returncode == 2 and "running as root" in result.stderr, result.stderr[-2000:]
 
 
+def test_a_guard_that_cannot_even_import_refuses(course, courses_dir):
+    broken = courses_dir / "broken-package" / "interp_course"
+    broken.mkdir(parents=True, exist_ok=True)
+    (broken / "__init__.py").write_text("")
+    (broken / "guard.py").write_text("raise ImportError('half-installed package')\n")
+    os.chmod(broken.parent, 0o755)
+    result = run_nbgrader(course, "autograde", PUZZLE1, "--create", env={"PYTHONPATH": str(broken.parent)})
+    assert result.returncode == 2 and "the guard failed" in result.stderr, result.stderr[-2000:]
+    # Commands that grade nothing are not held hostage by it.
+    result = run_nbgrader(course, "db", "student", "list", env={"PYTHONPATH": str(broken.parent)})
+    assert "refusing" not in result.stderr
+
+
 def test_feedback_refuses_too(course):
     _break(course, "tampered-checks")
     result = run_nbgrader(course, "generate_feedback", PUZZLE1)
