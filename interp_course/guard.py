@@ -199,7 +199,10 @@ def check_no_other_config(course_root: Path) -> None:
     ~/.jupyter/nbgrader_config.py, or a nbgrader_config.json beside the course's .py)."""
     from jupyter_core.paths import jupyter_config_path
 
-    for folder in [*jupyter_config_path(), str(course_root)]:
+    folders = jupyter_config_path()
+    if grader_user.is_root():  # nbgrader will run as the grading account: root's own ~ does not apply
+        folders = [f for f in folders if not Path(f).is_relative_to(Path.home())]
+    for folder in [*folders, str(course_root)]:
         for name in ("nbgrader_config.py", "nbgrader_config.json"):
             path = Path(folder, name)
             if path == ENV_GUARD_PATH or (Path(folder) == course_root and name.endswith(".py")):
