@@ -6,7 +6,7 @@
 #                  a failing one as "Error 3" or "Error 2" and itself exits 2)
 # make collect ZIP=<download.zip> ROSTER=<roster.csv> — a Canvas bulk download into submitted/
 #                  (ROSTER_COLUMN=<column> if student ids are not the roster's "SIS Login ID")
-# make release   — regenerate release/ from source/
+# make release   — regenerate release/ from source/ and record the course files grading checks
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
@@ -35,7 +35,12 @@ ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 	@# Headless Chromium: the browser tests look at feedback pages as people see them.
 	apt-get update -qq && apt-get install -y -qq chromium
 
-setup: .venv/.installed /usr/bin/bwrap
+/usr/bin/setfacl:
+	@# Lets the unprivileged grading account pass through e.g. /root to a pyenv Python (acl).
+	apt-get update -qq && apt-get install -y -qq acl
+
+# As root, set-up also creates the grading account (interp-grader) and installs the nbgrader guard.
+setup: .venv/.installed /usr/bin/bwrap /usr/bin/setfacl
 	$(PY) -m interp_course setup --model-source $(MODEL_SOURCE)
 
 demo: setup
@@ -65,4 +70,4 @@ test: setup /usr/bin/chromium
 	$(PY) -m pytest tests --ignore=tests/unit
 
 clean:
-	rm -rf submitted autograded feedback downloaded gradebook.db grades.csv .cache course_settings.json
+	rm -rf submitted autograded feedback downloaded gradebook grades.csv course-manifest.json .cache course_settings.json

@@ -13,6 +13,7 @@ from interp_course.course import COURSE_ID, Course
 from interp_course.models import apply_model_env
 
 course = Course(Path(__file__).resolve().parent)
+course.gradebook.parent.mkdir(exist_ok=True)  # SQLite creates the file, not its folder
 
 # Set the model source chosen at set-up before anything imports huggingface_hub.
 apply_model_env()

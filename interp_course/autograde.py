@@ -13,15 +13,19 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+from interp_course import grader_user
 from interp_course.course import COURSE_ID, Course
+from interp_course.exit_status import REFUSED, Refusal
 from interp_course.gradebook import ensure_gradebook
 from interp_course.report import closing_lines, feedback_page, nbgrader_failures
 from interp_course.staging import Problem, Submission, stage_all, submission_folders
@@ -54,12 +58,16 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
     # plain relative name, whatever $TMPDIR is.)
     with tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as staging:
         submissions = stage_all(course.submitted, assignment, notebooks, Path(staging))
+        grader_user.hand_over(Path(staging))  # nbgrader reads them as the grading account
         gradable = [s for s in submissions if s.problem is None]
         log = ""
         if gradable:
             # One nbgrader run for the whole batch; a failing student never stops the others.
-            log = run_nbgrader("autograde", assignment, "--create", "--force", "--log-level=WARN",
-                               f"--CourseDirectory.submitted_directory={Path(staging).name}", check=False).stdout
+            autograde = run_nbgrader("autograde", assignment, "--create", "--force", "--log-level=WARN",
+                                     f"--CourseDirectory.submitted_directory={Path(staging).name}", check=False)
+            if autograde.returncode == REFUSED:
+                raise Refusal("nbgrader's own guard refused to autograde (its reason is above)")
+            log = autograde.stdout
         failures = {path.parent.name: why for path, why in nbgrader_failures(log).items()
                     if path.parent.parent == Path(staging)}
     elapsed = time.perf_counter() - start
@@ -73,7 +81,8 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
     if graded:
         if manual:
             apply_manual_grades(course, assignment, {k: v for k, v in manual.items() if k in {s.student for s in graded}})
-        run_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN", check=False)
+        if run_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN", check=False).returncode == REFUSED:
+            raise Refusal("nbgrader's own guard refused to generate feedback (its reason is above)")
         no_feedback = {s.student for s in graded if not all(
             _written_since(course.feedback / s.student / assignment / f"{n}.html", started) for n in s.files)}
     for s in submissions:
@@ -130,7 +139,13 @@ def print_table(assignment: str, rows: list[dict]) -> None:
 
 
 def apply_manual_grades(course: Course, assignment: str, grades: dict[str, dict[str, float]]) -> None:
-    """Enter a TA's manual scores (what formgrader would do) into the gradebook."""
+    """Enter a TA's manual scores (what formgrader would do) into the gradebook, as the grading account."""
+    if grader_user.is_root():
+        code = ("import json, sys; from interp_course.autograde import apply_manual_grades; from interp_course.course "
+                "import Course; apply_manual_grades(Course(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]))")
+        argv = grader_user.command([sys.executable, "-c", code, str(course.root), assignment, json.dumps(grades)])
+        subprocess.run(argv, cwd=course.root, env=grader_user.environment(), check=True)
+        return
     from nbgrader.api import Gradebook
 
     from interp_course.corpus import notebook_name
@@ -142,4 +157,3 @@ def apply_manual_grades(course: Course, assignment: str, grades: dict[str, dict[
             for grade_id, score in cells.items():
                 gb.find_grade(grade_id, notebook, assignment, student).manual_score = score
         gb.db.commit()
-

@@ -2,7 +2,10 @@
 
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
 what an instructor gets by typing ``nbgrader generate_assignment|autograde|generate_feedback|
-export`` themselves (nbgrader_config.py wires in the sandboxed grader).
+export`` themselves (nbgrader_config.py wires in the sandboxed grader). Run as root, every step
+that touches submissions runs as the unprivileged grading account (``interp_course.grader_user``),
+and ``grade`` first checks that the safe pipeline is in force (``interp_course.guard``): when it
+is not, it refuses with exit status 2.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interp_course import lms, models
+from interp_course import grader_user, guard, lms, manifest, models
 from interp_course.autograde import grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
@@ -24,18 +27,25 @@ from interp_course.inert import one_line
 
 
 def nbgrader_env() -> dict[str, str]:
-    """nbgrader runs `alembic` from PATH to migrate the gradebook: put this venv's bin/ first."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    """nbgrader runs `alembic` from PATH to migrate the gradebook: put this venv's bin/ first.
+
+    A config file that fails to load stops nbgrader instead of leaving it on its stock pipeline.
+    """
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "TRAITLETS_APPLICATION_RAISE_CONFIG_FILE_ERROR": "1"}
 
 
-def nbgrader(course: Course, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real nbgrader CLI in the course root with this interpreter.
+def nbgrader(course: Course, *args: str, check: bool = True, as_grader: bool = True) -> subprocess.CompletedProcess:
+    """Run the real nbgrader CLI in the course root with this interpreter (as the grading account).
 
     Its output is shown as it comes (a batch takes minutes) and kept, for the summary to read.
     It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
     """
     print(one_line("$ nbgrader " + shlex.join(args)), flush=True)
-    proc = subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=nbgrader_env(),
+    argv, env = [sys.executable, "-m", "nbgrader", *args], nbgrader_env()
+    if as_grader:
+        argv, env = grader_user.command(argv), grader_user.environment(env)
+    proc = subprocess.Popen(argv, cwd=course.root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     lines = []
     for line in proc.stdout:
@@ -56,12 +66,33 @@ def setup(model_source: str) -> None:
 
         build_standins(Path(settings["hf_home"]))
     print(f"Model source: {models.describe_source(settings)} (saved in {models.SETTINGS_FILE.name})")
+    setup_grading(settings)
+
+
+def setup_grading(settings: dict) -> None:
+    """As root: the unprivileged grading account, and what it must reach. Always: nbgrader's guard."""
+    if grader_user.is_root():
+        user = grader_user.ensure_account()
+        hf_home, _ = models.cache_folders([], settings)
+        for folder in grader_user.grant_traversal([*grader_user.python_paths(), CHECKOUT, hf_home]):
+            print(f"Let {user.pw_name} pass through {folder} (ACL u:{user.pw_name}:x)")
+        smoke = subprocess.run(grader_user.command([sys.executable, "-c", "import interp_course, nbgrader, torch"]),
+                               env=grader_user.environment(nbgrader_env()), cwd="/", capture_output=True, text=True)
+        if smoke.returncode != 0:
+            raise Refusal(f"{user.pw_name} cannot run this venv's Python: {smoke.stderr.strip()[-300:]}")
+        print(f"Grading runs as the unprivileged account {user.pw_name}")
+    print(f"Installed the nbgrader guard at {guard.install_env_guard()}")
 
 
 def release(course: Course, assignments: list[str]) -> None:
-    """Regenerate release/<a>/ from source/<a>/ (the only way release/ should change)."""
+    """Regenerate release/<a>/ from source/<a>/ (the only way release/ should change), then record
+    the instructor's files in the manifest that grading checks them against."""
+    grader_user.prepare_state(course)  # the gradebook's folder, which generate_assignment writes
     for assignment in assignments:
-        nbgrader(course, "generate_assignment", assignment, "--force", "--log-level=WARN")
+        # The instructor's own step: it writes release/, which the grading account must not.
+        nbgrader(course, "generate_assignment", assignment, "--force", "--log-level=WARN", as_grader=False)
+    grader_user.prepare_state(course)  # hand the gradebook root just wrote back to the grading account
+    print(f"Recorded the course files in {manifest.write(course).name}")
 
 
 def corpus(course: Course, assignments: list[str]) -> None:
@@ -74,9 +105,11 @@ def corpus(course: Course, assignments: list[str]) -> None:
 
 def grade(course: Course, assignments: list[str], manual_grades: dict | None = None) -> int:
     """Autograde everything in submitted/, write feedback/ and grades.csv, print a table; the exit status."""
+    # Checks that find the course unsafe or broken raise Refusal here, before anything is written
+    # (exit status 2); prepare_gradebook refuses a gradebook that is not a database.
+    guard.check_grading(course)
+    grader_user.prepare_state(course)
     print(f"Grading with {models.describe_source()}")
-    # A check that finds the course unsafe or broken raises Refusal here, before anything is
-    # written (exit status 2); prepare_gradebook refuses a gradebook that is not a database.
     status = GRADED
     run = functools.partial(nbgrader, course)
     prepare_gradebook(course, assignments, run)
@@ -134,13 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roster-column", default=lms.ROSTER_STUDENT_COLUMN,
                    help="the roster column holding nbgrader student ids (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.command == "setup":
-        setup(args.model_source)
-        return 0
-    course = Course(args.root)
-    default = course.assignments() if args.command in ("release", "demo") else course.released_assignments()
-    assignments = args.assignments or default
     try:
+        if args.command == "setup":
+            setup(args.model_source)
+            return 0
+        course = Course(args.root)
+        default = course.assignments() if args.command in ("release", "demo") else course.released_assignments()
+        assignments = args.assignments or default
         for assignment in assignments:
             if assignment not in course.assignments():
                 raise Refusal(f"{assignment} is not an assignment of the course at {course.root} (no "
@@ -153,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                                           functools.partial(nbgrader, course))
         else:
             status = {"release": release, "grade": grade, "demo": demo, "corpus": corpus}[args.command](course, assignments)
-    except Refusal as refusal:
+    except (Refusal, grader_user.AccountMissing) as refusal:
         print(f"{parser.prog} {args.command}: refused: {one_line(refusal)}", file=sys.stderr)
         return REFUSED
     return status or 0

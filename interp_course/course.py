@@ -9,7 +9,9 @@ An assignment is content only, in per-assignment folders of the course root::
     grader_tests/<a>/corpus.py        example submissions with the scores they must get
     grader_tests/<a>/submissions/     those submissions as notebooks (`make corpus`)
 
-and nbgrader's working state: submitted/, autograded/, feedback/, gradebook.db, grades.csv.
+and nbgrader's working state: submitted/, autograded/, feedback/, gradebook/gradebook.db,
+grades.csv. ``make release`` also writes course-manifest.json, the hashes that grading checks the
+instructor's files against (``interp_course.manifest``).
 The grading engine (``interp_course``) never names an assignment; it reads them from here.
 """
 
@@ -88,7 +90,17 @@ class Course:
 
     @property
     def gradebook(self) -> Path:
-        return self.root / "gradebook.db"
+        # In a folder of its own: SQLite writes its journal next to the database, and the grader's
+        # account may write there but never in the course root (where nbgrader_config.py lives).
+        return self.root / "gradebook" / "gradebook.db"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "course-manifest.json"
+
+    def grader_state(self) -> list[Path]:
+        """The folders the grading account writes; everything else in the course is read-only to it."""
+        return [self.autograded, self.feedback, self.gradebook.parent]
 
     @property
     def db_url(self) -> str:

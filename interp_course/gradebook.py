@@ -19,6 +19,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Callable
 
+from interp_course import grader_user
 from interp_course.course import Course
 from interp_course.exit_status import Refusal
 
@@ -73,6 +74,7 @@ def ensure_gradebook(course: Course, assignment: str, run_nbgrader: Callable[...
     if why is None:
         return None
     with tempfile.TemporaryDirectory(prefix="interp-course-release-") as throwaway:
+        grader_user.hand_over(Path(throwaway))  # nbgrader writes it as the grading account
         code = run_nbgrader("generate_assignment", assignment, "--force", "--log-level=WARN",
                             f"--CourseDirectory.release_directory={throwaway}")
     still = missing_from_gradebook(course.gradebook, assignment, course.notebooks(assignment))

@@ -3,30 +3,83 @@
 Grading is the slow part (a sandboxed kernel per submission), so a whole corpus is submitted and
 graded in one `nbgrader autograde` batch, as an instructor would, in a scratch copy of the
 course; the tests then read its gradebook, feedback and grades.csv.
+
+Run as root (as CI does), the course is released as root and graded as the unprivileged grading
+account, exactly as `make grade` does (interp_course.grader_user): scratch courses therefore live
+in a folder that account can reach, not in pytest's private tmp_path.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from interp_course import corpus
+from interp_course import cli, corpus, grader_user, manifest
 from interp_course.cli import nbgrader_env
 from interp_course.course import CHECKOUT, Course
 
 PUZZLE1 = "puzzle1"
+# A private file of the instructor's (mode 0600) in every scratch course: attacks aim at it.
+PRIVATE_NOTES = "instructor-notes.txt"
 
 
-def run_nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"], cwd=course,
-                          env=nbgrader_env(), capture_output=True, text=True)
+def grader_tmp(course: Path) -> Path:
+    """TMPDIR of the grading processes of one course (their scratch folders land there)."""
+    tmp = course.parent / f"{course.name}-tmp"
+    tmp.mkdir(mode=0o700, exist_ok=True)
+    if grader_user.is_root():
+        user = grader_user.account()
+        os.chown(tmp, user.pw_uid, user.pw_gid)
+    return tmp
+
+
+def run_nbgrader(course: Path, *args: str, as_grader: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real nbgrader CLI in the course, as the grading account when we are root (as `make grade`)."""
+    argv = [sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"]
+    env = {**nbgrader_env(), "TMPDIR": str(grader_tmp(course)), **(env or {})}
+    if as_grader:
+        argv, env = grader_user.command(argv), grader_user.environment(env)
+    return subprocess.run(argv, cwd=course, env=env, capture_output=True, text=True)
+
+
+def snapshot(course: Path) -> dict[str, str]:
+    """Content and mode of everything grading must leave alone: the instructor's files, every
+    submission, the private notes, the course root itself and the grading package."""
+    tops = [course / name for name in ("source", "release", "solutions", "grader_tests", "submitted",
+                                       "nbgrader_config.py", "course-manifest.json", PRIVATE_NOTES)]
+    seen = {str(course): f"{stat.S_IMODE(os.lstat(course).st_mode):o}"}
+    for top in [*tops, manifest.PACKAGE]:
+        paths = [top] if not top.is_dir() else [Path(f, n) for f, ds, fs in os.walk(top) for n in ds + fs]
+        for path in paths:
+            if "__pycache__" in path.parts or not os.path.lexists(path):
+                continue
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode):
+                what = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                what = os.readlink(path) if stat.S_ISLNK(info.st_mode) else "dir"
+            seen[str(path)] = f"{stat.S_IFMT(info.st_mode):o} {stat.S_IMODE(info.st_mode):o} {what}"
+    return seen
+
+
+@pytest.fixture(scope="session")
+def courses_dir():
+    """Where scratch courses live: a folder the grading account can pass through."""
+    base = Path(tempfile.mkdtemp(prefix="icg-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass
@@ -35,6 +88,7 @@ class GradedCourse:
     assignment: str
     autograde: subprocess.CompletedProcess
     seconds: float
+    before: dict = field(default_factory=dict)  # snapshot() taken before grading
 
     @property
     def notebook(self) -> str:
@@ -59,9 +113,15 @@ class GradedCourse:
 def make_course(dest: Path, content_root: Path = CHECKOUT, assignments=(PUZZLE1,)) -> Path:
     """A scratch course: the engine's config plus the assignments' content; nbgrader state empty."""
     dest.mkdir(parents=True, exist_ok=True)
+    dest.chmod(0o755)
+    (dest / PRIVATE_NOTES).write_text("the instructor's private notes\n")
+    (dest / PRIVATE_NOTES).chmod(0o600)
     config = (CHECKOUT / "nbgrader_config.py").read_text()
-    # The corpus's runaway cells need only hit a timeout, not the course's generous one.
-    (dest / "nbgrader_config.py").write_text(config + "\nc.Execute.timeout = 60\n")
+    # The corpus's runaway cells need only hit a timeout, not the course's generous one. The
+    # attacks in the corpus are told where the course is, as if they had guessed it right.
+    (dest / "nbgrader_config.py").write_text(
+        config + "\nc.Execute.timeout = 60\n"
+        f"c.SandboxedKernelManager.extra_env = {{'ATTACK_COURSE_ROOT': {str(dest)!r}}}\n")
     content = Course(content_root)
     for a in assignments:
         shutil.copytree(content.source(a), dest / "source" / a)
@@ -79,7 +139,14 @@ def submit(course: Path, assignment: str, names: list[str], corpus_dir: Path) ->
         shutil.copy(corpus_dir / f"{name}.ipynb", target)
 
 
+def release(course: Path, assignment: str = PUZZLE1) -> Path:
+    """`make release` in a scratch course: generate_assignment as root, then the manifest."""
+    cli.release(Course(course), [assignment])
+    return course
+
+
 def grade_all(course: Path, assignment: str = PUZZLE1) -> GradedCourse:
+    grader_user.prepare_state(Course(course))  # what `make grade` does first, as root
     start = time.perf_counter()
     autograde = run_nbgrader(course, "autograde", assignment, "--create", "--force")
     seconds = time.perf_counter() - start
@@ -90,11 +157,8 @@ def grade_all(course: Path, assignment: str = PUZZLE1) -> GradedCourse:
 
 
 @pytest.fixture(scope="session")
-def released_course(tmp_path_factory) -> Path:
-    course = make_course(tmp_path_factory.mktemp("course"))
-    result = run_nbgrader(course, "generate_assignment", PUZZLE1, "--force")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return course
+def released_course(courses_dir) -> Path:
+    return release(make_course(courses_dir / "course"))
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +166,9 @@ def graded_course(released_course) -> GradedCourse:
     """Every Puzzle 1 corpus submission, graded in one batch through the real `nbgrader autograde`."""
     submissions = corpus.load(Course(), PUZZLE1).SUBMISSIONS
     submit(released_course, PUZZLE1, [s.name for s in submissions], Course().corpus(PUZZLE1))
+    before = snapshot(released_course)
     graded = grade_all(released_course)
+    graded.before = before
     n = len(submissions)
     print(f"\nautograded {n} submissions in {graded.seconds:.0f} s ({graded.seconds / n:.1f} s each)")
     return graded

@@ -165,7 +165,7 @@ def test_filesystem_network_and_env_isolation(box, monkeypatch):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
-    repo_hidden = [str(REPO / n) for n in ("solutions", "grader_tests", "source", "gradebook.db")]
+    repo_hidden = [str(REPO / n) for n in ("solutions", "grader_tests", "source", "gradebook", "autograded")]
     probe = f"""
 import json, os, socket, sys
 res = {{}}
@@ -359,3 +359,65 @@ def test_processes_spawned_by_the_notebook_die_with_the_sandbox(box):
     nb, _ = run_nb(box, [spawn, "import os; os._exit(0)", "print('alive')"])
     assert errors(nb.cells[1]) == ["KernelDied"]
     assert text(nb.cells[2]) == "alive\n"
+
+
+@needs_bwrap
+def test_notebook_time_limit_bounds_slow_cells_kills_and_replays(box):
+    # Two slow cells, then two kernel kills: each kill replays every completed cell, so without a
+    # budget for the whole notebook this costs (slow cells) x (restarts + 1).
+    cells = ["x = 41", "import time\ntime.sleep(4)", "time.sleep(4)",
+             "import os\nos._exit(1)", "import os\nos._exit(1)", "print(x + 1)"]
+    nb, ep = run_nb(box, cells, timeout=30, executor={"notebook_timeout": 12})
+    assert ep.elapsed < 12 + 10  # the budget, plus the interrupt grace and one kernel stop
+    assert errors(nb.cells[-1]) == ["NotebookTimeLimit"]
+    assert "time limit of 12 s" in nb.cells[-1].outputs[-1].evalue
+    assert errors(nb.cells[0]) == []  # what ran in time keeps its outputs
+    assert len(ep.fault_log) <= 2
+
+
+@needs_bwrap
+def test_restarts_are_capped(box):
+    kills = ["import os\nos._exit(1)"] * 5
+    nb, ep = run_nb(box, ["x = 1", *kills, "print(x)"])
+    assert len(ep.fault_log) == 4  # the fourth kill finds no restart left (max_kernel_restarts = 3)
+    assert "failed 3 times" in nb.cells[-1].outputs[-1].evalue
+
+
+@needs_bwrap
+def test_grading_kernel_sees_only_the_declared_models_of_the_hf_home(box, tmp_path, monkeypatch):
+    from interp_course import models
+    from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
+
+    hf_home = tmp_path / "hf"
+    (hf_home / "hub" / "models--gpt2").mkdir(parents=True)
+    (hf_home / "hub" / "models--gpt2" / "weights.txt").write_text("public weights")
+    (hf_home / "hub" / "models--someone--private").mkdir(parents=True)
+    (hf_home / "token").write_text("hf_secret_token")  # what `huggingface-cli login` leaves
+    monkeypatch.setattr(models, "read_settings", lambda: {"model_source": "hub", "hf_home": str(hf_home)})
+    handin_dir = tmp_path / "run"
+    (handin_dir / "outbox").mkdir(parents=True)
+    step = GradeInSandbox(config=Config({"SandboxedKernelManager": {"run_dir_parent": box["run"]}}))
+    step._models, step._handin_dir = ("gpt2",), handin_dir
+    step.nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    km = step.create_kernel_manager()
+    probe = (
+        "import os\nhome = os.environ['HF_HOME']\n"
+        "def read(p):\n    try:\n        return open(p).read()\n    except OSError as e:\n        return type(e).__name__\n"
+        "print(read(home + '/token'), read(home + '/hub/models--gpt2/weights.txt'),"
+        " os.path.exists(home + '/hub/models--someone--private'))"
+    )
+
+    async def run():
+        await km.start_kernel(cwd=str(box["workdir"]))
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            seen = []
+            await kc.execute_interactive(probe, timeout=30, output_hook=lambda m: seen.append(m["content"].get("text", "")))
+            return "".join(seen)
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    assert asyncio.run(run()).split() == ["FileNotFoundError", "public", "weights", "False"]

@@ -471,3 +471,182 @@ add(
                                "except OSError as error:\n    print(error)"),
                group="fault", feedback=["Connection refused", "name resolution", "File too large"]),
 )
+
+
+# --- the grader's own side: nothing the kernel writes is followed by nbgrader -----------------------
+# Before, the kernel's working folder *was* nbgrader's output folder autograded/<student>/puzzle1/,
+# which nbgrader writes (open(path, "w")), chmods and copies into feedback/ after the kernel exits,
+# all following links. Each attack below plants something there, in the last cell (after every hand-in).
+# The tests give the kernel the scratch course's path (ATTACK_COURSE_ROOT), as if the attacker had
+# guessed it right; without it the attack falls back to two folders above its working folder, which
+# was the course root before the kernel got a scratch folder of its own.
+
+PLANT = """
+import os
+from pathlib import Path
+ROOT = Path(os.environ.get('ATTACK_COURSE_ROOT') or Path.cwd().parents[2])
+GRADEBOOK = ROOT / 'gradebook' / 'gradebook.db'  # (it was ROOT / 'gradebook.db')
+def plant(name, target):
+    # Put a link to `target` where nbgrader will look for `name` after the run.
+    path = Path(name)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.symlink_to(target)
+    print('planted', name)
+"""
+
+
+def _plant(*links: tuple[str, str]):
+    """A last cell that plants each (name in the working folder, target under ROOT) link."""
+    lines = [f"plant({name!r}, {target})" for name, target in links]
+    return cell_after("wrap_up", PLANT + "\n".join(lines))
+
+
+HARD_LINKS = """
+import os, glob, sys
+from pathlib import Path
+handin = Path(os.environ.get('INTERP_COURSE_HANDIN', '.'))
+# Hard links to what the kernel can see: other mounts fail (EXDEV); within its own folders they are
+# just more names for its own files, which nobody reads.
+tries = {'inbox-file': (sorted(glob.glob(str(handin / 'inbox' / '*')))[:1] or ['/nonexistent'])[0],
+         'venv-python': os.path.realpath(sys.executable), 'passwd': '/etc/passwd',
+         'own-hand-in': str(handin / 'outbox' / 'test_normalize.json')}
+for name, target in tries.items():
+    for folder in ('.', str(handin / 'outbox')):
+        try:
+            os.link(target, os.path.join(folder, 'hard-' + name))
+            print(name, '->', folder, 'linked')
+        except OSError as error:
+            print(name, '->', folder, type(error).__name__, error.errno)
+"""
+
+SPECIAL_FILES = """
+import os, stat
+from pathlib import Path
+outbox = Path(os.environ.get('INTERP_COURSE_HANDIN', '.')) / 'outbox'
+def replace(path, make):
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    make(path)
+# Hand-ins the grader must not open: a FIFO (a blocking read), a link loop, a folder.
+replace(outbox / 'test_normalize.safetensors', os.mkfifo)
+replace(outbox / 'test_center.json', lambda p: (p.symlink_to(p.name + '.loop'), (outbox / (p.name + '.loop')).symlink_to(p.name)))
+replace(outbox / 'test_cause.json', os.mkdir)
+# A FIFO as the notebook nbgrader writes after the run (before: open(path, 'w') blocked for ever).
+replace(Path('puzzle1.ipynb'), os.mkfifo)
+os.mkfifo('extra.fifo')
+for where in ('.', str(outbox)):
+    try:
+        os.mknod(os.path.join(where, 'null'), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        print('made a device in', where)
+    except OSError as error:
+        print('no device in', where, type(error).__name__)
+"""
+
+FOLDER_LINKS = PLANT + """
+plant('course', ROOT)                      # a link to a folder
+plant('loop-a', 'loop-b'); plant('loop-b', 'loop-a')
+plant('here', '.')
+outbox = Path(os.environ.get('INTERP_COURSE_HANDIN', '.')) / 'outbox'
+for name, target in (('test_evidence.json', '/'), ('test_evidence.safetensors', str(ROOT / 'solutions'))):
+    (outbox / name).unlink()
+    (outbox / name).symlink_to(target)
+"""
+
+ODD_TREES = """
+import os
+# A chain of folders too deep for any path (and for recursive walkers), folders made unreadable or
+# read-only with files inside, a name that is not UTF-8, and many small files.
+fd = os.open('.', os.O_RDONLY)
+for _ in range(1200):
+    os.mkdir('dddd', dir_fd=fd)
+    deeper = os.open('dddd', os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = deeper
+os.close(os.open('bottom.txt', os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+os.close(fd)
+for name, mode in (('locked', 0o000), ('read-only', 0o500)):
+    os.makedirs(f'{name}/inner')
+    open(f'{name}/inner/file.txt', 'w').write('x')
+    os.chmod(f'{name}/inner', mode)
+    os.chmod(name, mode)
+open(os.fsdecode(b'not-utf8-\\xff\\xfe'), 'w').write('x')
+os.makedirs('many')
+for i in range(2000):
+    open(f'many/{i}.txt', 'w').write(str(i))
+print('planted the trees')
+"""
+
+DAEMON = """
+import os, subprocess, sys
+# A grandchild in a session of its own that ignores SIGTERM and SIGHUP and, once the kernel has
+# exited, waits and then rewrites every hand-in with garbage. Only the end of the sandbox's pid
+# namespace (SIGKILL to everything in it) stops it; the tests check nothing with its marker survives.
+code = '''
+import glob, os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+kernel = int(sys.argv[1])
+while True:
+    try:
+        os.kill(kernel, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.05)
+time.sleep(2)
+for path in glob.glob(sys.argv[2] + '/outbox/*'):
+    open(path, 'w').write('garbage')
+'''
+subprocess.Popen([sys.executable, '-c', code, str(os.getpid()), os.environ.get('INTERP_COURSE_HANDIN', '.'),
+                  'interp-course-daemon-marker'], start_new_session=True, stdin=subprocess.DEVNULL,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print('daemon started')
+"""
+
+NOTEBOOK = "ROOT / 'source' / 'puzzle1' / 'puzzle1.ipynb'"
+CLASSMATE = "ROOT / 'submitted' / 'full-marks' / 'puzzle1' / 'puzzle1.ipynb'"
+
+add(
+    Submission("cheat-link-notebook-to-source", "replaces its own notebook file with a link to the instructor's "
+               "source notebook (before: nbgrader wrote the graded notebook over it, mode 0444)",
+               edit=_plant(("puzzle1.ipynb", NOTEBOOK)), group="cheat"),
+    Submission("cheat-link-notebook-to-classmate", "a blank notebook that links its notebook file to a classmate's "
+               "submission, graded later (before: the blank graded notebook replaced it; full marks became 0)",
+               base="blank", edit=_plant(("puzzle1.ipynb", CLASSMATE)), expected={"*": 0.0}, group="cheat"),
+    Submission("cheat-link-instructor-files", "links to checks.py, the solutions, the gradebook, the source "
+               "notebook and a classmate (before: generate_feedback copied them into its feedback/)",
+               edit=_plant(("checks.py", "ROOT / 'grader_tests' / 'puzzle1' / 'checks.py'"),
+                           ("solutions.py", "ROOT / 'solutions' / 'puzzle1' / '__init__.py'"),
+                           ("gradebook.db", "GRADEBOOK"), ("source.ipynb", NOTEBOOK),
+                           ("classmate.ipynb", CLASSMATE)), group="cheat"),
+    Submission("cheat-link-private-file", "links to the instructor's private (0600) notes (before: nbgrader's "
+               "permission fix-up made them 0444, and feedback copied them)",
+               edit=_plant(("notes.txt", "ROOT / 'instructor-notes.txt'")), group="cheat"),
+    Submission("cheat-link-notebook-to-gradebook", "links its notebook file to the gradebook (before: the "
+               "gradebook was replaced, every later student failed and the batch was lost)",
+               edit=_plant(("puzzle1.ipynb", "GRADEBOOK")), group="cheat"),
+    Submission("cheat-link-notebook-to-config", "links its notebook file to nbgrader_config.py (before: the "
+               "config was overwritten and the next grade ran stock nbgrader, unsandboxed, as root)",
+               edit=_plant(("puzzle1.ipynb", "ROOT / 'nbgrader_config.py'")), group="cheat"),
+    Submission("cheat-hard-links", "hard-links the inbox, the venv's Python, /etc/passwd and its own hand-in "
+               "into its folders", edit=cell_after("wrap_up", HARD_LINKS), group="cheat"),
+    Submission("cheat-special-files", "replaces hand-ins with a FIFO, a link loop and a folder, its notebook "
+               "with a FIFO, and tries to make device files",
+               edit=cell_after("wrap_up", SPECIAL_FILES),
+               expected={"test_normalize": 0.0, "test_center": 0.0, "test_cause": 0.0}, group="cheat",
+               feedback=["could not be read"]),
+    Submission("cheat-folder-links", "plants links to folders (the course root, '.'), a link loop, and "
+               "hand-ins that are links to / and to solutions/", edit=cell_after("wrap_up", FOLDER_LINKS),
+               expected={"test_evidence": 0.0}, group="cheat", feedback=["could not be read"]),
+    Submission("cheat-daemon-after-exit", "starts a signal-ignoring daemon that waits for the kernel to exit, "
+               "then rewrites the hand-ins", edit=cell_after("wrap_up", DAEMON), group="cheat"),
+    Submission("fault-odd-trees", "leaves a folder chain 1200 deep, unreadable and read-only folders, a "
+               "non-UTF-8 name and 2000 files in its working folder", edit=cell_after("wrap_up", ODD_TREES),
+               group="fault"),
+    Submission("fault-slow-replays", "two 15 s cells, then two cells that kill the kernel: every restart "
+               "replays every completed cell (before: up to 10 restarts, no limit per notebook)",
+               edit=lambda nb: [cell_after("wrap_up", source)(nb) for source in (
+                   "import os\nos._exit(1)  # and again", "import os\nos._exit(1)",
+                   "import time\ntime.sleep(15)  # again", "import time\ntime.sleep(15)")],
+               group="fault", feedback=["KernelDied"]),
+)

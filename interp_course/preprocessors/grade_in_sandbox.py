@@ -4,11 +4,14 @@ For one submission:
 1. the grader (this process) loads the assignment's checks (``grader_tests/<a>/checks.py``)
    and the models they declare, and writes the inputs of this notebook's checks to an inbox;
 2. ``ResilientExecute`` runs the notebook in a bubblewrap kernel that sees the inbox read-only,
-   an outbox read-write, the course package and the declared models' cache folders, and
-   nothing of source/, solutions/, grader_tests/, the gradebook or other submissions;
+   an outbox read-write, a scratch working folder of its own (``interp_course.workdir``: copies
+   of the submission's extra files), the course package and the declared models' cache folders,
+   and nothing of the course: not nbgrader's output folder, source/, solutions/, grader_tests/,
+   the gradebook or other submissions;
 3. the hidden test cells hand the student's results to the outbox;
 4. back here, ``judge_notebook`` scores every test cell from those results alone and writes
-   the verdict into the cell, where nbgrader's ``SaveAutoGrades`` picks it up.
+   the verdict into the cell, where nbgrader's ``SaveAutoGrades`` picks it up;
+5. the whole run folder (inbox, outbox, scratch) is deleted without following links.
 
 ``nbgrader_config.py`` puts this class in ``Autograde.autograde_preprocessors`` so that plain
 ``nbgrader autograde`` takes this path.
@@ -16,12 +19,11 @@ For one submission:
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from traitlets import Unicode
 
-from interp_course import handin, models
+from interp_course import guard, handin, models, workdir
 from interp_course.course import Course
 from interp_course.judging.assignment import load_assignment
 from interp_course.judging.judge import judge_notebook, write_inbox
@@ -43,18 +45,39 @@ class GradeInSandbox(ResilientExecute):
     _models: tuple[str, ...] = ()
 
     def preprocess(self, nb, resources):
-        assignment = load_assignment(Course.from_config(self.config), resources["nbgrader"]["assignment"])
+        course = Course.from_config(self.config)
+        guard.check_not_root()  # the kernel's uid maps to ours: never root (last line of defence)
+        assignment = load_assignment(course, resources["nbgrader"]["assignment"])
         self._models = assignment.models
-        with tempfile.TemporaryDirectory(prefix="interp-course-handin-") as folder:
-            self._handin_dir = Path(folder)
-            (self._handin_dir / "outbox").mkdir()
-            inputs = write_inbox(self._handin_dir / "inbox", nb, assignment)
-            nb, resources = super().preprocess(nb, resources)
-            verdicts = judge_notebook(nb, self._handin_dir / "outbox", inputs, assignment, self.log)
-        self._handin_dir = None
+        # nbclient starts the kernel in resources["metadata"]["path"]: nbgrader sets it to its own
+        # output folder, which it writes and copies from after the run. Point it at scratch instead.
+        output_folder = resources["metadata"]["path"]
+        run = workdir.make()
+        try:
+            self._handin_dir = run
+            (run / "outbox").mkdir()
+            skipped = workdir.copy_regular_files(Path(output_folder), run / "work",
+                                                 exclude=["*.ipynb", *self._ignore_patterns()])
+            if skipped:
+                self.log.warning("Not given to the kernel (not regular files): %s", ", ".join(skipped))
+            inputs = write_inbox(run / "inbox", nb, assignment)
+            resources["metadata"]["path"] = str(run / "work")
+            try:
+                nb, resources = super().preprocess(nb, resources)
+            finally:
+                resources["metadata"]["path"] = output_folder
+            verdicts = judge_notebook(nb, run / "outbox", inputs, assignment, self.log)
+        finally:
+            self._handin_dir = None
+            workdir.remove_tree(run)
         total = sum(v.points for v in verdicts.values())
         self.log.info("Autograded test cells: %g / %g points", total, sum(v.max_points for v in verdicts.values()))
         return nb, resources
+
+    def _ignore_patterns(self) -> list[str]:
+        from nbgrader.coursedir import CourseDirectory
+
+        return list(CourseDirectory(config=self.config).ignore)
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()

@@ -22,7 +22,14 @@ Differences from the stock ``Execute``:
   the same definitions, and execution continues with the next cell.  A cell
   that fails again while being replayed is dropped from the replay.  After
   ``max_kernel_restarts`` the remaining cells are marked as not run, so the run
-  always finishes.  A cell that times out but *does* react to the interrupt
+  always finishes.
+* The whole notebook has a wall-clock budget, ``notebook_timeout``: every cell,
+  kernel start, restart and replay counts against it (each cell's timeout is cut
+  to what is left). When it runs out, the running cell is stopped and the
+  remaining cells are marked as not run with a clear error; the notebook is then
+  judged as usual.  Without it, a few slow cells and kernel kills cost
+  ``restarts x (their time)``: every crash replays every completed cell.
+* A cell that times out but *does* react to the interrupt
   gets a ``CellTimeout`` error and the same kernel carries on.  Replayed are
   the cells that ran to the end, including ones that raised an ordinary
   exception (their partial effects are reproduced); cells that timed out or
@@ -35,6 +42,7 @@ Differences from the stock ``Execute``:
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import typing as t
@@ -90,9 +98,15 @@ class ResilientExecute(Execute):
     ).tag(config=True)
 
     max_kernel_restarts = Int(
-        10,
+        3,
         help="Most kernel replacements per notebook; after that the remaining cells are "
         "marked as not run.",
+    ).tag(config=True)
+
+    notebook_timeout = Int(
+        600,
+        help="Wall-clock seconds for the whole notebook, replays and restarts included; when "
+        "used up, the running cell is stopped and the rest are marked as not run. 0: no limit.",
     ).tag(config=True)
 
     max_output_chars = Int(
@@ -107,11 +121,14 @@ class ResilientExecute(Execute):
 
     timeout_error_name = Unicode("CellTimeout").tag(config=True)
     died_error_name = Unicode("KernelDied").tag(config=True)
+    time_limit_error_name = Unicode("NotebookTimeLimit").tag(config=True)
 
     require_sandbox = Bool(
         True,
         help="Refuse to run if the kernel manager class is not a SandboxedKernelManager.",
     ).tag(config=True)
+
+    _deadline: float | None = None
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
@@ -152,6 +169,7 @@ class ResilientExecute(Execute):
         self._gave_up: str | None = None
         self._current_msg_id: str | None = None
         self.fault_log: list[dict[str, t.Any]] = []
+        self._deadline = monotonic() + self.notebook_timeout if self.notebook_timeout > 0 else None
         try:
             await self._async_start_kernel()
             assert self.kc is not None
@@ -159,6 +177,9 @@ class ResilientExecute(Execute):
             if info_msg is not None and "language_info" in info_msg["content"]:
                 self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
             for index, cell in enumerate(self.nb.cells):
+                if self._gave_up is None and self._is_executed(cell) and self._out_of_time():
+                    self._gave_up = self._time_limit_reason()
+                    self.log.error("Giving up on the rest of the notebook: %s", self._gave_up)
                 if self._gave_up is not None:
                     if self._is_executed(cell):
                         await self._async_mark_not_run(cell, index)
@@ -167,6 +188,30 @@ class ResilientExecute(Execute):
         finally:
             await self._async_stop_kernel(now=self.shutdown_kernel == "immediate")
             await run_hook(self.on_notebook_complete, notebook=self.nb)
+
+    # ------------------------------------------------------------------ the notebook's budget
+    def _time_left(self) -> float | None:
+        return None if self._deadline is None else self._deadline - monotonic()
+
+    def _out_of_time(self) -> bool:
+        left = self._time_left()
+        return left is not None and left <= 0.5
+
+    def _time_limit_reason(self) -> str:
+        return f"the notebook used up its time limit of {self.notebook_timeout} s."
+
+    def _gave_up_ename(self) -> str:
+        timed_out = self._gave_up == self._time_limit_reason()
+        return self.time_limit_error_name if timed_out else self.died_error_name
+
+    def _get_timeout(self, cell: NotebookNode | None) -> int | None:
+        """A cell's own timeout, cut to what is left of the notebook's budget."""
+        timeout = super()._get_timeout(cell)
+        left = self._time_left()
+        if left is None:
+            return timeout
+        left_s = max(1, math.ceil(left))
+        return left_s if timeout is None else min(timeout, left_s)
 
     def _is_executed(self, cell: NotebookNode) -> bool:
         return (
@@ -221,6 +266,11 @@ class ResilientExecute(Execute):
                 f"This cell did not finish within {timeout} s and did not respond to an "
                 "interrupt, so its kernel was stopped"
             )
+            if self._out_of_time():
+                what = (
+                    f"The notebook's time limit of {self.notebook_timeout} s ran out during this "
+                    "cell, which did not respond to an interrupt, so its kernel was stopped"
+                )
         else:
             ename = self.died_error_name
             status = self._exit_status()
@@ -247,6 +297,8 @@ class ResilientExecute(Execute):
         self.log.error("Cell %d: %s: %s", index, ename, what)
         self.fault_log.append({"cell_index": index, "ename": ename, "detail": fault.detail})
         await self._async_recover()
+        if self._gave_up is None and self._out_of_time():
+            self._gave_up = self._time_limit_reason()  # spent on the restart and the replay
         if self._gave_up is None:
             evalue = (
                 f"{what}. A fresh kernel was started, the earlier cells were re-run, and "
@@ -291,13 +343,18 @@ class ResilientExecute(Execute):
         await self._async_record_error(
             cell,
             index,
-            self.died_error_name,
+            self._gave_up_ename(),
             f"This cell was not run: {self._gave_up}",
         )
 
     async def _async_recover(self) -> None:
         """Replace the kernel and replay the completed cells (dropping ones that fail)."""
         while True:
+            if self._out_of_time():
+                self._gave_up = self._time_limit_reason()
+                self.log.error("Giving up on the rest of the notebook: %s", self._gave_up)
+                await self._async_stop_kernel(now=True)
+                return
             if self._restarts >= self.max_kernel_restarts:
                 self._gave_up = (
                     f"the kernel failed {self._restarts} times in this notebook "
@@ -325,6 +382,8 @@ class ResilientExecute(Execute):
     async def _async_replay(self) -> int | None:
         """Re-run the completed cells silently; return the index of one that kills the kernel."""
         for idx in list(self._replay):
+            if self._out_of_time():
+                return None  # the caller finds the budget spent and marks the rest not run
             cell = self.nb.cells[idx]
             ok = await self._async_run_silently(cell.source, self._get_timeout(cell))
             if not ok:
@@ -413,6 +472,11 @@ class ResilientExecute(Execute):
                     f"This cell did not finish within {timeout} s and was interrupted. "
                     "The rest of the notebook was still run."
                 )
+                if self._out_of_time():
+                    evalue = (
+                        f"The notebook's time limit of {self.notebook_timeout} s ran out during "
+                        "this cell, which was interrupted. The rest of the notebook was not run."
+                    )
                 return {
                     "msg_type": "execute_reply",
                     "header": reply.get("header", {}),
