@@ -145,10 +145,12 @@ def release(course: Path, assignment: str = PUZZLE1) -> Path:
     return course
 
 
-def grade_all(course: Path, assignment: str = PUZZLE1) -> GradedCourse:
+def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = ()) -> GradedCourse:
+    """Autograde (all students but ``exclude``), then feedback and export for everyone."""
     grader_user.prepare_state(Course(course))  # what `make grade` does first, as root
     start = time.perf_counter()
-    autograde = run_nbgrader(course, "autograde", assignment, "--create", "--force")
+    only = [f"--CourseDirectory.student_id_exclude={','.join(exclude)}"] if exclude else []
+    autograde = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only)
     seconds = time.perf_counter() - start
     for step in (["generate_feedback", assignment, "--force"], ["export", "--to", str(course / "grades.csv")]):
         result = run_nbgrader(course, *step)
