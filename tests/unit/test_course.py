@@ -20,7 +20,7 @@ def test_layout_of_the_shipped_course():
     assert course.notebooks("puzzle1") == ["puzzle1"]
     assert course.grader_tests("puzzle1") == CHECKOUT / "grader_tests" / "puzzle1"
     assert course.corpus("puzzle1") == CHECKOUT / "grader_tests" / "puzzle1" / "submissions"
-    assert course.db_url == f"sqlite:///{CHECKOUT / 'gradebook.db'}"
+    assert course.db_url == f"sqlite:///{CHECKOUT / 'gradebook' / 'gradebook.db'}"
 
 
 def test_puzzle1_declares_its_models():
