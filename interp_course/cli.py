@@ -182,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             if len(assignments) != 1:
                 raise Refusal(f"say which assignment the download is for: --assignment (make collect ASSIGNMENT=...); "
                               f"this course has {', '.join(assignments) or 'none released'}")
+            # The instructor's own step (it writes submitted/, which the grading account only reads).
             status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column,
-                                          functools.partial(nbgrader, course))
+                                          functools.partial(nbgrader, course, as_grader=False))
         else:
             status = {"release": release, "grade": grade, "demo": demo, "corpus": corpus}[args.command](course, assignments)
     except (Refusal, grader_user.AccountMissing) as refusal:

@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from conftest import PUZZLE1, make_course
+from interp_course import manifest
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
 from interp_course.judging.judge import graded_test_cells
@@ -36,9 +37,11 @@ def run_grade(root: Path, assignment: str = PUZZLE1) -> subprocess.CompletedProc
 
 
 def released_course(dest: Path) -> Path:
-    """A scratch course as it is after `make release`: release/ is the committed student version."""
+    """A scratch course as it is after `make release`: release/ is the committed student version,
+    and the manifest that grading checks the course files against."""
     course = make_course(dest)
     shutil.copytree(Course().release(PUZZLE1), course / "release" / PUZZLE1)
+    manifest.write(Course(course))
     return course
 
 
@@ -83,8 +86,8 @@ class FreshTerm:
 
 
 @pytest.fixture(scope="module")
-def fresh_term(tmp_path_factory) -> FreshTerm:
-    return FreshTerm(released_course(tmp_path_factory.mktemp("fresh-term")))
+def fresh_term(courses_dir) -> FreshTerm:
+    return FreshTerm(released_course(courses_dir / "fresh-term"))
 
 
 def test_some_ungraded_exits_3_and_grades_all_the_others(fresh_term):
@@ -129,9 +132,10 @@ def test_submitted_stays_byte_identical_and_no_staging_is_left(fresh_term):
     assert not list(fresh_term.root.glob(".staged-*"))
 
 
-def test_all_graded_from_an_empty_gradebook_exits_0(tmp_path):
-    course = released_course(tmp_path / "course")
-    (course / "gradebook.db").touch()
+def test_all_graded_from_an_empty_gradebook_exits_0(courses_dir):
+    course = released_course(courses_dir / "empty-gradebook")
+    Course(course).gradebook.parent.mkdir()
+    Course(course).gradebook.touch()
     hand_in(course, {"blank/puzzle1/puzzle1.ipynb": BLANK})
     result = run_grade(course)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -140,19 +144,22 @@ def test_all_graded_from_an_empty_gradebook_exits_0(tmp_path):
     assert scores(course) == {"blank": 0}
 
 
-def test_a_gradebook_that_is_not_a_database_is_refused_with_exit_2(tmp_path):
-    course = released_course(tmp_path / "course")
-    (course / "gradebook.db").write_text("grades I typed in\n")
+def test_a_gradebook_that_is_not_a_database_is_refused_with_exit_2(courses_dir):
+    course = released_course(courses_dir / "not-a-database")
+    gradebook = Course(course).gradebook
+    gradebook.parent.mkdir()
+    gradebook.write_text("grades I typed in\n")
     hand_in(course, {"blank/puzzle1/puzzle1.ipynb": BLANK})
     result = run_grade(course)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("python -m interp_course grade: refused: ") and "is not an SQLite database" in line
-    assert (course / "gradebook.db").read_text() == "grades I typed in\n"
-    assert not (course / "autograded").exists() and not (course / "grades.csv").exists()
+    assert gradebook.read_text() == "grades I typed in\n"
+    csv_file = course / "grades.csv"  # set-up may have made it, empty, for the grading account
+    assert not list((course / "autograded").glob("*")) and (not csv_file.exists() or not csv_file.stat().st_size)
 
 
-def test_an_unknown_assignment_is_refused_with_exit_2(tmp_path):
-    course = released_course(tmp_path / "course")
+def test_an_unknown_assignment_is_refused_with_exit_2(courses_dir):
+    course = released_course(courses_dir / "unknown-assignment")
     result = run_grade(course, "puzzle9")
     assert result.returncode == 2 and "puzzle9 is not an assignment of the course" in result.stderr
