@@ -39,6 +39,7 @@ import pytest
 
 from interp_course import cgroups
 from interp_course.cgroups import CgroupUnavailable, open_parent, prepare_delegated_parent
+from interp_course.preprocessors.resilient_execute import ResilientExecute
 from interp_course.sandbox import SandboxedKernelManager, SandboxUnavailableError
 from tests.test_sandbox_execute import box, errors, needs_bwrap, run_nb, text  # noqa: F401
 
@@ -238,7 +239,20 @@ def test_every_process_of_the_sandbox_is_in_its_cgroup(box, parent_name):
 
 @needs_bwrap
 @needs_v1
-def test_fork_loop_gets_an_error_at_the_pids_limit_and_the_next_cell_runs(box, parent_name):
+def record_kernel_managers(monkeypatch) -> list:
+    """Every kernel manager the executor creates, to read its cgroup's stats after the run."""
+    kms: list = []
+    create = ResilientExecute.create_kernel_manager
+
+    def recording(self):
+        kms.append(create(self))
+        return kms[-1]
+
+    monkeypatch.setattr(ResilientExecute, "create_kernel_manager", recording)
+    return kms
+
+
+def test_fork_loop_gets_an_error_at_the_pids_limit_and_the_next_cell_runs(box, parent_name, monkeypatch):
     limit = 64
     fork_loop = textwrap.dedent(
         """
@@ -279,14 +293,13 @@ def test_fork_loop_gets_an_error_at_the_pids_limit_and_the_next_cell_runs(box, p
         print('fork works again; reaped', n)
         """
     )
-    kms: list = []
+    kms = record_kernel_managers(monkeypatch)
     with ForkProbe() as probe:
         nb, ep = run_nb(
             box,
             ["x = 41", fork_loop, "print(x + 1)", reap],
             cgroup_parent=parent_name,
             cgroup_pids_limit=limit,
-            executor={"kernel_manager_hook": lambda km, resources, executor: kms.append(km)},
         )
     probe.check()
     kids, seconds = text(nb.cells[1]).split()
@@ -380,7 +393,7 @@ def test_a_bomb_in_one_sandbox_does_not_starve_another(box, parent_name):
 
 @needs_bwrap
 @needs_v1
-def test_forked_memory_hog_is_stopped_at_the_cgroup_limit(box, parent_name):
+def test_forked_memory_hog_is_stopped_at_the_cgroup_limit(box, parent_name, monkeypatch):
     """Four children of 200 MiB each: every one is far below RLIMIT_AS (6 GiB), but
     together they exceed the 512 MiB cgroup limit, so the OOM killer must step in."""
     hog = textwrap.dedent(
@@ -403,13 +416,12 @@ def test_forked_memory_hog_is_stopped_at_the_cgroup_limit(box, parent_name):
         print(json.dumps(ends))
         """
     )
-    kms: list = []
+    kms = record_kernel_managers(monkeypatch)
     nb, ep = run_nb(
         box,
         ["x = 41", hog, "print(x + 1)"],
         cgroup_parent=parent_name,
         cgroup_memory_limit_mb=512,
-        executor={"kernel_manager_hook": lambda km, resources, executor: kms.append(km)},
     )
     stats = kms[0].cgroup_stats()
     print(f"{stats}\n{stats.describe()}")
