@@ -17,6 +17,7 @@ from pathlib import Path
 from conftest import PRIVATE_NOTES, PUZZLE1, GradedCourse, grader_tmp, snapshot
 from interp_course import corpus
 from interp_course.course import Course
+from interp_course.judging.assignment import load_assignment
 
 COURSE = Course()
 SUBMISSIONS = corpus.load(COURSE, PUZZLE1).SUBMISSIONS
@@ -62,7 +63,8 @@ def test_attackers_get_back_only_their_own_graded_notebook(graded_course: Graded
 
 def test_classmate_targeted_by_links_is_graded_normally(graded_course: GradedCourse):
     scores = graded_course.scores("full-marks")
-    assert sum(v for v in scores.values() if v is not None) == 15
+    autograded_max = sum(check.points for check in load_assignment(COURSE, PUZZLE1).checks.values())
+    assert sum(v for v in scores.values() if v is not None) == autograded_max == 18
     submitted = graded_course.root / "submitted" / "full-marks" / PUZZLE1 / "puzzle1.ipynb"
     assert submitted.read_bytes() == (COURSE.corpus(PUZZLE1) / "full-marks.ipynb").read_bytes()
 

@@ -423,9 +423,10 @@ add(
                base="blank", edit=cell_after("load_models", FORGE_HAND_IN), expected={"*": 0.0}, group="cheat"),
     Submission("cheat-fake-score-output", "makes every cell (test cells too) print and display 2.0",
                base="blank", edit=cell_after("load_models", FAKE_SCORE_OUTPUT), expected={"*": 0.0}, group="cheat"),
+    # Its __getattr__ raises SystemExit in the visible quick checks, which run before the hand-in.
     Submission("cheat-hostile-return", "normalize returns an object whose __eq__, __float__ and __array__ lie or fight",
                answers={**INDEPENDENT, "normalize": HOSTILE_RETURN}, expected={"test_normalize": 0.0}, group="cheat",
-               feedback=["not a tensor"]),
+               feedback=["Your code raised SystemExit: bye"]),
     Submission("cheat-edit-metadata", "raises test-cell points, marks a solution cell as graded, adds a 1000-point cell",
                answers={"cause": 'cause = "D"'}, edit=_edit_metadata, expected={"test_cause": 0.0}, group="cheat"),
     Submission("fault-deleted-test-cells", "every test cell deleted: they are restored and run",
