@@ -138,7 +138,7 @@ def test_feedback_refuses_too(course):
     assert result.returncode == 2 and "release manifest" in result.stderr, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("how", ["config-raises", "tampered-checks", "submitted-link"])
+@pytest.mark.parametrize("how", ["config-raises", "tampered-checks"])
 def test_the_grade_command_refuses_with_one_line(course, how):
     _break(course, how)
     result = subprocess.run([sys.executable, "-m", "interp_course", "--root", str(course), "grade"],
@@ -146,6 +146,19 @@ def test_the_grade_command_refuses_with_one_line(course, how):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().count("\n") == 0 and REFUSALS[how] in result.stderr
     assert "$ nbgrader autograde" not in result.stdout
+
+
+def test_the_grade_command_follows_no_link_in_submitted_and_names_that_student(course):
+    """Plain nbgrader would follow it, so the guard refuses there (above); the grade command stages
+    regular files only, so the one student with a link is not graded and the batch goes on."""
+    _break(course, "submitted-link")
+    source = Course(course).source(PUZZLE1) / "puzzle1.ipynb"
+    before = source.read_bytes(), source.stat().st_mode
+    result = subprocess.run([sys.executable, "-m", "interp_course", "--root", str(course), "grade"],
+                            env=nbgrader_env(), capture_output=True, text=True)
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "NOT GRADED" in result.stdout and "evil" in result.stdout.split("NOT GRADED")[1]
+    assert (source.read_bytes(), source.stat().st_mode) == before
 
 
 def test_the_grade_command_refuses_without_the_environment_guard(course, monkeypatch, tmp_path):
