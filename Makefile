@@ -16,6 +16,8 @@ PY := .venv/bin/python
 MODEL_SOURCE ?= auto
 ASSIGNMENT ?=
 ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+# make grade WORKERS=N (default: the cores) SCHEDULER=tcp://HOST:PORT (Dask) NO_CACHE=1 (run all again)
+BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache)
 
 .PHONY: setup demo test test-fast grade collect release corpus verify-real clean
 
@@ -44,10 +46,10 @@ setup: .venv/.installed /usr/bin/bwrap /usr/bin/setfacl
 	$(PY) -m interp_course setup --model-source $(MODEL_SOURCE)
 
 demo: setup
-	$(PY) -m interp_course demo
+	$(PY) -m interp_course demo $(BATCH_ARGS)
 
 grade: setup
-	$(PY) -m interp_course grade $(ASSIGNMENT_ARGS)
+	$(PY) -m interp_course grade $(ASSIGNMENT_ARGS) $(BATCH_ARGS)
 
 collect: setup
 	$(PY) -m interp_course collect --zip "$(ZIP)" --roster "$(ROSTER)" $(ASSIGNMENT_ARGS) \

@@ -7,6 +7,7 @@ checks live in `grader_tests/<assignment>/checks.py`.
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from interp_course.course import COURSE_ID, Course
@@ -20,6 +21,7 @@ apply_model_env()
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the grader loads W_E itself
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+from sqlalchemy.exc import SAWarning  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties,
@@ -49,6 +51,8 @@ class _BenignChecksumWarning(logging.Filter):
 
 
 logging.getLogger("AutogradeApp").addFilter(_BenignChecksumWarning())
+# nbgrader's gradebook code triggers SQLAlchemy's autoflush warnings on every new student: noise.
+warnings.filterwarnings("ignore", category=SAWarning)
 # Kernel-derived text (kernel log tails, message types, exception messages) may reach this log.
 logging.getLogger("AutogradeApp").addFilter(TerminalSafeFilter())
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -45,7 +46,20 @@ def prepare_gradebook(course: Course, assignments: list[str], run_nbgrader: RunN
                 print(rebuilt)
 
 
-def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader, manual: dict | None = None) -> bool:
+@dataclass(frozen=True)
+class Batch:
+    """How a batch runs its sandboxed kernels (``make grade WORKERS= SCHEDULER= NO_CACHE=``)."""
+
+    workers: int = os.cpu_count() or 1
+    scheduler: str = ""  # tcp://HOST:PORT of a Dask scheduler; empty: this machine
+    reuse_runs: bool = True  # False: run every notebook again (and keep the new runs)
+
+    def where(self) -> str:
+        return f"the Dask scheduler at {self.scheduler}" if self.scheduler else f"{self.workers} local worker(s)"
+
+
+def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader, manual: dict | None = None,
+                     batch: Batch = Batch()) -> bool:
     """Grade one assignment's submissions; whether every one of them was graded."""
     if not submission_folders(course.submitted, assignment):
         print(f"Nothing in submitted/ for {assignment}: put notebooks at "
@@ -53,26 +67,39 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
         return True
     notebooks = course.notebooks(assignment)
     started, start = time.time(), time.perf_counter()
-    # Stage into a fresh folder of the course root that only this run uses, and point nbgrader at
-    # it; submitted/ is only ever read. (Inside the root, so nbgrader's own path matching sees a
+    written_since = {}  # student -> the time their autograded notebook must be newer than
+    log, planned = "", []
+    # Stage into fresh folders of the course root that only this run uses, and point nbgrader at
+    # them; submitted/ is only ever read. (Inside the root, so nbgrader's own path matching sees a
     # plain relative name, whatever $TMPDIR is.)
-    with tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as staging:
+    with tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as staging, \
+            tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as second, \
+            tempfile.TemporaryDirectory(prefix=".plans-", dir=course.root) as plans:
         submissions = stage_all(course.submitted, assignment, notebooks, Path(staging))
-        grader_user.hand_over(Path(staging))  # nbgrader reads them as the grading account
+        for folder in (staging, second, plans):
+            grader_user.hand_over(Path(folder))  # nbgrader reads and writes them as the grading account
         gradable = [s for s in submissions if s.problem is None]
-        log = ""
         if gradable:
-            # One nbgrader run for the whole batch; a failing student never stops the others.
-            autograde = run_nbgrader("autograde", assignment, "--create", "--force", "--log-level=WARN",
-                                     f"--CourseDirectory.submitted_directory={Path(staging).name}", check=False)
-            if autograde.returncode == REFUSED:
-                raise Refusal("nbgrader's own guard refused to autograde (its reason is above)")
-            log = autograde.stdout
+            # 1. One nbgrader run for the whole batch (a failing student never stops the others):
+            #    students whose run is kept are judged now; the others' runs are written as plans.
+            log = _autograde(run_nbgrader, assignment, staging, f"--GradeInSandbox.plan_folder={plans}",
+                             *([] if batch.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]))
+            planned = sorted(p.name for p in (Path(plans) / ".planned").glob("*"))
+            if planned:
+                # 2. The plans run side by side and their runs are kept; 3. nbgrader judges those
+                #    students from them. A run no worker kept is executed by nbgrader itself.
+                _run_workers(Path(plans), course, batch)
+                for student in planned:
+                    os.rename(Path(staging) / student, Path(second) / student)
+                again = time.time()
+                written_since.update(dict.fromkeys(planned, again))
+                log += _autograde(run_nbgrader, assignment, second)
         failures = {path.parent.name: why for path, why in nbgrader_failures(log).items()
-                    if path.parent.parent == Path(staging)}
+                    if path.parent.parent in (Path(staging), Path(second))}
     elapsed = time.perf_counter() - start
     for s in gradable:
-        if not all(_written_since(course.autograded / s.student / assignment / f"{n}.ipynb", started) for n in s.files):
+        since = written_since.get(s.student, started)
+        if not all(_written_since(course.autograded / s.student / assignment / f"{n}.ipynb", since) for n in s.files):
             s.problem = Problem(f"nbgrader could not grade it ({failures.get(s.student, 'see its errors above')})",
                                 "read nbgrader's traceback above (after \"There was an error processing "
                                 f"assignment\" for {s.student}), fix the cause and run again")
@@ -96,7 +123,34 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
              read_grades(course, assignment, [s.student for s in submissions if s.problem is not None])}
     for line in closing_lines(assignment, submissions, elapsed, stale, no_feedback):
         print(line)
+    if gradable:
+        print(f"Kernels: {len(planned)} submission(s) run in the sandbox on {batch.where()}, "
+              f"{len(gradable) - len(planned)} judged from kept runs (gradebook/runs/).")
     return len(graded) == len(submissions) and not no_feedback
+
+
+def _autograde(run_nbgrader: RunNbgrader, assignment: str, staging: str, *options: str) -> str:
+    """``nbgrader autograde`` over one staged folder; its log."""
+    result = run_nbgrader("autograde", assignment, "--create", "--force", "--log-level=WARN",
+                          f"--CourseDirectory.submitted_directory={Path(staging).name}", *options, check=False)
+    if result.returncode == REFUSED:
+        raise Refusal("nbgrader's own guard refused to autograde (its reason is above)")
+    return result.stdout
+
+
+def _run_workers(plans: Path, course: Course, batch: Batch) -> None:
+    """Run the plans (``interp_course.workers``) as the grading account; its lines as they come."""
+    argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(course.run_cache),
+            "--workers", str(batch.workers), *(["--scheduler", batch.scheduler] if batch.scheduler else [])]
+    env = {**os.environ}
+    if grader_user.is_root():
+        argv, env = grader_user.command(argv), grader_user.environment(env)
+    proc = subprocess.Popen(argv, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    for line in proc.stdout:
+        print(one_line(line.rstrip("\n")), flush=True)
+    if proc.wait() != 0:
+        print(f"The workers stopped with exit status {proc.returncode}; nbgrader runs what they did not.")
 
 
 def _written_since(path: Path, since: float) -> bool:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from interp_course import grader_user, guard, lms, manifest, models
-from interp_course.autograde import grade_assignment, prepare_gradebook
+from interp_course.autograde import Batch, grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
 from interp_course.inert import one_line
@@ -103,7 +103,7 @@ def corpus(course: Course, assignments: list[str]) -> None:
             print(path.relative_to(course.root))
 
 
-def grade(course: Course, assignments: list[str], manual_grades: dict | None = None) -> int:
+def grade(course: Course, assignments: list[str], manual_grades: dict | None = None, batch: Batch = Batch()) -> int:
     """Autograde everything in submitted/, write feedback/ and grades.csv, print a table; the exit status."""
     # Checks that find the course unsafe or broken raise Refusal here, before anything is written
     # (exit status 2); prepare_gradebook refuses a gradebook that is not a database.
@@ -114,7 +114,7 @@ def grade(course: Course, assignments: list[str], manual_grades: dict | None = N
     run = functools.partial(nbgrader, course)
     prepare_gradebook(course, assignments, run)
     for assignment in assignments:
-        if not grade_assignment(course, assignment, run, (manual_grades or {}).get(assignment)):
+        if not grade_assignment(course, assignment, run, (manual_grades or {}).get(assignment), batch):
             status = SOME_UNGRADED
     if status == SOME_UNGRADED:
         print(f"Exit status {SOME_UNGRADED}: the submissions listed under NOT GRADED were not graded; "
@@ -122,7 +122,7 @@ def grade(course: Course, assignments: list[str], manual_grades: dict | None = N
     return status
 
 
-def demo(course: Course, assignments: list[str]) -> int:
+def demo(course: Course, assignments: list[str], batch: Batch = Batch()) -> int:
     """Release, submit each assignment's demo students, autograde, play the TA, feedback, export."""
     from interp_course import corpus as corpus_builder
 
@@ -140,7 +140,7 @@ def demo(course: Course, assignments: list[str]) -> int:
         print(f"Submitted {len(examples)} example notebooks from {course.corpus(assignment).relative_to(course.root)}/")
         # The demo plays the TA for the hand-graded cells, with the scores in the corpus.
         manual[assignment] = {s.name: s.manual for s in examples if s.manual}
-    return grade(course, assignments, manual_grades=manual)
+    return grade(course, assignments, manual_grades=manual, batch=batch)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
                        help="an assignment (repeatable); default: every assignment "
                        + ("with a source notebook" if name in ("release", "demo") else "released"))
+        if name in ("grade", "demo"):
+            p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                           help="sandboxed kernels run at once on this machine (default: the cores, %(default)s)")
+            p.add_argument("--scheduler", default="", metavar="tcp://HOST:PORT",
+                           help="run the kernels on this Dask scheduler's workers instead")
+            p.add_argument("--no-cache", action="store_true",
+                           help="run every notebook again, even if its run is kept in gradebook/runs/")
     p = sub.add_parser("collect", help="put a Canvas bulk download into submitted/ (nbgrader zip_collect)")
     p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
                    help="the assignment the download is for (default: the one released assignment)")
@@ -185,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             # The instructor's own step (it writes submitted/, which the grading account only reads).
             status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column,
                                           functools.partial(nbgrader, course, as_grader=False))
+        elif args.command in ("grade", "demo"):
+            if args.workers < 1:
+                raise Refusal(f"--workers must be at least 1, not {args.workers}")
+            batch = Batch(workers=args.workers, scheduler=args.scheduler, reuse_runs=not args.no_cache)
+            status = (grade if args.command == "grade" else demo)(course, assignments, batch=batch)
         else:
-            status = {"release": release, "grade": grade, "demo": demo, "corpus": corpus}[args.command](course, assignments)
+            status = {"release": release, "corpus": corpus}[args.command](course, assignments)
     except (Refusal, grader_user.AccountMissing) as refusal:
         print(f"{parser.prog} {args.command}: refused: {one_line(refusal)}", file=sys.stderr)
         return REFUSED

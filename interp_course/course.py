@@ -10,7 +10,7 @@ An assignment is content only, in per-assignment folders of the course root::
     grader_tests/<a>/submissions/     those submissions as notebooks (`make corpus`)
 
 and nbgrader's working state: submitted/, autograded/, feedback/, gradebook/gradebook.db,
-grades.csv. ``make release`` also writes course-manifest.json, the hashes that grading checks the
+grades.csv, and gradebook/runs/ (kept sandbox runs, for regrading without a kernel). ``make release`` also writes course-manifest.json, the hashes that grading checks the
 instructor's files against (``interp_course.manifest``).
 The grading engine (``interp_course``) never names an assignment; it reads them from here.
 """
@@ -93,6 +93,11 @@ class Course:
         # In a folder of its own: SQLite writes its journal next to the database, and the grader's
         # account may write there but never in the course root (where nbgrader_config.py lives).
         return self.root / "gradebook" / "gradebook.db"
+
+    @property
+    def run_cache(self) -> Path:
+        """Kept runs of the sandbox (``interp_course.run_cache``), written by the grading account."""
+        return self.gradebook.parent / "runs"
 
     @property
     def manifest(self) -> Path:

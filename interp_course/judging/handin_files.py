@@ -95,25 +95,45 @@ def read_regular_file(folder_fd: int, name: str, limit: int) -> bytes:
         os.close(fd)
 
 
-def read_hand_in(outbox: Path, grade_id: str) -> HandIn:
+@dataclass(frozen=True)
+class RawHandIn:
+    """A test cell's hand-in as read from the outbox, not yet parsed: the two files' bytes, or
+    why they could not be read. Plain bytes, so a run's hand-ins can be cached and judged again."""
+
+    tensor_bytes: bytes = b""
+    report_bytes: bytes = b""
+    problem: str | None = None
+
+
+def read_raw_hand_in(outbox: Path, grade_id: str) -> RawHandIn:
     try:
         folder_fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return HandIn(problem="nothing was handed in")
+        return RawHandIn(problem="nothing was handed in")
     try:
         tensor_bytes = read_regular_file(folder_fd, f"{grade_id}.safetensors", MAX_TENSOR_FILE)
         report_bytes = read_regular_file(folder_fd, f"{grade_id}.json", MAX_REPORT_FILE)
     except FileNotFoundError:
-        return HandIn(problem="nothing was handed in")
+        return RawHandIn(problem="nothing was handed in")
     except UnsafeFile as exc:
-        return HandIn(problem=f"the hand-in could not be read ({exc})")
+        return RawHandIn(problem=f"the hand-in could not be read ({exc})")
     finally:
         os.close(folder_fd)
+    return RawHandIn(tensor_bytes, report_bytes)
+
+
+def parse_hand_in(raw: RawHandIn) -> HandIn:
+    if raw.problem:
+        return HandIn(problem=raw.problem)
     try:
-        tensors = load_safetensors(tensor_bytes)
-        report = json.loads(report_bytes)
+        tensors = load_safetensors(raw.tensor_bytes)
+        report = json.loads(raw.report_bytes)
     except Exception as exc:  # noqa: BLE001 - any unreadable hand-in is a fault of the submission
         return HandIn(problem=f"the hand-in could not be read ({type(exc).__name__})")
     if not isinstance(report, dict):
         return HandIn(problem="the hand-in report was malformed")
     return HandIn(tensors=tensors, report=report)
+
+
+def read_hand_in(outbox: Path, grade_id: str) -> HandIn:
+    return parse_hand_in(read_raw_hand_in(outbox, grade_id))

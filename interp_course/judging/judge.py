@@ -15,7 +15,7 @@ from nbgrader.utils import is_grade, is_solution
 from interp_course import handin
 from interp_course.course import Course
 from interp_course.judging.assignment import Assignment, load_assignment
-from interp_course.judging.handin_files import HandIn, read_hand_in
+from interp_course.judging.handin_files import HandIn, RawHandIn, parse_hand_in, read_raw_hand_in
 from interp_course.judging.verdict import Item, Verdict
 
 
@@ -58,7 +58,13 @@ def verdict_outputs(verdict: Verdict) -> list:
     ]
 
 
-def judge_notebook(nb, outbox: Path, inputs: dict, assignment: Assignment, log=None) -> dict[str, Verdict]:
+def read_outbox(outbox: Path, nb) -> dict[str, RawHandIn]:
+    """What the kernel handed in for each graded test cell, read as untrusted files."""
+    return {grade_id: read_raw_hand_in(outbox, grade_id) for _, grade_id in graded_test_cells(nb)}
+
+
+def judge_notebook(nb, hand_ins: dict[str, RawHandIn], inputs: dict, assignment: Assignment,
+                   log=None) -> dict[str, Verdict]:
     """Replace the outputs of every graded test cell with the clean process's verdict."""
     verdicts = {}
     for index, grade_id in graded_test_cells(nb):
@@ -71,7 +77,7 @@ def judge_notebook(nb, outbox: Path, inputs: dict, assignment: Assignment, log=N
             if log:
                 log.error("No check in grader_tests/%s for test cell %r: it scores 0", assignment.name, grade_id)
         else:
-            handed = read_hand_in(outbox, grade_id)
+            handed = parse_hand_in(hand_ins.get(grade_id, RawHandIn(problem="nothing was handed in")))
             if handed.problem:
                 verdict = missing_hand_in(grade_id, check.points, handed.problem, _kernel_error(cell))
             else:

@@ -13,20 +13,27 @@ For one submission:
    the verdict into the cell, where nbgrader's ``SaveAutoGrades`` picks it up;
 5. the whole run folder (inbox, outbox, scratch) is deleted without following links.
 
+Runs are kept (``interp_course.run_cache``): a notebook whose key (sanitized notebook, inputs,
+extra files, models, engine) was run before is judged from the kept run, with no kernel. With
+``plan_folder`` set, a run that is not kept is not executed here but written there as a plan,
+for workers to run (``interp_course.workers``); the cell verdicts then say nothing was handed in
+and the batch grades that student again once the run is kept.
+
 ``nbgrader_config.py`` puts this class in ``Autograde.autograde_preprocessors`` so that plain
 ``nbgrader autograde`` takes this path.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
-from interp_course import guard, handin, models, workdir
+from interp_course import guard, handin, models, run_cache, workdir
 from interp_course.course import Course
 from interp_course.judging.assignment import load_assignment
-from interp_course.judging.judge import judge_notebook, write_inbox
+from interp_course.judging.judge import judge_notebook, read_outbox, write_inbox
 from interp_course.preprocessors.resilient_execute import ResilientExecute
 
 PACKAGE_DIR = Path(handin.__file__).resolve().parent
@@ -41,6 +48,11 @@ class GradeInSandbox(ResilientExecute):
         "nbconvert's feedback HTML shows (the default JSON mimetype is not displayed).",
     ).tag(config=True)
 
+    reuse_runs = Bool(True, help="Judge a notebook from its kept run when there is one "
+                      "(False: run it again and keep the new run).").tag(config=True)
+    plan_folder = Unicode("", help="If set, runs that are not kept are written here as plans for "
+                          "workers instead of being executed.").tag(config=True)
+
     _handin_dir: Path | None = None
     _models: tuple[str, ...] = ()
 
@@ -48,31 +60,65 @@ class GradeInSandbox(ResilientExecute):
         course = Course.from_config(self.config)
         guard.check_not_root()  # the kernel's uid maps to ours: never root (last line of defence)
         assignment = load_assignment(course, resources["nbgrader"]["assignment"])
-        self._models = assignment.models
         # nbclient starts the kernel in resources["metadata"]["path"]: nbgrader sets it to its own
         # output folder, which it writes and copies from after the run. Point it at scratch instead.
         output_folder = resources["metadata"]["path"]
         run = workdir.make()
         try:
-            self._handin_dir = run
             (run / "outbox").mkdir()
             skipped = workdir.copy_regular_files(Path(output_folder), run / "work",
                                                  exclude=["*.ipynb", *self._ignore_patterns()])
             if skipped:
                 self.log.warning("Not given to the kernel (not regular files): %s", ", ".join(skipped))
             inputs = write_inbox(run / "inbox", nb, assignment)
-            resources["metadata"]["path"] = str(run / "work")
-            try:
-                nb, resources = super().preprocess(nb, resources)
-            finally:
-                resources["metadata"]["path"] = output_folder
-            verdicts = judge_notebook(nb, run / "outbox", inputs, assignment, self.log)
+            key = run_cache.run_key(nb, run / "inbox", run / "work", assignment.models, self.execution_settings())
+            kept = run_cache.RunCache(course.run_cache)
+            hit = kept.load(key) if self.reuse_runs else None
+            if hit is not None:
+                nb, hand_ins = hit
+                self.log.info("Judged from the kept run %s (no kernel)", key[:12])
+            elif self.plan_folder:
+                plans = Path(self.plan_folder)
+                run_cache.write_plan(plans, key, nb, run, assignment.models, self.plan_config())
+                (plans / ".planned").mkdir(exist_ok=True)
+                (plans / ".planned" / resources["nbgrader"]["student"]).write_text(key)
+                hand_ins = {}
+            else:
+                nb = self.execute_run(nb, run, assignment.models, resources)
+                hand_ins = read_outbox(run / "outbox", nb)
+                kept.store(key, run_cache.entry_files(nb, hand_ins))
+            verdicts = judge_notebook(nb, hand_ins, inputs, assignment, self.log)
         finally:
-            self._handin_dir = None
             workdir.remove_tree(run)
         total = sum(v.points for v in verdicts.values())
         self.log.info("Autograded test cells: %g / %g points", total, sum(v.max_points for v in verdicts.values()))
         return nb, resources
+
+    def execute_run(self, nb, run: Path, model_ids, resources: dict | None = None):
+        """Run ``nb`` in the sandbox with ``run``'s inbox, outbox and scratch folder ``work``."""
+        resources = resources if resources is not None else {"metadata": {}}
+        saved_path = resources["metadata"].get("path")
+        self._handin_dir, self._models = run, tuple(model_ids)
+        resources["metadata"]["path"] = str(run / "work")
+        try:
+            nb, _ = ResilientExecute.preprocess(self, nb, resources)
+        finally:
+            resources["metadata"]["path"] = saved_path
+            self._handin_dir = None
+        return nb
+
+    # The settings a run depends on (part of its key) and what a worker is configured with.
+    _PLAN_SECTIONS = ("Execute", "ResilientExecute", "GradeInSandbox", "SandboxedKernelManager", "NotebookClient")
+
+    def plan_config(self) -> dict:
+        batch_only = ("plan_folder", "reuse_runs")  # how this batch runs, not what a run does
+        sections = {name: {k: v for k, v in self.config[name].items() if k not in batch_only}
+                    for name in self._PLAN_SECTIONS if name in self.config}
+        return json.loads(json.dumps({k: v for k, v in sections.items() if v}, default=str))
+
+    def execution_settings(self) -> dict:
+        names = [n for n in self.trait_names(config=True) if n not in ("plan_folder", "reuse_runs")]
+        return {"traits": {n: repr(getattr(self, n)) for n in sorted(names)}, "config": self.plan_config()}
 
     def _ignore_patterns(self) -> list[str]:
         from nbgrader.coursedir import CourseDirectory

@@ -1,0 +1,198 @@
+"""Kept runs: what one sandboxed run of a notebook produced, keyed by everything that went in.
+
+A run's result is the executed notebook plus what each graded test cell handed in (raw bytes,
+``judging.handin_files.RawHandIn``). Judging is cheap and happens afterwards, outside the
+sandbox, so a kept run can be judged again with changed checks (a new tolerance, a new message)
+without starting a kernel. The key covers what decides what the kernel does:
+
+* the notebook as nbgrader hands it to the grader (sanitized: outputs cleared, structure restored);
+* the inputs written to the inbox (a changed check input is a new key) and the submission's
+  extra files;
+* the models' snapshot revisions, the library versions the kernel imports, the execution
+  settings, and the source of the engine files that run the kernel.
+
+A kept run is stored by the grading account in ``gradebook/runs/<key>/``, outside anything a
+kernel can see, and written to a temporary name then renamed, so a reader never sees half a run.
+The same flat ``{file name: bytes}`` form (``entry_files``) is what a worker sends back: plain
+data, never an object unpickled from anything a kernel produced.
+
+A *plan* is the other direction: everything one run needs (notebook, inbox, extra files, the
+execution settings), written by the grader and executed by a worker (``interp_course.workers``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import nbformat
+
+from interp_course import models
+from interp_course.judging.handin_files import (MAX_REPORT_FILE, MAX_TENSOR_FILE, RawHandIn, UnsafeFile,
+                                                read_regular_file)
+
+PACKAGE = Path(__file__).resolve().parent
+# The engine files that decide what happens inside the kernel (not the judging: that re-runs).
+ENGINE_FILES = ["handin.py", "sandbox.py", "cgroups.py", "workdir.py", "run_cache.py",
+                "preprocessors/resilient_execute.py", "preprocessors/grade_in_sandbox.py"]
+LIBRARIES = ["torch", "transformer-lens", "transformers", "ipykernel", "plotly", "nbclient"]
+NOTEBOOK = "notebook.ipynb"
+HAND_INS = "hand_ins.json"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+
+
+def _engine_digest() -> str:
+    h = hashlib.sha256()
+    for name in ENGINE_FILES:
+        h.update(name.encode() + b"\0" + (PACKAGE / name).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": sys.version}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
+def _files(folder: Path) -> list[tuple[str, bytes]]:
+    """(relative path, bytes) of the regular files under a folder the grader made, sorted."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            found.append((path.relative_to(folder).as_posix(), path.read_bytes()))
+    return found
+
+
+def run_key(nb, inbox: Path, work: Path, model_ids, settings: dict) -> str:
+    """The hash of everything that decides what a run of ``nb`` produces."""
+    h = hashlib.sha256()
+
+    def feed(label: str, data: bytes) -> None:
+        h.update(f"{label}:{len(data)}:".encode() + data)
+
+    feed("engine", _engine_digest().encode())
+    feed("versions", json.dumps(_versions(), sort_keys=True).encode())
+    feed("settings", json.dumps(settings, sort_keys=True, default=repr).encode())
+    feed("models", json.dumps({m: models.revision(m) for m in sorted(model_ids)}).encode())
+    feed("notebook", json.dumps(nb, sort_keys=True).encode())
+    for label, folder in (("inbox", inbox), ("work", work)):
+        for name, data in _files(folder):
+            feed(f"{label}/{name}", data)
+    return h.hexdigest()
+
+
+# --- a run's result: the executed notebook and its raw hand-ins ------------------------------
+def entry_files(nb, hand_ins: dict[str, RawHandIn]) -> dict[str, bytes]:
+    """A run's result as flat files (what is stored, and what a worker sends back)."""
+    files = {NOTEBOOK: nbformat.writes(nb).encode(),
+             HAND_INS: json.dumps({g: {"problem": r.problem} for g, r in hand_ins.items()}).encode()}
+    for grade_id, raw in hand_ins.items():
+        if raw.problem is None:
+            files[f"{grade_id}.safetensors"] = raw.tensor_bytes
+            files[f"{grade_id}.json"] = raw.report_bytes
+    return files
+
+
+def _check_entry(files: dict[str, bytes]) -> None:
+    """Refuse a result that is not the shape ``entry_files`` makes (it travelled from a worker)."""
+    if not isinstance(files, dict) or NOTEBOOK not in files or HAND_INS not in files:
+        raise ValueError("not a run result")
+    for name, data in files.items():
+        if not isinstance(name, str) or not _SAFE_NAME.match(name) or not isinstance(data, bytes):
+            raise ValueError(f"unexpected file in a run result: {name!r}")
+        limit = MAX_REPORT_FILE if name.endswith(".json") else MAX_TENSOR_FILE
+        if len(data) > max(limit, 64 * 2**20):
+            raise ValueError(f"{name} is too large")
+
+
+class RunCache:
+    """Kept runs in one folder, one sub-folder per key."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def _path(self, key: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise ValueError(f"not a run key: {key!r}")
+        return self.folder / key
+
+    def __contains__(self, key: str) -> bool:
+        return (self._path(key) / HAND_INS).is_file()
+
+    def store(self, key: str, files: dict[str, bytes]) -> None:
+        _check_entry(files)
+        target = self._path(key)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o755)
+        for name, data in files.items():
+            if name != HAND_INS:  # written last: its presence marks a complete entry
+                (tmp / name).write_bytes(data)
+        (tmp / HAND_INS).write_bytes(files[HAND_INS])
+        shutil.rmtree(target, ignore_errors=True)  # NO_CACHE: this run replaces the kept one
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process stored the same key meanwhile: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def load(self, key: str):
+        """(executed notebook, {grade_id: RawHandIn}) of a kept run, or None."""
+        folder = self._path(key)
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            problems = json.loads(read_regular_file(fd, HAND_INS, MAX_REPORT_FILE))
+            nb = nbformat.reads(read_regular_file(fd, NOTEBOOK, 256 * 2**20).decode(), as_version=4)
+            hand_ins = {}
+            for grade_id, entry in problems.items():
+                if entry.get("problem") is not None:
+                    hand_ins[grade_id] = RawHandIn(problem=entry["problem"])
+                else:
+                    hand_ins[grade_id] = RawHandIn(read_regular_file(fd, f"{grade_id}.safetensors", MAX_TENSOR_FILE),
+                                                   read_regular_file(fd, f"{grade_id}.json", MAX_REPORT_FILE))
+            return nb, hand_ins
+        except (OSError, UnsafeFile, ValueError, KeyError, AttributeError, TypeError):
+            return None  # incomplete or damaged: run again
+        finally:
+            os.close(fd)
+
+
+# --- a plan: what a worker needs to run one notebook ----------------------------------------
+PLAN_META = "meta.json"
+
+
+def write_plan(plans: Path, key: str, nb, run: Path, model_ids, config: dict) -> None:
+    """Write what a worker needs for this run, once per key (identical notebooks share a run)."""
+    folder = plans / key
+    if folder.exists():
+        return
+    tmp = plans / f".{key}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copytree(run / "inbox", tmp / "inbox")
+    shutil.copytree(run / "work", tmp / "work", symlinks=True)
+    (tmp / NOTEBOOK).write_text(nbformat.writes(nb))
+    (tmp / PLAN_META).write_text(json.dumps({"key": key, "models": list(model_ids), "config": config}))
+    os.rename(tmp, folder)
+
+
+def plan_data(folder: Path) -> dict[str, bytes]:
+    """A plan folder as flat data, to send to a worker."""
+    return {name: data for name, data in _files(folder)}
+
+
+def plan_keys(plans: Path) -> list[str]:
+    return sorted(p.name for p in plans.iterdir() if p.is_dir() and not p.name.startswith("."))

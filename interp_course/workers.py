@@ -1,0 +1,158 @@
+"""Run a batch's planned sandbox runs side by side: a local process pool, or a Dask cluster.
+
+``make grade`` grades in three steps (``interp_course.autograde``): nbgrader autograde judges
+every submission whose run is kept and writes a *plan* for each other one; this module executes
+the plans and keeps their runs (``interp_course.run_cache``); nbgrader autograde then judges
+those students from their kept runs. nbgrader stays the gradebook's only writer, so any number
+of workers, in any order, gives the same grades.
+
+* ``--workers N`` (default: the number of cores): N worker processes on this machine, each
+  running one sandboxed kernel at a time.
+* ``--scheduler tcp://HOST:PORT``: the runs go to the workers of a running Dask scheduler. Each
+  worker needs this package, bubblewrap and the model cache, and runs as an unprivileged account;
+  a plan and its result travel as plain ``{file name: bytes}``. Dask reschedules the runs of a
+  worker that dies; a run that still fails is not kept, and the last step runs it itself.
+
+Run as the grading account, never as root: it handles what kernels produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+from interp_course import run_cache
+from interp_course.inert import one_line
+
+
+def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
+    """Run one plan in a fresh sandbox here; its result as flat files (``run_cache.entry_files``)."""
+    import nbformat
+    from traitlets.config import Config
+
+    from interp_course import workdir
+    from interp_course.judging.judge import read_outbox
+    from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
+
+    meta = json.loads(plan[run_cache.PLAN_META])
+    run = workdir.make()
+    try:
+        (run / "outbox").mkdir()
+        for folder in ("inbox", "work"):
+            (run / folder).mkdir()
+        for name, data in plan.items():
+            top, _, rest = name.partition("/")
+            if top in ("inbox", "work") and rest and ".." not in Path(rest).parts:
+                path = run / top / rest
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+        nb = nbformat.reads(plan[run_cache.NOTEBOOK].decode(), as_version=4)
+        grader = GradeInSandbox(config=Config(meta["config"]))
+        nb = grader.execute_run(nb, run, meta["models"])
+        return run_cache.entry_files(nb, read_outbox(run / "outbox", nb))
+    finally:
+        workdir.remove_tree(run)
+
+
+def _keep(cache: run_cache.RunCache, key: str, result) -> bool:
+    try:
+        cache.store(key, result)
+        return True
+    except (ValueError, OSError) as exc:
+        print(one_line(f"  run {key[:12]} not kept: {exc}"), flush=True)
+        return False
+
+
+class Progress:
+    """One line per finished run: a bar, the count, the rate and the time left."""
+
+    def __init__(self, total: int, workers: int, where: str):
+        self.total, self.done, self.failed = total, 0, 0
+        self.start = time.perf_counter()
+        print(f"Running {total} notebook(s) in the sandbox: {workers} worker(s) {where}", flush=True)
+
+    def tick(self, ok: bool) -> None:
+        self.done += 1
+        self.failed += not ok
+        elapsed = time.perf_counter() - self.start
+        rate = self.done / elapsed if elapsed else 0.0
+        left = (self.total - self.done) / rate if rate else 0.0
+        filled = round(24 * self.done / self.total)
+        print(f"  [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}  "
+              f"{elapsed / self.done:.1f} s/notebook  ETA {int(left) // 60}:{int(left) % 60:02d}"
+              + (f"  ({self.failed} failed)" if self.failed else ""), flush=True)
+
+
+def run_local(plans: Path, keys: list[str], cache: run_cache.RunCache, workers: int) -> int:
+    """Execute the plans in ``workers`` processes of this machine; how many runs were kept."""
+    progress = Progress(len(keys), workers, "on this machine")
+    kept = 0
+    # spawn: each worker is a fresh interpreter, not a fork of this one.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(execute_plan, run_cache.plan_data(plans / key)): key for key in keys}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                key = pending.pop(future)
+                try:
+                    ok = _keep(cache, key, future.result())
+                except Exception as exc:  # noqa: BLE001 - a lost run is graded by the last step
+                    print(one_line(f"  run {key[:12]} failed on its worker: {type(exc).__name__}: {exc}"), flush=True)
+                    ok = False
+                kept += ok
+                progress.tick(ok)
+    return kept
+
+
+def run_dask(plans: Path, keys: list[str], cache: run_cache.RunCache, scheduler: str) -> int:
+    """Execute the plans on a running Dask scheduler's workers; how many runs were kept."""
+    from distributed import Client, as_completed
+
+    with Client(scheduler, timeout="30s") as client:
+        workers = len(client.scheduler_info()["workers"])
+        progress = Progress(len(keys), workers, f"of the Dask scheduler at {scheduler}")
+        futures = {client.submit(execute_plan, run_cache.plan_data(plans / key), key=f"run-{key}",
+                                 pure=False, retries=1): key for key in keys}
+        kept = 0
+        for future in as_completed(futures):
+            key = futures[future]
+            try:
+                ok = _keep(cache, key, future.result())
+            except Exception as exc:  # noqa: BLE001 - KilledWorker etc.: graded by the last step
+                print(one_line(f"  run {key[:12]} failed on the cluster: {type(exc).__name__}: {exc}"), flush=True)
+                ok = False
+            kept += ok
+            progress.tick(ok)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m interp_course.workers",
+                                     description="Execute planned sandbox runs and keep their results.")
+    parser.add_argument("plans", type=Path)
+    parser.add_argument("cache", type=Path)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--scheduler", default="")
+    args = parser.parse_args(argv)
+    keys = run_cache.plan_keys(args.plans)
+    if not keys:
+        return 0
+    cache = run_cache.RunCache(args.cache)
+    tempfile.tempdir = os.environ.get("TMPDIR") or None
+    if args.scheduler:
+        kept = run_dask(args.plans, keys, cache, args.scheduler)
+    else:
+        kept = run_local(args.plans, keys, cache, max(1, min(args.workers, len(keys))))
+    print(f"Kept {kept} of {len(keys)} run(s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
