@@ -89,6 +89,7 @@ class GradedCourse:
     autograde: subprocess.CompletedProcess
     seconds: float
     before: dict = field(default_factory=dict)  # snapshot() taken before grading
+    workers: str = ""  # what the workers printed
 
     @property
     def notebook(self) -> str:
@@ -145,17 +146,41 @@ def release(course: Path, assignment: str = PUZZLE1) -> Path:
     return course
 
 
-def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = ()) -> GradedCourse:
-    """Autograde (all students but ``exclude``), then feedback and export for everyone."""
+def run_workers(course: Path, plans: Path, *options: str) -> subprocess.CompletedProcess:
+    """`python -m interp_course.workers`: run the planned notebooks side by side, as the grading account."""
+    argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(Course(course).run_cache), *options]
+    env = {**nbgrader_env(), "TMPDIR": str(grader_tmp(course))}
+    if grader_user.is_root():
+        argv, env = grader_user.command(argv), grader_user.environment(env)
+    return subprocess.run(argv, cwd=course, env=env, capture_output=True, text=True)
+
+
+def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), workers: int = 2,
+              rerun: bool = False) -> GradedCourse:
+    """Autograde (all students but ``exclude``), then feedback and export for everyone.
+
+    As `make grade` does it, with plain nbgrader: a first `nbgrader autograde` judges what has a
+    kept run and plans the rest, ``workers`` processes run the plans, and a second one judges all
+    from the kept runs. ``rerun``: run every notebook again rather than judge its kept run.
+    """
     grader_user.prepare_state(Course(course))  # what `make grade` does first, as root
     start = time.perf_counter()
     only = [f"--CourseDirectory.student_id_exclude={','.join(exclude)}"] if exclude else []
+    plans = Path(tempfile.mkdtemp(prefix="plans-", dir=grader_tmp(course)))
+    grader_user.hand_over(plans)
+    planning = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only,
+                            f"--GradeInSandbox.plan_folder={plans}",
+                            *(["--GradeInSandbox.reuse_runs=False"] if rerun else []))
+    assert planning.returncode == 0, planning.stderr[-3000:]
+    ran = run_workers(course, plans, "--workers", str(workers))
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     autograde = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only)
+    shutil.rmtree(plans, ignore_errors=True)
     seconds = time.perf_counter() - start
     for step in (["generate_feedback", assignment, "--force"], ["export", "--to", str(course / "grades.csv")]):
         result = run_nbgrader(course, *step)
         assert result.returncode == 0, result.stderr[-3000:]
-    return GradedCourse(course, assignment, autograde, seconds)
+    return GradedCourse(course, assignment, autograde, seconds, workers=ran.stdout)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import html
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -89,24 +90,48 @@ def test_demo_students_score_as_the_readme_says(graded_course: GradedCourse):
     assert table["blank"][0] == 0 and table["full-marks"][0] == maximum
 
 
-# Regraded in full a second time: the demo's students and one of each other kind. (The whole
-# corpus again would double the suite's longest part; grading the rest twice proves no more.)
+# Run again in full (a kernel each): the demo's students and one of each other kind. Every other
+# submission is re-judged from its kept run. (The whole corpus again in kernels would double the
+# suite's longest part; running the rest twice proves no more.)
 REGRADED = {s.name for s in SUBMISSIONS if s.group == "demo"} | {
     "normalize-no-keepdim", "correct-einsum", "cheat-forge-hand-in", "fault-kernel-exit"}
 
 
+def _kept_runs(course: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime for p in Course(course).run_cache.iterdir() if not p.name.startswith(".")}
+
+
+def _autograded_times(course: Path) -> dict[str, float]:
+    return {s.name: (course / "autograded" / s.name / PUZZLE1 / "puzzle1.ipynb").stat().st_mtime for s in SUBMISSIONS}
+
+
 def test_regrading_gives_identical_grades(graded_course: GradedCourse):
-    """Determinism: a second `nbgrader autograde --force` of a submission changes nothing."""
+    """Determinism: every submission re-judged from its kept run, and a few run again in a fresh
+    kernel (`reuse_runs=False`, what `make grade NO_CACHE=1` does), give the same cells and grades.csv."""
     assert REGRADED <= {s.name for s in SUBMISSIONS}
-    first_csv = (graded_course.root / "grades.csv").read_text()
+    root = graded_course.root
+    first_csv = (root / "grades.csv").read_text()
     first_cells = {s.name: graded_course.scores(s.name) for s in SUBMISSIONS}
-    first_times = {name: (graded_course.root / "autograded" / name / PUZZLE1 / "puzzle1.ipynb").stat().st_mtime
-                   for name in REGRADED}
-    again = grade_all(graded_course.root, exclude=[s.name for s in SUBMISSIONS if s.name not in REGRADED])
+    kept, written = _kept_runs(root), _autograded_times(root)
+    assert kept
+
+    judged = grade_all(root)  # everything kept: no kernel starts
+    assert "Running" not in judged.workers, judged.workers
+    assert _kept_runs(root) == kept
+    assert all(t > written[name] for name, t in _autograded_times(root).items())  # really judged again
+    assert {s.name: judged.scores(s.name) for s in SUBMISSIONS} == first_cells
+    assert (root / "grades.csv").read_text() == first_csv
+
+    written = _autograded_times(root)
+    again = grade_all(root, exclude=[s.name for s in SUBMISSIONS if s.name not in REGRADED], rerun=True)
+    ran = re.search(r"Running (\d+) notebook", again.workers)
+    assert ran, again.workers
+    # Each notebook regraded ran once more and replaced its kept run (identical notebooks share one).
+    assert int(ran[1]) == len({k for k, t in _kept_runs(root).items() if t > max(kept.values())}) >= 2
     for name in REGRADED:  # really run again, not left from the first run
-        assert (again.root / "autograded" / name / PUZZLE1 / "puzzle1.ipynb").stat().st_mtime > first_times[name]
+        assert _autograded_times(root)[name] > written[name]
     assert {s.name: again.scores(s.name) for s in SUBMISSIONS} == first_cells
-    assert (again.root / "grades.csv").read_text() == first_csv
+    assert (root / "grades.csv").read_text() == first_csv
 
 
 def test_no_submission_touched_another_and_no_process_outlived_grading(graded_course: GradedCourse):
