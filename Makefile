@@ -9,6 +9,7 @@
 # make release   — regenerate release/ from source/ and record the course files grading checks
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
+# make bench     — seconds per submission of `make grade` beside stock nbgrader's, and the ratios (N=8)
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
 
 PY := .venv/bin/python
@@ -19,7 +20,7 @@ ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 # make grade WORKERS=N (default: the cores) SCHEDULER=tcp://HOST:PORT (Dask) NO_CACHE=1 (run all again)
 BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache)
 
-.PHONY: setup demo test test-fast grade collect release corpus verify-real clean
+.PHONY: setup demo test test-fast grade collect release corpus verify-real bench clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -63,6 +64,9 @@ corpus: release
 
 verify-real: .venv/.installed
 	$(PY) -m grader_tests.puzzle1.verify_real
+
+bench: setup
+	$(PY) -m interp_course.bench $(if $(N),--submissions $(N))
 
 test-fast: .venv/.installed
 	$(PY) -m pytest tests/unit
