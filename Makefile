@@ -76,4 +76,4 @@ test: setup /usr/bin/chromium
 	$(PY) -m pytest tests --ignore=tests/unit
 
 clean:
-	rm -rf submitted autograded feedback downloaded gradebook grades.csv course-manifest.json .cache course_settings.json
+	rm -rf submitted autograded feedback downloaded gradebook logs grades.csv course-manifest.json .cache course_settings.json

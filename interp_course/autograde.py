@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from interp_course import grader_user
+from interp_course import grader_user, grading_log
 from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import REFUSED, Refusal
 from interp_course.gradebook import ensure_gradebook
@@ -100,9 +100,9 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
     for s in gradable:
         since = written_since.get(s.student, started)
         if not all(_written_since(course.autograded / s.student / assignment / f"{n}.ipynb", since) for n in s.files):
-            s.problem = Problem(f"nbgrader could not grade it ({failures.get(s.student, 'see its errors above')})",
-                                "read nbgrader's traceback above (after \"There was an error processing "
-                                f"assignment\" for {s.student}), fix the cause and run again")
+            s.problem = Problem(f"nbgrader could not grade it ({failures.get(s.student, f'see its errors in {_log_name(course)}')})",
+                                f"read nbgrader's traceback in {_log_name(course)} (after \"There was an error "
+                                f"processing assignment\" for {s.student}), fix the cause and run again")
     graded = [s for s in submissions if s.problem is None]
     no_feedback = set()
     if graded:
@@ -121,12 +121,17 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
     # for one it failed on. Say so, rather than let that row pass for a grade of this submission.
     stale = {r["student_id"]: float(r["score"]) for r in
              read_grades(course, assignment, [s.student for s in submissions if s.problem is not None])}
-    for line in closing_lines(assignment, submissions, elapsed, stale, no_feedback):
-        print(line)
     if gradable:
         print(f"Kernels: {len(planned)} submission(s) run in the sandbox on {batch.where()}, "
               f"{len(gradable) - len(planned)} judged from kept runs (gradebook/runs/).")
+    for line in closing_lines(assignment, submissions, elapsed, stale, no_feedback):
+        print(line)
     return len(graded) == len(submissions) and not no_feedback
+
+
+def _log_name(course: Course) -> str:
+    log = grading_log.current()
+    return str(log.path.relative_to(course.root)) if log else "the output above"
 
 
 def _autograde(run_nbgrader: RunNbgrader, assignment: str, staging: str, *options: str) -> str:
@@ -147,8 +152,11 @@ def _run_workers(plans: Path, course: Course, batch: Batch) -> None:
         argv, env = grader_user.command(argv), grader_user.environment(env)
     proc = subprocess.Popen(argv, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace")
+    log = grading_log.current()
     for line in proc.stdout:
         print(one_line(line.rstrip("\n")), flush=True)
+        if log:
+            log.write(line)
     if proc.wait() != 0:
         print(f"The workers stopped with exit status {proc.returncode}; nbgrader runs what they did not.")
 

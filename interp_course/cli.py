@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interp_course import grader_user, guard, lms, manifest, models
+from interp_course import grader_user, grading_log, guard, lms, manifest, models
 from interp_course.autograde import Batch, grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
@@ -41,7 +41,10 @@ def nbgrader(course: Course, *args: str, check: bool = True, as_grader: bool = T
     Its output is shown as it comes (a batch takes minutes) and kept, for the summary to read.
     It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
     """
+    log = grading_log.current()
     print(one_line("$ nbgrader " + shlex.join(args)), flush=True)
+    if log:
+        log.write("$ nbgrader " + shlex.join(args))
     argv, env = [sys.executable, "-m", "nbgrader", *args], nbgrader_env()
     if as_grader:
         argv, env = grader_user.command(argv), grader_user.environment(env)
@@ -50,8 +53,15 @@ def nbgrader(course: Course, *args: str, check: bool = True, as_grader: bool = T
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        print(one_line(line.rstrip("\n")), flush=True)
+        if log:  # while grading, nbgrader's lines go to the log file only
+            log.write(line)
+        else:
+            print(one_line(line.rstrip("\n")), flush=True)
     result = subprocess.CompletedProcess(proc.args, proc.wait(), "".join(lines))
+    errors = sum("ERROR]" in line or "CRITICAL]" in line for line in lines)
+    if log and errors:
+        print(f"  nbgrader logged {errors} error line(s), e.g. a kernel fault: see {log.path.relative_to(course.root)}",
+              flush=True)
     if check:
         result.check_returncode()
     return result
@@ -112,10 +122,12 @@ def grade(course: Course, assignments: list[str], manual_grades: dict | None = N
     print(f"Grading with {models.describe_source()}")
     status = GRADED
     run = functools.partial(nbgrader, course)
-    prepare_gradebook(course, assignments, run)
-    for assignment in assignments:
-        if not grade_assignment(course, assignment, run, (manual_grades or {}).get(assignment), batch):
-            status = SOME_UNGRADED
+    with grading_log.logging_to(course.root / "logs") as log:
+        print(f"The full log of this run: {log.path.relative_to(course.root)}")
+        prepare_gradebook(course, assignments, run)
+        for assignment in assignments:
+            if not grade_assignment(course, assignment, run, (manual_grades or {}).get(assignment), batch):
+                status = SOME_UNGRADED
     if status == SOME_UNGRADED:
         print(f"Exit status {SOME_UNGRADED}: the submissions listed under NOT GRADED were not graded; "
               "every other one was, and is in grades.csv and feedback/.")

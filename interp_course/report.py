@@ -30,7 +30,7 @@ def nbgrader_failures(log: str) -> dict[Path, str]:
         match = _PROCESSING.search(line)
         if match:
             current = Path(match["path"].strip())
-            failures[current] = "see nbgrader's errors above"
+            failures[current] = "see nbgrader's errors in the log"
         elif current is not None and line.startswith("    ") and line.strip():
             failures[current] = line.strip()
         elif current is not None and _LOG_LINE.match(line) and "Traceback" not in line:
@@ -57,7 +57,7 @@ def closing_lines(assignment: str, submissions: list[Submission], seconds: float
     lines.append(count + ".")
     for student in sorted(no_feedback):
         lines.append(f"  {student}: graded (see grades.csv), but nbgrader could not write the feedback. Fix: see "
-                     f"nbgrader's errors above, then run `nbgrader generate_feedback {assignment} --student {student} "
+                     f"nbgrader's errors in the log, then run `nbgrader generate_feedback {assignment} --student {student} "
                      f"--force`.")
     ungraded = [s for s in submissions if s.problem is not None]
     if ungraded:
