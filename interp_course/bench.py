@@ -50,11 +50,16 @@ def _course(dest: Path) -> Course:
 
 
 def _submit(root: Path, assignment: str, notebook: Path, n: int, name: str) -> None:
-    """``n`` students handing in the same notebook as ``name``."""
+    """``n`` students handing in ``notebook`` as ``name``, each copy with its own comment in its
+    first code cell: identical notebooks would share one kept run, and be run only once."""
+    nb = nbformat.read(notebook, as_version=4)
+    first = next(cell for cell in nb.cells if cell.cell_type == "code")
+    source = first.source
     for i in range(n):
+        first.source = f"{source}\n# copy {i}"
         target = root / "submitted" / f"student{i:03d}" / assignment / name
         target.parent.mkdir(parents=True)
-        shutil.copy(notebook, target)
+        nbformat.write(nb, target)
 
 
 def _timed(argv: list[str], cwd: Path, env: dict) -> float:
