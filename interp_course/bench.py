@@ -50,10 +50,12 @@ def _course(dest: Path) -> Course:
 
 
 def _submit(root: Path, assignment: str, notebook: Path, n: int, name: str) -> None:
-    """``n`` students handing in ``notebook`` as ``name``, each copy with its own comment in its
-    first code cell: identical notebooks would share one kept run, and be run only once."""
+    """``n`` students handing in ``notebook`` as ``name``, each copy with its own comment in a
+    code cell: identical notebooks would share one kept run, and be run only once."""
     nb = nbformat.read(notebook, as_version=4)
-    first = next(cell for cell in nb.cells if cell.cell_type == "code")
+    # A student's own (solution) cell: nbgrader would overwrite a locked one with the source's.
+    first = next((cell for cell in nb.cells if cell.cell_type == "code"
+                  and cell.metadata.get("nbgrader", {}).get("solution")), None) or nb.cells[0]
     source = first.source
     for i in range(n):
         first.source = f"{source}\n# copy {i}"
