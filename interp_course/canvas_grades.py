@@ -90,7 +90,7 @@ def write_canvas_grades(course: Course, assignment: str, roster: Path, out: Path
     print(one_line(f"Wrote {out}: {len(filled)} score{'s' * (len(filled) != 1)} of {assignment} in column "
                    f"{target!r}, matched by the roster's {roster_column!r}."))
     if blank:
-        print(one_line(f"  Left blank (nothing graded, or no usable {roster_column!r}): {', '.join(blank)}."))
+        print(one_line(f"  Left blank (nothing graded, or no usable {roster_column!r}): {'; '.join(blank)}."))
     for user, why in sorted(problems.items()):
         print(one_line(f"  {why}."))
     unknown = sorted(s for s, score in scores.items() if score is not None and s not in filled)
