@@ -7,8 +7,8 @@ column per Canvas assignment named ``<title> (<assignment id>)``, read-only tota
 assignment column, every roster row in its order, and fills each student's score from the
 gradebook. Students are matched as ``make collect`` matches them (``lms.read_roster``: the
 roster's ``SIS Login ID`` by default is the nbgrader student id). A roster student with nothing
-graded is left blank, which Canvas leaves unchanged; graded students missing from the roster are
-named, since their scores cannot be imported.
+graded is left blank, not 0 (whether a missing hand-in counts as 0 is the instructor's call);
+graded students missing from the roster are named, since their scores cannot be imported.
 """
 
 from __future__ import annotations

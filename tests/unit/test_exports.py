@@ -151,7 +151,7 @@ def test_canvas_csv_fills_the_assignment_column_and_names_who_it_cannot(course, 
         "    Points Possible,,,,,25.00",  # Canvas's own row, as Canvas wrote it
         '"Doe, Jane",1234,S001,jdoe,Section A,5.0',
         '"Roe, Smith",2345,S002,rsmith,Section A,1.5',
-        '"Absent, Al",3456,S003,aabsent,Section B,',  # nothing handed in: blank, Canvas leaves it as it is
+        '"Absent, Al",3456,S003,aabsent,Section B,',  # nothing handed in: blank, not 0
         '"Newcomer, Nia",4567,S004,nnew,Section B,',  # not in the gradebook
         '"Student, Test",9999,,,Section A,',
     ]
