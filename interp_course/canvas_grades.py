@@ -36,7 +36,8 @@ def choose_column(columns: list[str], assignment: str, wanted: str | None) -> st
     candidates = [c for c in columns if c not in IDENTIFYING]
     if wanted:
         if wanted not in columns:
-            raise Refusal(f"the roster has no column {wanted!r}; its assignment columns: {', '.join(candidates) or 'none'}")
+            raise Refusal(f"the roster has no column {wanted!r}; its assignment columns: "
+                          f"{', '.join(candidates) or 'none'}")
         return wanted
     # "Puzzle 1 (12345)" is puzzle1's: compared without case, spaces, punctuation or the Canvas id.
     exact = [c for c in candidates if _key(_CANVAS_ID.sub("", c)) == _key(assignment)]

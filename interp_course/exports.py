@@ -39,10 +39,12 @@ TOTALS = ["late_submission_penalty", "score", "max_score"]
 
 
 @contextlib.contextmanager
-def read_only_gradebook(course: Course) -> Iterator["Gradebook"]:  # noqa: F821
+def read_only_gradebook(course: Course) -> Iterator:
     """nbgrader's Gradebook on the course's database, opened read-only (SQLite ``mode=ro``)."""
     from nbgrader.api import Gradebook
 
+    if course.gradebook.is_symlink():  # the grading account's folder: never follow a link it made
+        raise Refusal(f"{course.gradebook} is a link, not the gradebook: remove it")
     if not course.gradebook.is_file() or course.gradebook.stat().st_size == 0:
         raise Refusal(f"there is no gradebook at {course.gradebook}: grade first (make grade)")
     # course_id "": nbgrader would otherwise add a course row, a write.
@@ -64,7 +66,7 @@ def cell_order(course: Course, assignment: str, notebook: str) -> list[str]:
     return order
 
 
-def _questions(course: Course, gb, assignments) -> list[tuple[str, str, str, float]]:
+def _questions(course: Course, assignments) -> list[tuple[str, str, str, float]]:
     """(assignment, notebook, grade_id, max score) of every graded cell, in notebook order."""
     questions = []
     for assignment in assignments:
@@ -97,7 +99,7 @@ def grades_by_question(course: Course) -> list[list[str]]:
 
     with read_only_gradebook(course) as gb:
         assignments = gb.assignments  # by due date, then name, as grades.csv
-        questions = _questions(course, gb, assignments)
+        questions = _questions(course, assignments)
         labels = _labels(questions)
         rows = [["assignment", "student_id", "timestamp", *labels, *TOTALS]]
         students = sorted(s.id for s in gb.students)

@@ -116,7 +116,8 @@ def test_grades_by_question_has_a_column_per_question_in_notebook_order(course):
     assert cells(("puzzle1", "rsmith")) == ["0.5", "0.0", "2.0", "", "", "1.0", "1.5", "6.0"]
     assert cells(("vectors", "jdoe")) == ["", "", "", "3.0", "0.5", "0.0", "3.5", "4.0"]
     # No submission: blank questions, and grades.csv's 0.
-    assert cells(("vectors", "rsmith")) == ["", "", "", "", "", "0.0", "0.0", "4.0"] and rows[("vectors", "rsmith")]["timestamp"] == ""
+    assert cells(("vectors", "rsmith")) == ["", "", "", "", "", "0.0", "0.0", "4.0"]
+    assert rows[("vectors", "rsmith")]["timestamp"] == "" and rows[("puzzle1", "jdoe")]["timestamp"]
     assert cells(("puzzle1", "aabsent")) == ["", "", "", "", "", "0.0", "0.0", "6.0"]
     # Rows sorted: per assignment, the max row, then students by id.
     assert [(r["assignment"], r["student_id"]) for r in read(path)] == [
@@ -191,3 +192,14 @@ def test_the_assignment_column_is_found_by_name_or_named():
         choose_column(columns, "quiz2", None)
     with pytest.raises(Refusal, match="the roster has no column 'Puzzle 2'"):
         choose_column(columns, "puzzle1", "Puzzle 2")
+
+
+def test_the_exports_refuse_a_missing_gradebook_and_a_link_in_its_place(course, tmp_path):
+    real = tmp_path / "elsewhere.db"
+    course.gradebook.rename(real)
+    with pytest.raises(Refusal, match="there is no gradebook at .*: grade first"):
+        grades_by_question(course)
+    course.gradebook.symlink_to(real)
+    with pytest.raises(Refusal, match="is a link, not the gradebook"):
+        write_canvas_grades(course, "puzzle1", ROSTER, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
