@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -72,7 +73,7 @@ def build(course: Course) -> Course:
             gb.add_student(student)
 
         def submit(assignment, student, scores, manual=None, penalty=0.0):
-            gb.add_submission(assignment, student)
+            gb.add_submission(assignment, student, timestamp=datetime(2025, 1, 31, 12, 0))
             for grade_id, score in scores.items():
                 grade = gb.find_grade(grade_id, assignment, assignment, student)
                 grade.auto_score = score
@@ -117,7 +118,7 @@ def test_grades_by_question_has_a_column_per_question_in_notebook_order(course):
     assert cells(("vectors", "jdoe")) == ["", "", "", "3.0", "0.5", "0.0", "3.5", "4.0"]
     # No submission: blank questions, and grades.csv's 0.
     assert cells(("vectors", "rsmith")) == ["", "", "", "", "", "0.0", "0.0", "4.0"]
-    assert rows[("vectors", "rsmith")]["timestamp"] == "" and rows[("puzzle1", "jdoe")]["timestamp"]
+    assert (rows[("vectors", "rsmith")]["timestamp"], rows[("puzzle1", "jdoe")]["timestamp"]) == ("", "2025-01-31 12:00:00")
     assert cells(("puzzle1", "aabsent")) == ["", "", "", "", "", "0.0", "0.0", "6.0"]
     # Rows sorted: per assignment, the max row, then students by id.
     assert [(r["assignment"], r["student_id"]) for r in read(path)] == [
@@ -131,9 +132,10 @@ def test_grades_by_question_has_a_column_per_question_in_notebook_order(course):
 def test_totals_are_those_of_nbgraders_own_export(course, tmp_path):
     with Gradebook(course.db_url, course_id="mech-interp-puzzles") as gb:
         CsvExportPlugin(to=str(tmp_path / "grades.csv")).export(gb)
-    nbgrader_rows = {(r["assignment"], r["student_id"]): (r["score"], r["max_score"]) for r in read(tmp_path / "grades.csv")}
+    nbgrader_rows = {(r["assignment"], r["student_id"]): (r["timestamp"], r["score"], r["max_score"])
+                     for r in read(tmp_path / "grades.csv")}
     header, *rows = grades_by_question(course)
-    ours = {(r[0], r[1]): (r[-2], r[-1]) for r in rows if r[1] != "Points Possible"}
+    ours = {(r[0], r[1]): (r[2], r[-2], r[-1]) for r in rows if r[1] != "Points Possible"}
     assert ours == nbgrader_rows and len(ours) == 8
 
 
