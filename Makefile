@@ -1,11 +1,15 @@
 # make demo      — set up, release, grade the bundled example submissions, print the table
 # make test      — set up, then the whole test suite (fast unit tests first, then end to end)
 # make test-fast — the unit tests of the pure parts (no kernel, no nbgrader run): seconds
-# make grade     — autograde whatever is in submitted/, write feedback/ and grades.csv
+# make grade     — autograde whatever is in submitted/, write feedback/, grades.csv and
+#                  grades_by_question.csv
 #                  (exit status: the tool's is 0 all graded, 3 some not, 2 refused; make reports
 #                  a failing one as "Error 3" or "Error 2" and itself exits 2)
 # make collect ZIP=<download.zip> ROSTER=<roster.csv> — a Canvas bulk download into submitted/
 #                  (ROSTER_COLUMN=<column> if student ids are not the roster's "SIS Login ID")
+# make canvas ROSTER=<roster.csv> — an assignment's scores as a CSV for Canvas's gradebook import
+#                  (COLUMN="<assignment column>", ROSTER_COLUMN=<column>, OUT=<file>; default
+#                  canvas_grades.csv)
 # make release   — regenerate release/ from source/ and record the course files grading checks
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
@@ -20,7 +24,7 @@ ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 # make grade WORKERS=N (default: the cores) SCHEDULER=tcp://HOST:PORT (Dask) NO_CACHE=1 (run all again)
 BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache)
 
-.PHONY: setup demo test test-fast grade collect release corpus verify-real bench clean
+.PHONY: setup demo test test-fast grade collect canvas release corpus verify-real bench clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -56,6 +60,10 @@ collect: setup
 	$(PY) -m interp_course collect --zip "$(ZIP)" --roster "$(ROSTER)" $(ASSIGNMENT_ARGS) \
 		$(if $(ROSTER_COLUMN),--roster-column "$(ROSTER_COLUMN)")
 
+canvas: .venv/.installed
+	$(PY) -m interp_course canvas --roster "$(ROSTER)" $(ASSIGNMENT_ARGS) $(if $(COLUMN),--column "$(COLUMN)") \
+		$(if $(ROSTER_COLUMN),--roster-column "$(ROSTER_COLUMN)") $(if $(OUT),--out "$(OUT)")
+
 release: setup
 	$(PY) -m interp_course release $(ASSIGNMENT_ARGS)
 
@@ -76,4 +84,5 @@ test: setup /usr/bin/chromium
 	$(PY) -m pytest tests --ignore=tests/unit
 
 clean:
-	rm -rf submitted autograded feedback downloaded gradebook logs grades.csv course-manifest.json .cache course_settings.json
+	rm -rf submitted autograded feedback downloaded gradebook logs grades.csv grades_by_question.csv canvas_grades.csv \
+		course-manifest.json .cache course_settings.json

@@ -5,8 +5,8 @@
 2. every submission is read and the gradable ones staged, rescued where possible (``staging.py``);
 3. one ``nbgrader autograde`` batch grades the staged copies; a student counts as graded only if
    this run wrote their autograded notebook (nbgrader's exit status covers the whole batch);
-4. feedback, the TA's manual grades (demo only) and grades.csv; a "not graded" feedback page for a
-   student whose file was at fault;
+4. feedback, the TA's manual grades (demo only), grades.csv and grades_by_question.csv
+   (``exports.py``); a "not graded" feedback page for a student whose file was at fault;
 5. the table, then the closing lines (``report.py``).
 """
 
@@ -27,6 +27,7 @@ from typing import Callable
 from interp_course import grader_user, grading_log
 from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import REFUSED, Refusal
+from interp_course.exports import write_grades_by_question
 from interp_course.gradebook import ensure_gradebook
 from interp_course.report import closing_lines, feedback_page, nbgrader_failures
 from interp_course.staging import Problem, Submission, stage_all, submission_folders
@@ -116,6 +117,7 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
         if s.problem is not None and s.problem.for_student:
             _write_not_graded_feedback(course, assignment, s, notebooks)
     run_nbgrader("export", "--to", str(course.grades_csv), "--log-level=WARN")
+    print(f"Per-question scores: {write_grades_by_question(course).name}")
     print_table(assignment, read_grades(course, assignment, [s.student for s in graded]))
     # nbgrader exports a row for everyone in the gradebook: an earlier submission's grade, or 0
     # for one it failed on. Say so, rather than let that row pass for a grade of this submission.

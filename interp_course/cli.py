@@ -1,4 +1,7 @@
-"""Course commands: ``python -m interp_course {setup,release,grade,collect,demo,corpus}``.
+"""Release, collect, grade and export an nbgrader course graded in a sandbox.
+
+``python -m interp_course {setup,release,collect,grade,canvas,demo,corpus}``; ``--help`` on each
+says what it does.
 
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
 what an instructor gets by typing ``nbgrader generate_assignment|autograde|generate_feedback|
@@ -19,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interp_course import grader_user, grading_log, guard, lms, manifest, models
+from interp_course import canvas_grades, grader_user, grading_log, guard, lms, manifest, models
 from interp_course.autograde import Batch, grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
@@ -160,31 +163,51 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m interp_course", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("INTERP_COURSE_ROOT", CHECKOUT)),
                         help="course root (default: this checkout, or $INTERP_COURSE_ROOT)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("setup", help="choose the model source (builds the stand-ins if chosen)")
-    p.add_argument("--model-source", choices=["auto", "stand-ins", "hub"], required=True)
-    for name, text in [("release", "nbgrader generate_assignment: source/<a> -> release/<a>"),
-                       ("grade", "autograde submitted/, generate feedback, export grades.csv"),
-                       ("demo", "release, submit the bundled example students, grade them"),
-                       ("corpus", "write grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py")]:
-        p = sub.add_parser(name, help=text)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        # One line, both the subcommand's --help and its entry in the top-level list.
+        return sub.add_parser(name, help=text, description=text)
+
+    def assignment_option(p: argparse.ArgumentParser, default: str, text: str = "an assignment (repeatable)") -> None:
         p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
-                       help="an assignment (repeatable); default: every assignment "
-                       + ("with a source notebook" if name in ("release", "demo") else "released"))
-        if name in ("grade", "demo"):
-            p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                           help="sandboxed kernels run at once on this machine (default: the cores, %(default)s)")
-            p.add_argument("--scheduler", default="", metavar="tcp://HOST:PORT",
-                           help="run the kernels on this Dask scheduler's workers instead")
-            p.add_argument("--no-cache", action="store_true",
-                           help="run every notebook again, even if its run is kept in gradebook/runs/")
-    p = sub.add_parser("collect", help="put a Canvas bulk download into submitted/ (nbgrader zip_collect)")
-    p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
-                   help="the assignment the download is for (default: the one released assignment)")
+                       help=f"{text}; default: {default}")
+
+    def batch_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="sandboxed kernels run at once on this machine (default: the cores, %(default)s)")
+        p.add_argument("--scheduler", default="", metavar="tcp://HOST:PORT",
+                       help="run the kernels on this Dask scheduler's workers instead")
+        p.add_argument("--no-cache", action="store_true",
+                       help="run every notebook again, even if its run is kept in gradebook/runs/")
+
+    def roster_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--roster", type=Path, required=True, help="the CSV of Canvas's Grades > Export")
+        p.add_argument("--roster-column", default=lms.ROSTER_STUDENT_COLUMN,
+                       help="the roster column holding nbgrader student ids (default: %(default)s)")
+
+    p = command("setup", "Choose the model source and set up the grading account.")
+    p.add_argument("--model-source", choices=["auto", "stand-ins", "hub"], required=True)
+    p = command("release", "Make release/<a> from source/<a> and record the course files.")
+    assignment_option(p, "every assignment with a source notebook")
+    p = command("collect", "Put a Canvas bulk download of submissions into submitted/.")
+    assignment_option(p, "the one released assignment", "the assignment the download is for")
     p.add_argument("--zip", type=Path, required=True, help="the zip of Canvas's \"Download Submissions\"")
-    p.add_argument("--roster", type=Path, required=True, help="the CSV of Canvas's Grades > Export")
-    p.add_argument("--roster-column", default=lms.ROSTER_STUDENT_COLUMN,
-                   help="the roster column holding nbgrader student ids (default: %(default)s)")
+    roster_options(p)
+    p = command("grade", "Autograde submitted/; write feedback/ and the grade CSVs.")
+    assignment_option(p, "every released assignment")
+    batch_options(p)
+    p = command("canvas", "Write a CSV of scores for Canvas's gradebook import.")
+    assignment_option(p, "the one released assignment", "the assignment to export")
+    roster_options(p)
+    p.add_argument("--column", help="the roster's column to fill, e.g. \"Puzzle 1 (12345)\" (default: the one "
+                   "whose name starts with the assignment's)")
+    p.add_argument("--out", type=Path, help="where to write it (default: canvas_grades.csv in the course root)")
+    p = command("demo", "Release and grade the bundled example students.")
+    assignment_option(p, "every assignment with a source notebook")
+    batch_options(p)
+    p = command("corpus", "Write grader_tests/<a>/submissions/ from its corpus.py.")
+    assignment_option(p, "every released assignment")
     args = parser.parse_args(argv)
     try:
         if args.command == "setup":
@@ -197,10 +220,18 @@ def main(argv: list[str] | None = None) -> int:
             if assignment not in course.assignments():
                 raise Refusal(f"{assignment} is not an assignment of the course at {course.root} (no "
                               f"source/{assignment}/*.ipynb; it has: {', '.join(course.assignments()) or 'none'})")
-        if args.command == "collect":
-            if len(assignments) != 1:
-                raise Refusal(f"say which assignment the download is for: --assignment (make collect ASSIGNMENT=...); "
-                              f"this course has {', '.join(assignments) or 'none released'}")
+        if args.command in ("collect", "canvas") and len(assignments) != 1:
+            which = "the download is for" if args.command == "collect" else "to export"
+            raise Refusal(f"say which assignment {which}: --assignment (make {args.command} ASSIGNMENT=...); "
+                          f"this course has {', '.join(assignments) or 'none released'}")
+        if args.command == "canvas":
+            if not args.roster.is_file():
+                raise Refusal(f"no roster file at {args.roster}: export it from Canvas (Grades > Export) and "
+                              "pass it: make canvas ROSTER=<roster.csv>")
+            status = canvas_grades.write_canvas_grades(course, assignments[0], args.roster,
+                                                       args.out or course.root / "canvas_grades.csv",
+                                                       args.column, args.roster_column)
+        elif args.command == "collect":
             # The instructor's own step (it writes submitted/, which the grading account only reads).
             status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column,
                                           functools.partial(nbgrader, course, as_grader=False))

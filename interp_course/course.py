@@ -115,6 +115,11 @@ class Course:
     def grades_csv(self) -> Path:
         return self.root / "grades.csv"
 
+    @property
+    def grades_by_question_csv(self) -> Path:
+        """Per-question scores, written next to grades.csv by the course's grade command."""
+        return self.root / "grades_by_question.csv"
+
     def make_importable(self) -> None:
         """Put the course root on sys.path, so ``grader_tests.<a>`` and ``solutions.<a>`` import.
 

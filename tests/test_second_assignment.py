@@ -81,3 +81,32 @@ def test_the_right_submission_got_every_item(course):
     page = (course.feedback / "right" / ASSIGNMENT / "vectors.html").read_text()
     assert "test_cosine: 3 / 3 points" in html.unescape(page)
     assert "returns a number and leaves its inputs unchanged" in html.unescape(page)
+
+
+def test_grading_wrote_the_scores_per_question(course):
+    """grades_by_question.csv, written by the grade command from the grading account's gradebook."""
+    with open(course.grades_by_question_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["assignment", "student_id", "timestamp", "test_cosine", "late_submission_penalty",
+                             "score", "max_score"]
+    assert (rows[0]["student_id"], rows[0]["test_cosine"], rows[0]["max_score"]) == ("Points Possible", "3.0", "3.0")
+    with open(course.grades_csv, newline="") as f:
+        totals = {r["student_id"]: r["score"] for r in csv.DictReader(f)}
+    assert {r["student_id"]: (r["test_cosine"], r["score"]) for r in rows[1:]} == {
+        "crashing": ("0.0", "0.0"), "right": ("3.0", "3.0"), "wrong": ("0.0", "0.0")}
+    assert {r["student_id"]: r["score"] for r in rows[1:]} == totals
+
+
+def test_the_canvas_command_fills_the_roster_from_the_gradebook(course, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section,Vectors (777),Current Score\n"
+                      "    Points Possible,,,,,3.00,(read only)\n"
+                      '"Right, Ann",11,S1,right,A,,0\n"Wrong, Bo",12,S2,wrong,A,,0\n"Later, Cy",13,S3,later,A,,0\n')
+    result = subprocess.run([sys.executable, "-m", "interp_course", "--root", str(course.root), "canvas",
+                             "--roster", str(roster), "--out", str(tmp_path / "canvas.csv")],
+                            capture_output=True, text=True)
+    assert result.returncode == 3, result.stdout + result.stderr  # crashing is graded but not in the roster
+    assert (tmp_path / "canvas.csv").read_text().splitlines() == [
+        "Student,ID,SIS User ID,SIS Login ID,Section,Vectors (777)", "    Points Possible,,,,,3.00",
+        '"Right, Ann",11,S1,right,A,3.0', '"Wrong, Bo",12,S2,wrong,A,0.0', '"Later, Cy",13,S3,later,A,']
+    assert "NOT IN THE ROSTER: 1 graded student, whose scores are not in canvas.csv: crashing." in result.stdout
