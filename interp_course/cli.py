@@ -1,4 +1,4 @@
-"""Course commands: ``python -m interp_course {setup,release,grade,collect,demo,corpus}``.
+"""Course commands: ``python -m interp_course {setup,release,grade,collect,demo,corpus,formgrader}``.
 
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
 what an instructor gets by typing ``nbgrader generate_assignment|autograde|generate_feedback|
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
                        help="an assignment (repeatable); default: every assignment "
                        + ("with a source notebook" if name in ("release", "demo") else "released"))
+    p = sub.add_parser("formgrader", help="grade by hand: formgrader on 127.0.0.1, run as the grading account")
+    p.add_argument("--port", type=int, default=8899, help="the loopback port (default: %(default)s)")
     p = sub.add_parser("collect", help="put a Canvas bulk download into submitted/ (nbgrader zip_collect)")
     p.add_argument("--assignment", action="append", dest="assignments", metavar="NAME",
                    help="the assignment the download is for (default: the one released assignment)")
@@ -172,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             setup(args.model_source)
             return 0
         course = Course(args.root)
+        if args.command == "formgrader":
+            from interp_course import formgrader
+
+            return formgrader.serve(course, args.port)
         default = course.assignments() if args.command in ("release", "demo") else course.released_assignments()
         assignments = args.assignments or default
         for assignment in assignments:
