@@ -8,6 +8,7 @@
 #                  (ROSTER_COLUMN=<column> if student ids are not the roster's "SIS Login ID")
 # make release   — regenerate release/ from source/ and record the course files grading checks
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
+# make formgrader — grade by hand: formgrader on 127.0.0.1, as the grading account (PORT=8899)
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
 
@@ -17,7 +18,7 @@ MODEL_SOURCE ?= auto
 ASSIGNMENT ?=
 ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
-.PHONY: setup demo test test-fast grade collect release corpus verify-real clean
+.PHONY: setup demo test test-fast grade collect release corpus verify-real formgrader clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -58,6 +59,9 @@ release: setup
 
 corpus: release
 	$(PY) -m interp_course corpus $(ASSIGNMENT_ARGS)
+
+formgrader: setup
+	$(PY) -m interp_course formgrader --port $(or $(PORT),8899)
 
 verify-real: .venv/.installed
 	$(PY) -m grader_tests.puzzle1.verify_real
