@@ -12,6 +12,7 @@
 #                  canvas_grades.csv)
 # make release   — regenerate release/ from source/ and record the course files grading checks
 # make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
+# make formgrader — grade by hand: formgrader on 127.0.0.1, as the grading account (PORT=8899)
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
 # make bench     — seconds per submission of `make grade` beside stock nbgrader's, and the ratios (N=8)
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
@@ -24,7 +25,7 @@ ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 # make grade WORKERS=N (default: the cores) SCHEDULER=tcp://HOST:PORT (Dask) NO_CACHE=1 (run all again)
 BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache)
 
-.PHONY: setup demo test test-fast grade collect canvas release corpus verify-real bench clean
+.PHONY: setup demo test test-fast grade collect canvas release corpus verify-real bench formgrader clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -69,6 +70,9 @@ release: setup
 
 corpus: release
 	$(PY) -m interp_course corpus $(ASSIGNMENT_ARGS)
+
+formgrader: setup
+	$(PY) -m interp_course formgrader --port $(or $(PORT),8899)
 
 verify-real: .venv/.installed
 	$(PY) -m grader_tests.puzzle1.verify_real

@@ -39,6 +39,7 @@ from nbgrader.preprocessors import (  # noqa: E402
 from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox  # noqa: E402
 from interp_course.preprocessors.hide_grader_internals import HideGraderInternals  # noqa: E402
 from interp_course.preprocessors.restore_structure import RestoreStructure  # noqa: E402
+from interp_course.preprocessors.rubric import HideRubric, ShowRubric  # noqa: E402
 from interp_course.preprocessors.sanitize_submission import SanitizeSubmission, clean_html  # noqa: E402
 from interp_course.inert import TerminalSafeFilter  # noqa: E402
 
@@ -80,11 +81,12 @@ c.Autograde.autograde_preprocessors = [
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
+    ShowRubric,  # each hand-graded answer's rubric, for the TA in formgrader (not a grade cell)
     SaveAutoGrades,
     AssignLatePenalties,
     CheckCellMetadata,
 ]
-c.GenerateFeedback.preprocessors = [HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [HideRubric, HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor]
 # Feedback pages and formgrader (whose HTMLExporter reads this file) sanitize again as they render,
 # which also covers notebooks autograded before SanitizeSubmission; clean_html gets its allowlist.
 c.HTMLExporter.preprocessors = [SanitizeSubmission]

@@ -1,7 +1,7 @@
 """Release, collect, grade and export an nbgrader course graded in a sandbox.
 
-``python -m interp_course {setup,release,collect,grade,canvas,demo,corpus}``; ``--help`` on each
-says what it does.
+``python -m interp_course {setup,release,collect,grade,canvas,formgrader,demo,corpus}``; ``--help``
+on each says what it does.
 
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
 what an instructor gets by typing ``nbgrader generate_assignment|autograde|generate_feedback|
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--column", help="the roster's column to fill, e.g. \"Puzzle 1 (12345)\" (default: the one "
                    "whose name starts with the assignment's)")
     p.add_argument("--out", type=Path, help="where to write it (default: canvas_grades.csv in the course root)")
+    p = command("formgrader", "Grade by hand: formgrader on 127.0.0.1, run as the grading account.")
+    p.add_argument("--port", type=int, default=8899, help="the loopback port (default: %(default)s)")
     p = command("demo", "Release and grade the bundled example students.")
     assignment_option(p, "every assignment with a source notebook")
     batch_options(p)
@@ -214,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             setup(args.model_source)
             return 0
         course = Course(args.root)
+        if args.command == "formgrader":
+            from interp_course import formgrader
+
+            return formgrader.serve(course, args.port)
         default = course.assignments() if args.command in ("release", "demo") else course.released_assignments()
         assignments = args.assignments or default
         for assignment in assignments:

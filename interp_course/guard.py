@@ -8,7 +8,7 @@ nbgrader loads before the course's config. Any failure is a :class:`Refusal`: on
 - the course's nbgrader_config.py loads (traitlets would only log the error and go on with
   stock nbgrader: no sandbox, verdict from the student's own kernel);
 - the autograde pipeline executes through ``GradeInSandbox`` alone, with the sandboxed kernel
-  manager, and feedback goes through ``HideGraderInternals``;
+  manager, and feedback goes through ``HideGraderInternals`` and ``HideRubric``;
 - bubblewrap starts a sandbox for the user that will grade;
 - nbgrader does not run as root (the grading account does; see ``interp_course.grader_user``);
 - the instructor's files match the release manifest and the grading account cannot write them;
@@ -93,6 +93,7 @@ def check_pipeline(config) -> None:
 
     from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
     from interp_course.preprocessors.hide_grader_internals import HideGraderInternals
+    from interp_course.preprocessors.rubric import HideRubric
     from interp_course.sandbox import SandboxedKernelManager
 
     autograde = Autograde(config=config)
@@ -113,6 +114,8 @@ def check_pipeline(config) -> None:
                       "not the sandboxed kernel manager")
     if HideGraderInternals not in feedback:
         raise Refusal("GenerateFeedback.preprocessors lacks HideGraderInternals")
+    if HideRubric not in feedback:
+        raise Refusal("GenerateFeedback.preprocessors lacks HideRubric (feedback would show the TA's rubric)")
 
 
 def _bwrap_probe(bwrap: str) -> list[str]:

@@ -403,6 +403,50 @@ def normalize(W: torch.Tensor) -> torch.Tensor:
     return Sneaky()
 """
 
+# Script aimed at the people who look at the graded notebook: the TA in formgrader (inside their
+# authenticated Jupyter session) and the student's feedback page. Each payload, if it ran, would
+# mark the page (``data-pwned-<n>`` on <html>), call a loopback URL, and open a terminal through
+# the Jupyter API with the session's XSRF cookie. tests/test_formgrader_browser.py watches for all three,
+# and hands in a report.html beside the notebook, which the explanation links to.
+def xss(n: int) -> str:
+    """Payload n: no double quotes, spaces or '>', so it also survives an unquoted attribute."""
+    return ("top.document.documentElement.setAttribute('data-pw'+'ned-{n}',1);"
+            "fetch('http://127.0.0.1:9/beacon/{n}').catch(function(){{}});"
+            "x=document.cookie.match(/_xsrf=([^;]+)/);"
+            "fetch('/api/terminals',{{method:'POST',headers:{{'X-XSRFToken':x?x[1]:''}}}})"
+            ".catch(function(){{}})").format(n=n)
+
+
+_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+_CALLS = [  # (what the cell calls, its argument)
+    ("display(HTML({!r}))", f"<script>{xss(1)}</script>"),
+    ("display(HTML({!r}))", f'<img src="x" onerror="{xss(2)}">'),
+    ("display(Javascript({!r}))", xss(3)),
+    ("display(HTML({!r}))", f'<iframe srcdoc="<script>{xss(4)}</script>"></iframe>'),
+    # nbconvert writes an image's width into its <img> tag: unquoted, and quoted
+    ("display({{'image/png': png}}, raw=True, metadata={{'image/png': {{'width': {!r}}}}})", f"1 onerror={xss(5)}"),
+    ("display({{'image/png': png}}, raw=True, metadata={{'width': {!r}}})", f'1" onerror="{xss(6)}'),
+    ("display(HTML({!r}))", f'<svg onload="{xss(7)}"><circle r="1"/></svg>'),
+    ("display(Markdown({!r}))", f'<img src="x" onerror="{xss(8)}">'),
+    ("display(HTML({!r}))", "<p><b>bold result</b> and a table</p><table><tr><td>0.93</td></tr></table>"),
+]
+XSS_OUTPUTS = "\n".join([
+    "import base64",
+    "from IPython.display import HTML, Javascript, Markdown, display",
+    f"png = base64.b64decode({_PNG!r})",
+    *(call.format(arg) for call, arg in _CALLS),
+])
+
+XSS_EXPLANATION = GOOD_EXPLANATION + f"""
+
+<script>{xss(11)}</script>
+It is the mean <img src="x" onerror="{xss(12)}"> vector.
+
+<iframe srcdoc="<script>{xss(13)}</script>"></iframe>
+
+Details in [my report](report.html).
+"""
+
 add(
     Submission("cheat-read-source-notebook", "looks for the instructor's source notebook and runs its solutions",
                base="blank", edit=cell_after("normalize", READ_SOURCE), expected={"*": 0.0}, group="cheat"),
@@ -427,6 +471,10 @@ add(
     Submission("cheat-hostile-return", "normalize returns an object whose __eq__, __float__ and __array__ lie or fight",
                answers={**INDEPENDENT, "normalize": HOSTILE_RETURN}, expected={"test_normalize": 0.0}, group="cheat",
                feedback=["Your code raised SystemExit: bye"]),
+    Submission("cheat-script-for-the-ta", "full marks, plus <script>, <img onerror>, Javascript(), <iframe srcdoc>, "
+               "image width metadata and <svg onload> in outputs and the explanation: each would open a terminal "
+               "in the TA's Jupyter", answers={"explanation": XSS_EXPLANATION}, edit=cell_after("wrap_up", XSS_OUTPUTS),
+               group="cheat"),
     Submission("cheat-edit-metadata", "raises test-cell points, marks a solution cell as graded, adds a 1000-point cell",
                answers={"cause": 'cause = "D"'}, edit=_edit_metadata, expected={"test_cause": 0.0}, group="cheat"),
     Submission("fault-deleted-test-cells", "every test cell deleted: they are restored and run",
