@@ -158,9 +158,18 @@ def demo(course: Course, assignments: list[str], batch: Batch = Batch()) -> int:
     return grade(course, assignments, manual_grades=manual, batch=batch)
 
 
+class _OneLineCommands(argparse.HelpFormatter):
+    """Room for the longest command name (formgrader) beside its line in the top-level list."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog)
+        self._action_max_length = 14
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; its exit status (see exit_status.py)."""
-    parser = argparse.ArgumentParser(prog="python -m interp_course", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m interp_course", description=__doc__.splitlines()[0],
+                                     formatter_class=_OneLineCommands)
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("INTERP_COURSE_ROOT", CHECKOUT)),
                         help="course root (default: this checkout, or $INTERP_COURSE_ROOT)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -203,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--column", help="the roster's column to fill, e.g. \"Puzzle 1 (12345)\" (default: the one "
                    "whose name starts with the assignment's)")
     p.add_argument("--out", type=Path, help="where to write it (default: canvas_grades.csv in the course root)")
-    p = command("formgrader", "Grade by hand: formgrader on 127.0.0.1, run as the grading account.")
+    p = command("formgrader", "Grade by hand: formgrader on 127.0.0.1 as the grading account.")
     p.add_argument("--port", type=int, default=8899, help="the loopback port (default: %(default)s)")
     p = command("demo", "Release and grade the bundled example students.")
     assignment_option(p, "every assignment with a source notebook")
