@@ -35,7 +35,9 @@ from nbgrader.preprocessors import (  # noqa: E402
 )
 
 from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox  # noqa: E402
+from interp_course.preprocessors.feedback_page import FeedbackPage  # noqa: E402
 from interp_course.preprocessors.hide_grader_internals import HideGraderInternals  # noqa: E402
+from interp_course.preprocessors.render_figures import RenderFigures  # noqa: E402
 from interp_course.preprocessors.restore_structure import RestoreStructure  # noqa: E402
 from interp_course.preprocessors.sanitize_submission import SanitizeSubmission, clean_html  # noqa: E402
 from interp_course.inert import TerminalSafeFilter  # noqa: E402
@@ -72,6 +74,7 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.Autograde.autograde_preprocessors = [
     GradeInSandbox,  # instead of nbgrader's Execute: sandboxed kernel, verdict decided here
+    RenderFigures,  # plotly figures drawn as PNGs in a sandbox of their own
     SanitizeSubmission,  # outputs and markdown made inert before the notebook is stored
     IgnorePattern,
     ClearMetadataPreprocessor,
@@ -80,7 +83,8 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
-c.GenerateFeedback.preprocessors = [HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor]
+# FeedbackPage last: the points per part on top, math as MathML, wrapped output (readable offline).
+c.GenerateFeedback.preprocessors = [HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor, FeedbackPage]
 # Feedback pages and formgrader (whose HTMLExporter reads this file) sanitize again as they render,
 # which also covers notebooks autograded before SanitizeSubmission; clean_html gets its allowlist.
 c.HTMLExporter.preprocessors = [SanitizeSubmission]

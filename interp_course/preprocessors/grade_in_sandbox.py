@@ -36,9 +36,9 @@ class GradeInSandbox(ResilientExecute):
     """Execute in the sandbox, then replace every test cell's outputs with the clean verdict."""
 
     plotly_renderer = Unicode(
-        "notebook_connected",
-        help="Plotly renderer inside the grading kernel: one that emits text/html, which "
-        "nbconvert's feedback HTML shows (the default JSON mimetype is not displayed).",
+        "plotly_mimetype",
+        help="Plotly renderer inside the grading kernel: the figure's JSON, which RenderFigures "
+        "then draws as a PNG in a sandbox of its own (not HTML that needs plotly.js from a CDN).",
     ).tag(config=True)
 
     _handin_dir: Path | None = None
