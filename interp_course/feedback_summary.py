@@ -1,18 +1,19 @@
 """The summary at the top of the feedback page: points per part, linked to the graded cells.
 
-A part is what follows a level-2 markdown heading (``## Part 1 — ...``) up to the next one;
+A part is what follows a level-2 heading (``## Part 1 — ...``, or the ``<h2>`` that
+``SanitizeSubmission`` leaves of it in a cell it had to rebuild as HTML) up to the next one;
 only parts holding graded cells are listed, in notebook order. Scores come from the cell
 metadata nbgrader's ``GetGrades`` fills in for feedback.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from html import escape
 
-_HEADING = re.compile(r"^##\s+(?!#)(.+?)\s*#*\s*$", re.MULTILINE)
-_MARKUP = re.compile(r"[*_`]|\[([^\]]*)\]\([^)]*\)")
+from bs4 import BeautifulSoup
+
+from interp_course.preprocessors.sanitize_submission import render_markdown
 
 
 @dataclass
@@ -37,8 +38,13 @@ class Part:
         return sum(c.points for c in self.cells)
 
 
-def _plain(heading: str) -> str:
-    return _MARKUP.sub(lambda m: m.group(1) or "", heading).strip()
+def _headings(source: str) -> list[str]:
+    """The text of the level-2 headings of a markdown cell, as the page shows them."""
+    try:
+        html = render_markdown(source, anchors=False)
+    except Exception:  # noqa: BLE001 - e.g. a missing attachment
+        return []
+    return [" ".join(h2.get_text().split()) for h2 in BeautifulSoup(html, "html.parser").find_all("h2")]
 
 
 def _number(value) -> float | None:
@@ -54,11 +60,11 @@ def parts(nb) -> list[Part]:
     current = Part("Before the first part")
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            headings = _HEADING.findall(cell.source if isinstance(cell.source, str) else "".join(cell.source))
+            headings = _headings(cell.source if isinstance(cell.source, str) else "".join(cell.source))
             if headings:
                 if current.cells:
                     found.append(current)
-                current = Part(_plain(headings[-1]))
+                current = Part(headings[-1])
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade") and meta.get("grade_id"):
             kind = "autograded" if cell.cell_type == "code" and not meta.get("solution") else "by hand"

@@ -44,6 +44,7 @@ window.addEventListener('load', function () {
   });
   var out = document.createElement('pre');
   out.id = 'probe-result';
+  out.hidden = true;
   out.textContent = JSON.stringify({clipped: clipped, figures: figures,
                                     height: document.documentElement.scrollHeight, text: document.body.innerText});
   document.body.appendChild(out);
@@ -70,9 +71,11 @@ def screenshots(tmp_path_factory):
 def open_offline(html: str, name: str, folder: Path) -> tuple[dict, BeautifulSoup, Image.Image]:
     """The probe's findings, the DOM, and a screenshot of the whole page."""
     page = folder / f"{name}.html"
-    page.write_text(html.replace("</body>", PROBE + "</body>"))
+    head, _, tail = html.rpartition("</body>")
+    page.write_text(head + PROBE + "</body>" + tail)
     url = page.as_uri()
-    dom = subprocess.run(chromium_command(url, folder / f"profile-{name}", f"--window-size={WIDTH},1000", "--dump-dom"),
+    dom = subprocess.run(chromium_command(url, folder / f"profile-{name}", f"--window-size={WIDTH},1000",
+                                          "--hide-scrollbars", "--dump-dom"),
                          capture_output=True, text=True, timeout=180)
     soup = BeautifulSoup(dom.stdout, "html.parser")
     probe = json.loads(soup.find(id="probe-result").get_text())

@@ -39,10 +39,10 @@ class FeedbackPage(Preprocessor):
     enabled = Bool(True, help="Listed as a preprocessor, it should run.").tag(config=True)
 
     def preprocess(self, nb, resources):
+        summary = summary_html(parts(nb))  # from the markdown headings, before they become HTML
         for cell in nb.cells:
             if cell.cell_type == "markdown":
                 self._math(cell)
-        summary = summary_html(parts(nb))
         if summary:
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(_as_html_block(f'<div class="interp-summary">{summary}</div>')))
         resources.setdefault("inlining", {}).setdefault("css", []).append(PAGE_CSS)

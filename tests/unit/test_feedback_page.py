@@ -98,7 +98,10 @@ def test_feedback_page_puts_the_summary_first_and_renders_math_after_sanitizing(
     nb.cells[2].source += "\n\n<details><summary>Hint</summary>\n\n$\\lVert x \\rVert$\n\n</details>"
     SanitizeSubmission()(nb, {})
     nb, resources = FeedbackPage()(nb, {})
-    assert "interp-summary" in nb.cells[0].source and "white-space: pre-wrap" in resources["inlining"]["css"][-1]
+    summary = BeautifulSoup(nb.cells[0].source, "html.parser")
+    assert [tr.td.get_text() for tr in summary.tbody.find_all("tr")] == ["Part 1 — Reproduce the puzzle (3 points)",
+                                                                       "Part 2 — Hypothesis"]
+    assert "white-space: pre-wrap" in resources["inlining"]["css"][-1]
     part1 = nb.cells[3].source
     assert part1.count("<math") == 2 and "$" not in part1 and "<details>" in part1
     nbformat.validate(nb)
