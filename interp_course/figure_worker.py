@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-# Debian's chromium; the /usr/bin/chromium wrapper script reads /etc/chromium.d, not in the sandbox.
+# Debian's chromium (BROWSER_PATH overrides); the /usr/bin/chromium wrapper script reads
+# /etc/chromium.d, which the sandbox does not have.
 CHROMIUM = "/usr/lib/chromium/chromium"
 
 

@@ -34,7 +34,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 _MB = 1024 * 1024
 
 
-def sandbox_command(manager: SandboxedKernelManager, run: Path, width: int, height: int) -> list[str]:
+def sandbox_command(manager: SandboxedKernelManager, run: Path, width: int, height: int, chromium: str) -> list[str]:
     """The worker's command line: ``manager``'s sandbox, with the figures read-only and only
     the output folder writable."""
     manager.memory_limit_mb = 0  # Chromium reserves address space it never uses; the cgroup caps memory
@@ -42,17 +42,20 @@ def sandbox_command(manager: SandboxedKernelManager, run: Path, width: int, heig
     manager.writable_paths = [str(run / "out")]
     manager.extra_env = {
         "PYTHONPATH": str(PACKAGE_DIR.parent),  # only the package is bound from there
-        "BROWSER_PATH": "/usr/lib/chromium/chromium",
+        "BROWSER_PATH": chromium,
     }
     argv = [sys.executable, "-m", "interp_course.figure_worker", str(run / "in"), str(run / "out"), str(width), str(height)]
     return manager.build_sandbox_command(argv, cwd=str(run / "out"))
 
 
 def draw(figures: list[dict], manager: SandboxedKernelManager, *, width: int, height: int, timeout: float,
-         memory_mb: int, max_png_bytes: int, log) -> list[bytes | None]:
+         memory_mb: int, max_png_bytes: int, chromium: str, log) -> list[bytes | None]:
     """A PNG for each figure, or None where it was not drawn (error, time limit, not a PNG)."""
     if not figures:
         return []
+    if not os.path.isfile(chromium):
+        log.warning("Figures not drawn: no Chromium at %s (apt-get install chromium)", chromium)
+        return [None] * len(figures)
     run = workdir.make("interp-course-figures-")
     cgroup = None
     try:
@@ -60,7 +63,7 @@ def draw(figures: list[dict], manager: SandboxedKernelManager, *, width: int, he
         (run / "out").mkdir()
         for n, figure in enumerate(figures):
             (run / "in" / f"{n}.json").write_text(json.dumps(figure))
-        command = sandbox_command(manager, run, width, height)
+        command = sandbox_command(manager, run, width, height, chromium)
         try:
             cgroup = open_parent(manager.cgroup_root, manager.cgroup_parent).new_child(memory_mb * _MB, 512)
         except CgroupUnavailable as exc:

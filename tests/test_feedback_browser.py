@@ -88,7 +88,8 @@ def open_offline(html: str, name: str, folder: Path) -> tuple[dict, BeautifulSou
 
 def bar_pixels(image: Image.Image, box: dict) -> int:
     region = image.crop((int(box["x"]), int(box["y"]), int(box["x"] + box["w"]), int(box["y"] + box["h"])))
-    return sum(1 for p in region.getdata() if all(abs(a - b) <= 16 for a, b in zip(p, BAR)))
+    pixels = region.tobytes()
+    return sum(1 for i in range(0, len(pixels), 3) if all(abs(pixels[i + k] - BAR[k]) <= 16 for k in range(3)))
 
 
 @needs_chromium

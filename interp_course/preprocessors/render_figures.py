@@ -15,7 +15,7 @@ import json
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool, Float, Int
+from traitlets import Bool, Float, Int, Unicode
 
 from interp_course import figures, grader_user
 from interp_course.images import png_size
@@ -37,6 +37,8 @@ class RenderFigures(Preprocessor):
     max_figures = Int(30, help="Figures drawn per notebook; later ones become a note.").tag(config=True)
     max_figure_bytes = Int(2_000_000, help="Largest figure (its JSON) that is drawn.").tag(config=True)
     max_png_bytes = Int(300_000, help="Largest image kept per figure.").tag(config=True)
+    chromium = Unicode("/usr/lib/chromium/chromium",
+                       help="The Chromium binary kaleido drives (Debian's; not the /usr/bin wrapper script).").tag(config=True)
 
     def preprocess(self, nb, resources):
         found = []  # (output, figure JSON or the reason it is not drawn)
@@ -51,8 +53,8 @@ class RenderFigures(Preprocessor):
         else:
             pngs = figures.draw(todo, SandboxedKernelManager(config=self.config), width=self.width,
                                 height=self.height, timeout=self.timeout, memory_mb=self.memory_mb,
-                                max_png_bytes=self.max_png_bytes, log=self.log)
-            reason = "it could not be drawn in time"
+                                max_png_bytes=self.max_png_bytes, chromium=self.chromium, log=self.log)
+            reason = "it could not be drawn (the grading log says why)"
         pngs = iter(pngs)
         for output, figure in found:
             png = next(pngs) if isinstance(figure, dict) else None
