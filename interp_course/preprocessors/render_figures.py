@@ -30,8 +30,8 @@ def _title(figure) -> str:
 
 class RenderFigures(Preprocessor):
     enabled = Bool(True, help="Listed as a preprocessor, it should run.").tag(config=True)
-    width = Int(640, help="Width of a figure's image in pixels.").tag(config=True)
-    height = Int(400, help="Height of a figure's image in pixels.").tag(config=True)
+    width = Int(800, help="Width of a figure's image in pixels (long titles need room).").tag(config=True)
+    height = Int(450, help="Height of a figure's image in pixels.").tag(config=True)
     timeout = Float(120, help="Wall-clock seconds to draw all the figures of one notebook.").tag(config=True)
     memory_mb = Int(2048, help="Memory of the drawing sandbox (cgroup), in MiB.").tag(config=True)
     max_figures = Int(30, help="Figures drawn per notebook; later ones become a note.").tag(config=True)
