@@ -25,7 +25,7 @@ from interp_course.preprocessors.sanitize_submission import _as_html_block, rend
 PAGE_CSS = """
 /* Offline feedback: long lines wrap, nothing scrolls sideways, figures fit the page. */
 div.output_area pre, div.output_subarea pre, div.output_text pre {
-  white-space: pre-wrap; overflow-wrap: break-word; overflow-x: visible;
+  white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; overflow-x: visible;
 }
 div.output_subarea { overflow-x: visible; max-width: 100%; }
 div.output_area img, div.output_png img { max-width: 100%; height: auto; }
