@@ -40,7 +40,8 @@ BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--schedule
 	apt-get update -qq && apt-get install -y -qq bubblewrap
 
 /usr/bin/chromium:
-	@# Headless Chromium: the browser tests look at feedback pages as people see them.
+	@# Headless Chromium: grading draws students' figures with it (in a sandbox), and the
+	@# browser tests look at feedback pages as people see them.
 	apt-get update -qq && apt-get install -y -qq chromium
 
 /usr/bin/setfacl:
@@ -48,7 +49,7 @@ BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--schedule
 	apt-get update -qq && apt-get install -y -qq acl
 
 # As root, set-up also creates the grading account (interp-grader) and installs the nbgrader guard.
-setup: .venv/.installed /usr/bin/bwrap /usr/bin/setfacl
+setup: .venv/.installed /usr/bin/bwrap /usr/bin/setfacl /usr/bin/chromium
 	$(PY) -m interp_course setup --model-source $(MODEL_SOURCE)
 
 demo: setup
@@ -83,7 +84,7 @@ bench: setup
 test-fast: .venv/.installed
 	$(PY) -m pytest tests/unit
 
-test: setup /usr/bin/chromium
+test: setup
 	$(PY) -m pytest tests/unit
 	$(PY) -m pytest tests --ignore=tests/unit
 

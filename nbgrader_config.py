@@ -37,6 +37,7 @@ from nbgrader.preprocessors import (  # noqa: E402
 )
 
 from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox  # noqa: E402
+from interp_course.preprocessors.feedback_page import FeedbackPage  # noqa: E402
 from interp_course.preprocessors.hide_grader_internals import HideGraderInternals  # noqa: E402
 from interp_course.preprocessors.restore_structure import RestoreStructure  # noqa: E402
 from interp_course.preprocessors.rubric import HideRubric, ShowRubric  # noqa: E402
@@ -86,7 +87,8 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
-c.GenerateFeedback.preprocessors = [HideRubric, HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor]
+# FeedbackPage last: the points per part on top, math as MathML, wrapped output (readable offline).
+c.GenerateFeedback.preprocessors = [HideRubric, HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor, FeedbackPage]
 # Feedback pages and formgrader (whose HTMLExporter reads this file) sanitize again as they render,
 # which also covers notebooks autograded before SanitizeSubmission; clean_html gets its allowlist.
 c.HTMLExporter.preprocessors = [SanitizeSubmission]

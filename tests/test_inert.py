@@ -156,8 +156,9 @@ def test_javascript_output_leaves_a_note():
 
 
 def test_plotly_figure_is_replaced_by_a_note():
-    """The grading kernel's plotly renderer, notebook_connected, makes text/html that is all
-    scripts; what is left is the note and nothing else."""
+    """A figure a student shows with an HTML renderer (``fig.show(renderer="notebook_connected")``)
+    is text/html that is all scripts; what is left is the note and nothing else. (The grading
+    kernel's own renderer emits plotly JSON, which RenderFigures draws as a PNG.)"""
     import plotly.graph_objects as go
     import plotly.io as pio
 

@@ -54,6 +54,28 @@ def result(handed: HandIn, key: str):
     return tensor if tensor is not None else handed.number(key)
 
 
+def input_shape(args: tuple) -> str:
+    """The shapes of a call's tensor arguments, as a student reads them: "[7, 16]"."""
+    shapes = [str(list(a.shape)) for a in args if isinstance(a, Tensor)]
+    return " and ".join(shapes) if shapes else "no tensor"
+
+
+def error_size(student, expected) -> str:
+    """How far a result is from the reference: its largest absolute error, or what differs."""
+    if student is None:
+        return ""
+    if isinstance(student, bool) or not isinstance(student, (Tensor, int, float)):
+        return ""
+    got = student.detach().double().flatten() if isinstance(student, Tensor) else torch.tensor([float(student)])
+    want = expected.detach().double().flatten() if isinstance(expected, Tensor) else torch.tensor([float(expected)])
+    if got.numel() != want.numel():
+        shape = list(student.shape) if isinstance(student, Tensor) else "a number"
+        return f"result of shape {shape} where {list(expected.shape) if isinstance(expected, Tensor) else 'a number'} was expected"
+    if not got.isfinite().all() and want.isfinite().all():
+        return f"{int((~got.isfinite()).sum())} NaN/inf values"
+    return f"largest error {(got - want).abs().max().item():.2g}"
+
+
 def diagnose(args: tuple, student, error: str, diagnoses: list[Diagnosis], atol: float, rtol: float) -> str:
     """The hint of the first diagnosis that reproduces the student's result (or error)."""
     if error:
@@ -107,7 +129,10 @@ def judge_function(
         args = arguments(inputs[key])
         student, expected = result(handed, key), reference(*args)
         if not close(student, expected, atol, rtol):
-            failures.append((case_name(key), diagnose(args, student, handed.error(key), diagnoses, atol, rtol)))
+            hint = diagnose(args, student, handed.error(key), diagnoses, atol, rtol)
+            size = error_size(student, expected)
+            where = f"input {case_name(key)} of shape {input_shape(args)}" + (f": {size}" if size else "")
+            failures.append((case_name(key), hint, where))
         kind = handed.kind(key)
         if student is not None:
             tensor_ok = kind == "torch.Tensor" and isinstance(student, Tensor)
@@ -125,11 +150,13 @@ def judge_function(
     elif not failures:
         values.points = value_points
     else:
+        # Each mistake once, with the first input it showed on (its shape, how far off).
         by_hint: dict[str, list[str]] = {}
-        for case, hint in failures:
-            by_hint.setdefault(hint, []).append(case)
+        for _, hint, where in failures:
+            by_hint.setdefault(hint, []).append(where)
         values.message = f"wrong on {len(failures)} of {len(keys)} inputs: " + "; ".join(
-            f"{hint} ({', '.join(cases[:3])}{', …' if len(cases) > 3 else ''})" for hint, cases in by_hint.items()
+            f"{hint} (e.g. {wheres[0]}{f'; {len(wheres) - 1} more' if len(wheres) > 1 else ''})"
+            for hint, wheres in by_hint.items()
         )
 
     what = "a new torch.Tensor of the right shape" if returns == "torch.Tensor" else "a number"
@@ -167,5 +194,5 @@ def value_item(handed: HandIn, name: str, expected: float, tolerance: float, des
     elif abs(got - expected) <= tolerance:
         item.points = points
     else:
-        item.message = f"`{name}` = {got:.4g} is off; {hint}"
+        item.message = f"`{name}` = {got:.4g} is off by {abs(got - expected):.2g} (allowed: {tolerance:.2g}); {hint}"
     return item

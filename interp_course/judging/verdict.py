@@ -34,13 +34,14 @@ class Verdict:
         return round(sum(item.max_points for item in self.items), 6)
 
     def text(self) -> str:
+        """The verdict as the student reads it: one short line per item (✓/✗, points, what was
+        checked), and under a line the message that says what went wrong, if any."""
         lines = [f"{self.grade_id}: {self.points:g} / {self.max_points:g} points"]
         if self.note:
             lines.append(self.note)
         for item in self.items:
             mark = "✓" if item.passed else "✗"
-            line = f"  {mark} [{item.points:g}/{item.max_points:g}] {item.description}"
+            lines.append(f"  {mark} {item.points:g}/{item.max_points:g}  {item.description}")
             if item.message:
-                line += f" — {item.message}"
-            lines.append(line)
+                lines.append(f"      {item.message}")
         return "\n".join(lines)

@@ -8,7 +8,8 @@ For one submission:
    of the submission's extra files), the course package and the declared models' cache folders,
    and nothing of the course: not nbgrader's output folder, source/, solutions/, grader_tests/,
    the gradebook or other submissions;
-3. the hidden test cells hand the student's results to the outbox;
+3. the hidden test cells hand the student's results to the outbox, and the notebook's plotly
+   figures are drawn as PNGs in a sandbox of their own (``RenderFigures``);
 4. back here, ``judge_notebook`` scores every test cell from those results alone and writes
    the verdict into the cell, where nbgrader's ``SaveAutoGrades`` picks it up;
 5. the whole run folder (inbox, outbox, scratch) is deleted without following links.
@@ -34,6 +35,7 @@ from interp_course import guard, handin, models, run_cache, workdir
 from interp_course.course import Course
 from interp_course.judging.assignment import load_assignment
 from interp_course.judging.judge import judge_notebook, read_outbox, write_inbox
+from interp_course.preprocessors.render_figures import RenderFigures
 from interp_course.preprocessors.resilient_execute import ResilientExecute
 
 PACKAGE_DIR = Path(handin.__file__).resolve().parent
@@ -43,9 +45,9 @@ class GradeInSandbox(ResilientExecute):
     """Execute in the sandbox, then replace every test cell's outputs with the clean verdict."""
 
     plotly_renderer = Unicode(
-        "notebook_connected",
-        help="Plotly renderer inside the grading kernel: one that emits text/html, which "
-        "nbconvert's feedback HTML shows (the default JSON mimetype is not displayed).",
+        "plotly_mimetype",
+        help="Plotly renderer inside the grading kernel: the figure's JSON, which RenderFigures "
+        "then draws as a PNG in a sandbox of its own (not HTML that needs plotly.js from a CDN).",
     ).tag(config=True)
 
     reuse_runs = Bool(True, help="Judge a notebook from its kept run when there is one "
@@ -105,10 +107,14 @@ class GradeInSandbox(ResilientExecute):
         finally:
             resources["metadata"]["path"] = saved_path
             self._handin_dir = None
+        # The figures are drawn as part of the run (in a sandbox of their own): kept with it, and
+        # drawn by whichever worker ran the kernel.
+        nb, _ = RenderFigures(config=self.config, parent=self).preprocess(nb, {})
         return nb
 
     # The settings a run depends on (part of its key) and what a worker is configured with.
-    _PLAN_SECTIONS = ("Execute", "ResilientExecute", "GradeInSandbox", "SandboxedKernelManager", "NotebookClient")
+    _PLAN_SECTIONS = ("Execute", "ResilientExecute", "GradeInSandbox", "SandboxedKernelManager", "NotebookClient",
+                      "RenderFigures")
 
     def plan_config(self) -> dict:
         batch_only = ("plan_folder", "reuse_runs")  # how this batch runs, not what a run does

@@ -13,7 +13,8 @@ of nbgrader's templates render markdown cells without ``HTMLExporter.sanitize_ht
 * outputs keep only inert mimetypes; ``text/html`` is cleaned with bleach (an allowlist of tags,
   attributes, classes, CSS properties and URL schemes), ``text/markdown`` becomes cleaned HTML,
   ``image/svg+xml`` is parsed as XML and rebuilt from an allowlist of SVG elements and
-  attributes, images must be base64, and output metadata keeps only numeric ``width``/``height``;
+  attributes, PNG/JPEG/GIF outputs must be base64 of a well-formed image of that type
+  (``interp_course.images``), and output metadata keeps only numeric ``width``/``height``;
 * a markdown cell stays as written only if nbconvert renders it exactly as an inert renderer
   does (raw HTML escaped, safe links, embedded images, no mermaid, no heading ids); otherwise its
   source becomes its cleaned rendering, as one HTML block that markdown passes through
@@ -49,6 +50,8 @@ from nbconvert.preprocessors import Preprocessor
 from nbgrader.utils import compute_checksum
 from pygments.token import STANDARD_TYPES
 from traitlets import Bool, Unicode
+
+from interp_course.images import valid_base64_image
 
 __all__ = ["SanitizeSubmission", "clean_html", "render_markdown", "safe_markdown", "sanitize_svg"]
 
@@ -489,7 +492,7 @@ class SanitizeSubmission(Preprocessor):
         for mime, value in data.items():
             if mime in _TEXT_TYPES:
                 kept[mime] = value if mime == "application/json" else _text(value)
-            elif mime in _IMAGE_TYPES and _BASE64.fullmatch(_text(value)):
+            elif mime in _IMAGE_TYPES and valid_base64_image(mime, _text(value)):
                 kept[mime] = _text(value)
             elif mime == "image/svg+xml" and (svg := sanitize_svg(_text(value))) is not None:
                 kept[mime] = svg

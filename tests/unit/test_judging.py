@@ -101,7 +101,7 @@ def test_value_item_accepts_numbers_in_any_form_and_explains_misses():
         handed = hand({"x": value}, {})
         assert value_item(handed, "x", 0.5, 1e-9, "x", 1.0, "hint").points == 1.0
     off = value_item(hand({"x": 0.7}, {}), "x", 0.5, 1e-3, "x", 1.0, "compute it on W")
-    assert off.points == 0 and off.message == "`x` = 0.7 is off; compute it on W"
+    assert off.points == 0 and off.message == "`x` = 0.7 is off by 0.2 (allowed: 0.001); compute it on W"
     missing = value_item(hand({"x": handin.Missing}, {}), "x", 0.5, 1e-3, "x", 1.0, "hint")
     assert "is not defined" in missing.message
     text = value_item(hand({"x": "0.5"}, {}), "x", 0.5, 1e-3, "x", 1.0, "hint")
@@ -125,7 +125,29 @@ def test_check_refuses_items_that_do_not_add_up_to_its_points():
         check.verdict({}, HandIn(), {})
 
 
-def test_verdict_text_lists_each_item_with_its_mark():
+def test_verdict_text_gives_each_item_a_short_line_and_its_message_the_next():
     verdict = Verdict("test_x", [Item("first", 1.0, 1.0), Item("second", 0.5, 0.0, "why")], note="a note")
     assert verdict.text().splitlines() == [
-        "test_x: 1 / 1.5 points", "a note", "  ✓ [1/1] first", "  ✗ [0/0.5] second — why"]
+        "test_x: 1 / 1.5 points", "a note", "  ✓ 1/1  first", "  ✗ 0/0.5  second", "      why"]
+
+
+def test_a_wrong_value_names_the_input_shape_and_the_size_of_the_error():
+    values, _ = judge(lambda W: 3 * W)
+    # 3W - 2W on the first failing case (a: ones(3, 2)) is 1 everywhere
+    assert "(e.g. input a of shape [3, 2]: largest error 1; 1 more)" in values.message
+
+
+def test_a_result_of_the_wrong_size_says_so_instead_of_an_error():
+    values, _ = judge(lambda W: W.sum(dim=0))
+    assert "input a of shape [3, 2]: result of shape [2] where [3, 2] was expected" in values.message
+
+
+def test_nan_results_are_counted():
+    values, _ = judge(lambda W: W * float("nan"))
+    assert "input a of shape [3, 2]: 6 NaN/inf values" in values.message
+
+
+def test_a_number_off_by_more_than_its_tolerance_says_by_how_much():
+    handed = hand({"x": 0.75}, {})
+    item = value_item(handed, "x", 0.5, 0.01, "x is right", 1.0, "look again")
+    assert item.points == 0 and item.message == "`x` = 0.75 is off by 0.25 (allowed: 0.01); look again"

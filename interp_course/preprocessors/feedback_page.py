@@ -1,0 +1,62 @@
+"""The last feedback step: a page a student can read offline.
+
+* a summary of the points per part at the top, linking to each graded cell
+  (``interp_course.feedback_summary``);
+* math pre-rendered to MathML (``interp_course.math_render``) instead of TeX left for MathJax
+  from a CDN;
+* a stylesheet that wraps long output lines (verdicts, errors) instead of scrolling sideways and
+  fits images to the page.
+
+Runs after ``SanitizeSubmission`` (an ``HTMLExporter`` preprocessor, so it runs before the
+converter's own) and after ``GetGrades``: the markdown it rewrites is already inert, and what it
+adds is its own HTML (escaped text, MathML rebuilt from an allowlist).
+"""
+
+from __future__ import annotations
+
+import nbformat
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
+
+from interp_course.feedback_summary import parts, summary_html
+from interp_course.math_render import render_math
+from interp_course.preprocessors.sanitize_submission import _as_html_block, render_markdown
+
+PAGE_CSS = """
+/* Offline feedback: long lines wrap, nothing scrolls sideways, figures fit the page. */
+div.output_area pre, div.output_subarea pre, div.output_text pre {
+  white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; overflow-x: visible;
+}
+div.output_subarea { overflow-x: visible; max-width: 100%; }
+div.output_area img, div.output_png img { max-width: 100%; height: auto; }
+div.interp-summary table { border-collapse: collapse; margin: 0.5em 0 1em; }
+div.interp-summary td, div.interp-summary th { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }
+math[display="block"] { margin: 0.6em 0; }
+"""
+
+
+class FeedbackPage(Preprocessor):
+    enabled = Bool(True, help="Listed as a preprocessor, it should run.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        summary = summary_html(parts(nb))  # from the markdown headings, before they become HTML
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                self._math(cell)
+        if summary:
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(_as_html_block(f'<div class="interp-summary">{summary}</div>')))
+        resources.setdefault("inlining", {}).setdefault("css", []).append(PAGE_CSS)
+        return nb, resources
+
+    def _math(self, cell) -> None:
+        source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+        try:
+            html = render_markdown(source, cell.get("attachments"), anchors=False)
+            rendered = render_math(html)
+        except Exception:  # noqa: BLE001 - the cell keeps its TeX
+            self.log.warning("Math in a markdown cell could not be rendered", exc_info=True)
+            return
+        if rendered != html:
+            block = _as_html_block(rendered.strip())
+            if render_markdown(block).strip() == block:  # markdown passes it through unchanged
+                cell.source = block

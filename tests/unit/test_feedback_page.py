@@ -1,0 +1,128 @@
+"""The pure parts of the offline feedback page: math to MathML, the points per part, image checks."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+
+import nbformat
+from bs4 import BeautifulSoup
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from interp_course.feedback_summary import parts, summary_html
+from interp_course.images import png_size, valid_base64_image
+from interp_course.math_render import render_math, sanitize_mathml, tex_to_mathml
+from interp_course.preprocessors.feedback_page import FeedbackPage
+from interp_course.preprocessors.sanitize_submission import SanitizeSubmission
+
+PNG_1PX = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+# ------------------------------------------------------------------------------------- math
+def test_inline_and_display_math_become_mathml():
+    html = render_math(r"<p>cosine: $\cos(x, y) = \hat x \cdot \hat y$ and $$\bar x = \frac{1}{n}\sum_i x_i$$</p>")
+    soup = BeautifulSoup(html, "html.parser")
+    inline, block = soup.find_all("math")
+    assert inline["display"] == "inline" and block["display"] == "block"
+    assert "$" not in soup.get_text() and "cosine:" in soup.get_text()
+    assert block.find("mfrac") is not None
+
+
+def test_math_in_code_and_unreadable_tex_stay_as_written():
+    html = "<p><code>$x$</code> costs $5 and $\\frac{1}{$</p><pre>$y$</pre>"
+    out = render_math(html)
+    assert "<code>$x$</code>" in out and "<pre>$y$</pre>" in out
+
+
+def test_mathml_keeps_no_links_styles_or_foreign_elements():
+    mathml = tex_to_mathml(r"\href{javascript:alert(1)}{x} + \style{background:url(http://e/)}{y}")
+    assert mathml is not None and "<mi>x</mi>" in mathml
+    assert "href" not in mathml and "javascript" not in mathml and "style" not in mathml and "url" not in mathml
+    evil = ('<math xmlns="http://www.w3.org/1998/Math/MathML"><mi onclick="x()">a</mi>'
+            '<maction actiontype="statusline"><mi>b</mi></maction><mtext>&lt;img src=x onerror=y&gt;</mtext>'
+            '<mo mathcolor="red" mathbackground="url(x)">+</mo></math>')
+    clean = sanitize_mathml(evil)
+    assert clean == ('<math xmlns="http://www.w3.org/1998/Math/MathML"><mi>a</mi>'
+                     '<mtext>&lt;img src=x onerror=y&gt;</mtext><mo mathcolor="red">+</mo></math>')
+    assert sanitize_mathml("<svg/>") is None and sanitize_mathml("not xml") is None
+
+
+# ---------------------------------------------------------------------------------- summary
+def graded(source, grade_id, points, score, kind="code", solution=False):
+    cell = new_code_cell(source) if kind == "code" else new_markdown_cell(source)
+    cell.metadata["nbgrader"] = {"grade": True, "solution": solution, "grade_id": grade_id, "points": points,
+                                 "score": score}
+    return cell
+
+
+def course_notebook():
+    return new_notebook(cells=[
+        new_markdown_cell("# Title\n\n## Setup"),
+        new_code_cell("import torch"),
+        new_markdown_cell("## Part 1 — Reproduce *the* puzzle (3 points)\n\ntext $x$"),
+        graded("hand_in()", "test_a", 2, 2.0),
+        graded("hand_in()", "test_b", 1, 0.5),
+        new_markdown_cell("### Exercise 2.1 is not a part"),
+        new_markdown_cell("## Part 2 — Hypothesis"),
+        graded("answer", "hypothesis", 2, None, kind="markdown", solution=True),
+        new_markdown_cell("## Wrap-up"),
+    ])
+
+
+def test_parts_follow_the_level_2_headings_in_notebook_order():
+    found = parts(course_notebook())
+    assert [(p.title, p.score, p.points, [c.grade_id for c in p.cells]) for p in found] == [
+        ("Part 1 — Reproduce the puzzle (3 points)", 2.5, 3, ["test_a", "test_b"]),
+        ("Part 2 — Hypothesis", 0, 2, ["hypothesis"]),
+    ]
+    assert found[1].cells[0].kind == "by hand" and found[0].cells[0].kind == "autograded"
+
+
+def test_summary_links_every_graded_cell_and_escapes_titles():
+    nb = course_notebook()
+    nb.cells[2].source = "## Part <1> & more"
+    soup = BeautifulSoup(summary_html(parts(nb)), "html.parser")
+    rows = [[td.get_text(" ", strip=True) for td in tr.find_all("td")] for tr in soup.find_all("tr")[1:]]
+    assert rows == [["Part <1> & more", "2.5 / 3", "test_a 2/2, test_b 0.5/1"],
+                    ["Part 2 — Hypothesis", "0 / 2", "hypothesis —/2 (by hand)"],
+                    ["total", "2.5 / 5", ""]]
+    assert [a["href"] for a in soup.find_all("a")] == ["#test_a", "#test_b", "#hypothesis"]
+    assert summary_html([]) == ""
+
+
+def test_feedback_page_puts_the_summary_first_and_renders_math_after_sanitizing():
+    nb = course_notebook()
+    nb.cells[2].source += "\n\n<details><summary>Hint</summary>\n\n$\\lVert x \\rVert$\n\n</details>"
+    SanitizeSubmission()(nb, {})
+    nb, resources = FeedbackPage()(nb, {})
+    summary = BeautifulSoup(nb.cells[0].source, "html.parser")
+    assert [tr.td.get_text() for tr in summary.tbody.find_all("tr")] == ["Part 1 — Reproduce the puzzle (3 points)",
+                                                                       "Part 2 — Hypothesis"]
+    assert "white-space: pre-wrap" in resources["inlining"]["css"][-1]
+    part1 = nb.cells[3].source
+    assert part1.count("<math") == 2 and "$" not in part1 and "<details>" in part1
+    nbformat.validate(nb)
+
+
+# ----------------------------------------------------------------------------------- images
+def test_png_check_reads_the_chunks_and_their_crcs():
+    assert png_size(PNG_1PX) == (1, 1)
+    broken = bytearray(PNG_1PX)
+    broken[30] ^= 1  # a byte inside IHDR: its CRC no longer matches
+    assert png_size(bytes(broken)) is None
+    assert png_size(PNG_1PX + b"<script>") is None  # data after IEND
+    assert png_size(PNG_1PX[:-12]) is None  # no IEND
+    ihdr = struct.pack(">II5B", 100_000, 1, 8, 6, 0, 0, 0)
+    huge = PNG_1PX[:12] + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + PNG_1PX[33:]
+    assert png_size(huge) is None
+
+
+def test_only_base64_of_a_real_image_of_that_type_is_kept():
+    text = base64.b64encode(PNG_1PX).decode()
+    assert valid_base64_image("image/png", text) and valid_base64_image("image/png", text[:20] + "\n" + text[20:])
+    assert not valid_base64_image("image/jpeg", text)
+    assert not valid_base64_image("image/png", "AAAA") and not valid_base64_image("image/png", '" onerror="x')
+    assert valid_base64_image("image/jpeg", base64.b64encode(b"\xff\xd8\xff\xe0 jfif \xff\xd9").decode())

@@ -1,0 +1,43 @@
+"""RenderFigures' own decisions, without drawing: what it sends to the sandbox and what it leaves.
+
+The drawing itself (kaleido and Chromium in bubblewrap) is exercised end to end by
+tests/test_feedback_browser.py, which counts the bars of every histogram in a screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from nbformat.v4 import new_output
+
+from interp_course.preprocessors.render_figures import RenderFigures, _title
+from interp_course.preprocessors.sanitize_submission import SanitizeSubmission
+
+PNG_1PX = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+FIGURE = {"data": [{"type": "bar", "x": [1, 2], "y": [3, 4]}], "layout": {"title": {"text": "GPT-Neo: norms"}}}
+
+
+def test_only_plotly_figures_of_bounded_size_and_number_are_sent_to_be_drawn():
+    render = RenderFigures(max_figures=2, max_figure_bytes=1000)
+    assert render._admit(FIGURE, 0) is FIGURE
+    assert render._admit(FIGURE, 2) == "only the first 2 figures of a notebook are drawn"
+    assert render._admit("<script>", 0) == "it is not a plotly figure"
+    big = {"data": [{"type": "bar", "y": list(range(1000))}]}
+    assert render._admit(big, 0).startswith("it is too large to draw (4 kB of data")
+
+
+def test_a_drawn_figure_becomes_an_image_the_sanitizer_keeps():
+    output = new_output("display_data", data={"application/vnd.plotly.v1+json": FIGURE})
+    RenderFigures._replace(output, PNG_1PX, _title(FIGURE), "")
+    assert dict(output.data) == {"image/png": base64.b64encode(PNG_1PX).decode(), "text/plain": "Figure: GPT-Neo: norms"}
+    assert dict(output.metadata) == {"image/png": {"width": 1, "height": 1}}
+    assert SanitizeSubmission().sanitize_output(output) == output
+
+
+def test_a_figure_not_drawn_leaves_a_note_saying_why():
+    output = new_output("display_data", data={"application/vnd.plotly.v1+json": FIGURE})
+    RenderFigures._replace(output, None, "GPT-Neo: norms", "it is too large to draw")
+    assert dict(output.data) == {"text/plain": "[Figure: GPT-Neo: norms not shown: it is too large to draw]"}
+    assert _title({"layout": {"title": "plain"}}) == "plain" and _title({"layout": []}) == ""
