@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PUZZLE1, grader_tmp, make_course, release, submit
+from conftest import PUZZLE1, grader_tmp, make_course, release, run_nbgrader, submit
 from interp_course import grader_user
+from interp_course.autograde import apply_manual_grades
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
 
@@ -68,13 +69,17 @@ def test_two_local_workers_grade_every_submission(local):
     assert "SAWarning" not in result.stdout
 
 
-def test_a_changed_message_is_regraded_without_a_kernel(local):
+def test_a_changed_message_is_regraded_without_a_kernel_and_manual_grades_stay(local):
     root, first = local
     checks = root / "grader_tests" / PUZZLE1 / "checks.py"
     assert OLD_TEXT in checks.read_text()
     checks.write_text(checks.read_text().replace(OLD_TEXT, NEW_TEXT))
     release(root)  # the instructor's `make release` records the changed checks
+    # A TA has graded the explanation by hand meanwhile: a regrade must keep it.
+    apply_manual_grades(Course(root), PUZZLE1, {"full-marks": {"explanation": 2.5}})
+    run_nbgrader(root, "export", "--to", str(root / "grades.csv"))
     before = scores(root)
+    assert before["full-marks"][0] == "20.5"
     start = time.perf_counter()
     again = grade(root)
     seconds = time.perf_counter() - start
