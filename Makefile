@@ -15,6 +15,8 @@
 # make formgrader — grade by hand: formgrader on 127.0.0.1, as the grading account (PORT=8899)
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
 # make bench     — seconds per submission of `make grade` beside stock nbgrader's, and the ratios (N=8)
+# make bench FULL_SIZE=1 — at real scale (full-size stand-ins, built on first use): seconds per
+#                  submission and peak memory of the grading kernel and the grader (N=3)
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
 
 PY := .venv/bin/python
@@ -79,7 +81,8 @@ verify-real: .venv/.installed
 	$(PY) -m grader_tests.puzzle1.verify_real
 
 bench: setup
-	$(PY) -m interp_course.bench $(if $(N),--submissions $(N))
+	$(PY) -m interp_course.bench $(if $(N),--submissions $(N)) $(if $(FULL_SIZE),--full-size) \
+		$(if $(FULL_SIZE_HF_HOME),--hf-home $(FULL_SIZE_HF_HOME))
 
 test-fast: .venv/.installed
 	$(PY) -m pytest tests/unit

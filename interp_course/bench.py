@@ -14,6 +14,11 @@ export):
 5. stock nbgrader on a notebook that only does ``import torch``.
 
 It prints each figure and the ratios the scale targets are stated in.
+
+``--full-size`` (``make bench FULL_SIZE=1``) instead grades N (default 3) copies at real scale, on
+the full-size stand-ins (``interp_course.standins --full-size``, built on first use), with one
+worker and fresh kernels, and prints seconds per submission and the peak memory of the grading
+kernel (its sandbox cgroup's peak, against the 6 GiB cap) and of the grader's processes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,10 +41,13 @@ from interp_course.course import CHECKOUT, Course
 ASSIGNMENT = "puzzle1"
 
 
-def _course(dest: Path) -> Course:
-    """A scratch course: the engine's config and Puzzle 1's content, released."""
+def _course(dest: Path, extra_config: str = "") -> Course:
+    """A scratch course: the engine's config (plus ``extra_config``) and Puzzle 1's content, released."""
     dest.mkdir(mode=0o755)
     shutil.copy(CHECKOUT / "nbgrader_config.py", dest)
+    if extra_config:
+        with open(dest / "nbgrader_config.py", "a") as f:
+            f.write(extra_config)
     content = Course(CHECKOUT)
     shutil.copytree(content.source(ASSIGNMENT), dest / "source" / ASSIGNMENT)
     shutil.copytree(content.solutions(ASSIGNMENT), dest / "solutions" / ASSIGNMENT)
@@ -104,11 +113,247 @@ def _stock_course(dest: Path, assignment: str, source: Path) -> Path:
     return dest
 
 
+# --------------------------------------------------------------------------- real scale (FULL_SIZE=1)
+
+_MiB = 2**20
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    """VmHWM (peak resident) and VmPeak (peak address space) of a process, in bytes."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmPeak"):
+                    out[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree.setdefault(ppid, []).append(int(name))
+    return tree
+
+
+def _role(pid: int, kernel_pids: set[int]) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
+    if pid in kernel_pids or "ipykernel" in cmd:
+        return "kernel"
+    if "-m nbgrader" in cmd:
+        return "nbgrader"
+    if "interp_course.workers" in cmd or "multiprocessing" in cmd:
+        return "workers"
+    return "other"
+
+
+class PeakSampler(threading.Thread):
+    """Every ``interval`` s: the memory peak of each sandbox cgroup under ``cgroup_dir`` and VmHWM /
+    VmPeak of each process under ``root_pid``. All are high-water marks, so only growth in the last
+    interval before a process or cgroup ends can be missed."""
+
+    def __init__(self, root_pid: int, cgroup_dir: str | None, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.root_pid, self.cgroup_dir, self.interval = root_pid, cgroup_dir, interval
+        self.done = threading.Event()
+        self.cgroups: dict[str, dict] = {}  # sandbox cgroup -> {"peak", "limit"} (bytes)
+        self.processes: dict[int, dict] = {}  # pid -> {"role", "VmHWM", "VmPeak"}
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+    def _sample_cgroups(self) -> set[int]:
+        kernel_pids: set[int] = set()
+        for d in Path(self.cgroup_dir).glob("sbx-*") if self.cgroup_dir else ():
+            # v1: memory + swap where accounted, as cgroups.SandboxCgroup.stats() reads; v2: memory.peak
+            for peak_file, limit_file in (("memory.memsw.max_usage_in_bytes", "memory.memsw.limit_in_bytes"),
+                                          ("memory.max_usage_in_bytes", "memory.limit_in_bytes"),
+                                          ("memory.peak", "memory.max")):
+                try:
+                    peak = int((d / peak_file).read_text())
+                    limit = (d / limit_file).read_text().strip()
+                except (OSError, ValueError):
+                    continue
+                seen = self.cgroups.setdefault(d.name, {"peak": 0, "limit": None})
+                seen["peak"] = max(seen["peak"], peak)
+                seen["limit"] = int(limit) if limit.isdigit() else None
+                break
+            try:
+                kernel_pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+            except (OSError, ValueError):
+                pass
+        return kernel_pids
+
+    def sample(self) -> None:
+        kernel_pids = self._sample_cgroups()
+        tree, todo, pids = _children(), [self.root_pid], []
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            todo.extend(tree.get(pid, ()))
+        for pid in pids:
+            status, role = _proc_status(pid), _role(pid, kernel_pids)
+            if not status or role == "gone":
+                continue
+            seen = self.processes.setdefault(pid, {"VmHWM": 0, "VmPeak": 0})
+            seen["role"] = role  # setpriv and spawn exec into what they start: the last role counts
+            for key, value in status.items():
+                seen[key] = max(seen[key], value)
+
+    def peak(self, role: str, key: str = "VmHWM") -> int:
+        return max((p[key] for p in self.processes.values() if p["role"] == role), default=0)
+
+
+def _delegated_cgroup_parent() -> str | None:
+    """As root: a parent cgroup of its own handed to the grading account, as a real deployment
+    configures (cgroups.prepare_delegated_parent), so that the sandbox's memory cap is in force and
+    its peak can be read. None where that cannot be done (not root, no cgroups)."""
+    from interp_course import cgroups
+
+    if not grader_user.is_root():
+        return None
+    parent = f"/interp-course-bench-{os.getpid()}"
+    try:
+        cgroups.prepare_delegated_parent(grader_user.ACCOUNT, parent=parent)
+    except (cgroups.CgroupUnavailable, OSError) as exc:
+        print(f"  (no cgroup for the sandboxes: {exc})")
+        return None
+    return parent
+
+
+def _submit_distinct(root: Path, notebook: Path, n: int) -> None:
+    """``n`` students handing in the notebook, each with a comment of their own in its first answer
+    cell: identical notebooks share one kept run, and each copy must run its own kernel here."""
+    for i in range(n):
+        nb = nbformat.read(notebook, as_version=4)
+        cell = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+        cell.source += f"\n# copy {i}"
+        target = root / "submitted" / f"student{i:03d}" / ASSIGNMENT / "puzzle1.ipynb"
+        target.parent.mkdir(parents=True)
+        nbformat.write(nb, target)
+
+
+def full_size(n: int, hf_home: Path, base: Path) -> dict:
+    """Grade ``n`` copies of the full-marks notebook on the full-size stand-ins; the figures."""
+    from interp_course import cgroups
+    from interp_course.standins import build_standins
+
+    start = time.perf_counter()
+    built = build_standins(hf_home, full_size=True)
+    shapes = ", ".join(f"{m} {s['vocab_size']}x{s['d_model']}" for m, s in built.items())
+    print(f"  full-size stand-ins in {hf_home} ({shapes}): "
+          f"{'built' if any(s['built'] for s in built.values()) else 'up to date'} in {time.perf_counter() - start:.0f} s",
+          flush=True)
+    if grader_user.is_root():
+        grader_user.grant_traversal([hf_home])
+    parent = _delegated_cgroup_parent()
+    config = (f"\n# make bench FULL_SIZE=1: a delegated cgroup, so the sandbox's memory cap holds\n"
+              f"c.SandboxedKernelManager.cgroup_parent = {parent!r}\n"
+              "c.SandboxedKernelManager.require_cgroup = True\n") if parent else ""
+    cg_parent = cgroups.open_parent(parent=parent) if parent else None
+    cgroup_dir = cg_parent.dirs["memory" if cg_parent.version == cgroups.V1 else "unified"] if cg_parent else None
+    try:
+        course = _course(base / "full-size", extra_config=config)
+        _submit_distinct(course.root, Course(CHECKOUT).corpus(ASSIGNMENT) / "full-marks.ipynb", n)
+        env = {**cli.nbgrader_env(), "TMPDIR": str(base), models.HF_HOME_OVERRIDE: str(hf_home)}
+        argv = [sys.executable, "-m", "interp_course", "--root", str(course.root), "grade", "--workers", "1",
+                "--no-cache"]
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        sampler = PeakSampler(proc.pid, cgroup_dir)
+        sampler.start()
+        output = proc.communicate()[0]
+        seconds = time.perf_counter() - start
+        sampler.stop()
+        if proc.returncode != 0:
+            raise SystemExit(f"bench: the full-size grade failed ({proc.returncode}):\n{output[-3000:]}")
+        scores = {line.split()[1] for line in output.splitlines() if line.startswith("student")}
+        print(f"  graded in {seconds:.0f} s; autograded score of each copy: {', '.join(sorted(scores))}", flush=True)
+        for line in output.splitlines():
+            if line.startswith(("Grading with", "Kernels:")):
+                print(f"  {line}")
+    finally:
+        if cg_parent:
+            for d in cg_parent.dirs.values():
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+    limits = {c["limit"] for c in sampler.cgroups.values()}
+    return {
+        "seconds": seconds / n,
+        "sandboxes": len(sampler.cgroups),
+        "kernel cgroup peak": max((c["peak"] for c in sampler.cgroups.values()), default=0),
+        "kernel cap": limits.pop() if len(limits) == 1 else None,
+        "kernel VmHWM": sampler.peak("kernel"),
+        "kernel VmPeak": sampler.peak("kernel", "VmPeak"),
+        "nbgrader VmHWM": sampler.peak("nbgrader"),
+        "workers VmHWM": sampler.peak("workers"),
+    }
+
+
+def print_full_size(n: int, f: dict) -> None:
+    mib = lambda b: f"{b / _MiB:,.0f} MiB"  # noqa: E731
+    print(f"\nReal scale: {n} submission(s), 1 worker, fresh kernels, on {os.cpu_count()} cores "
+          f"(load average {os.getloadavg()[0]:.1f}):")
+    print(f"  seconds per submission (autograde, feedback, export): {f['seconds']:.1f}")
+    print(f"  grading kernel: sandbox cgroup peak {mib(f['kernel cgroup peak'])} (max of {f['sandboxes']} sandboxes); "
+          f"kernel process peak RSS {mib(f['kernel VmHWM'])}")
+    # In cgroup v1 a page of the model files is charged to whoever read it first (often the grader,
+    # which loaded W_E before): the kernel's own RSS, all of it charged, is the cautious figure.
+    worst = max(f["kernel cgroup peak"], f["kernel VmHWM"])
+    if f["kernel cap"]:
+        print(f"    against the sandbox's {mib(f['kernel cap'])} memory cap, at the larger of the two: "
+              f"{mib(f['kernel cap'] - worst)} ({1 - worst / f['kernel cap']:.0%}) to spare")
+    else:
+        print("    no sandbox cgroup could be used, so the memory cap was not in force (see above)")
+    from interp_course.sandbox import SandboxedKernelManager
+
+    rlimit_as = SandboxedKernelManager.memory_limit_mb.default_value * _MiB  # per process
+    print(f"  grading kernel process: peak address space {mib(f['kernel VmPeak'])} of its {mib(rlimit_as)} "
+          f"RLIMIT_AS: {mib(rlimit_as - f['kernel VmPeak'])} to spare")
+    print(f"  grader: nbgrader peak RSS {mib(f['nbgrader VmHWM'])}; worker processes {mib(f['workers VmHWM'])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m interp_course.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--submissions", type=int, default=8)
+    parser.add_argument("-n", "--submissions", type=int, default=None, help="default: 8; 3 with --full-size")
+    parser.add_argument("--full-size", action="store_true",
+                        help="only the real-scale report: time and peak memory on the full-size stand-ins")
+    parser.add_argument("--hf-home", type=Path, default=models.FULL_SIZE_HF_HOME,
+                        help="where the full-size stand-ins are (built there if missing)")
     args = parser.parse_args(argv)
-    n, cores = args.submissions, os.cpu_count() or 1
+    if args.full_size:
+        n = args.submissions or 3
+        base = Path(tempfile.mkdtemp(prefix="interp-bench-"))
+        base.chmod(0o755)
+        print(f"Benchmark at real scale: {n} copies of full-marks.ipynb, in {base}", flush=True)
+        try:
+            figures = full_size(n, args.hf_home.resolve(), base)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        print_full_size(n, figures)
+        return 0
+    n, cores = args.submissions or 8, os.cpu_count() or 1
     full_marks = Course(CHECKOUT).corpus(ASSIGNMENT) / "full-marks.ipynb"
     base = Path(tempfile.mkdtemp(prefix="interp-bench-"))
     base.chmod(0o755)

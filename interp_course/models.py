@@ -7,6 +7,10 @@ kept in the git-ignored ``course_settings.json``:
   for machines that cannot reach the hub. They are loaded under the real repo ids with
   ``HF_HUB_OFFLINE=1``, so the notebook runs the same code either way.
 
+``INTERP_COURSE_HF_HOME=<dir>`` in the environment overrides the saved choice for one run: the
+models come from that HF cache, offline (``make bench FULL_SIZE=1`` points it at the full-size
+stand-ins). The grading account keeps it (``grader_user``), so every step sees the same source.
+
 Basis: ``W_E`` is TransformerBridge's default, the raw Hugging Face ``wte`` weight. We never
 call ``enable_compatibility_mode()``: it subtracts each token's mean over d_model, which is a
 different operation from the vocabulary-mean centering this puzzle is about.
@@ -27,6 +31,8 @@ from interp_course.course import CHECKOUT
 # The model source belongs to the installation (this checkout), not to one course root.
 SETTINGS_FILE = CHECKOUT / "course_settings.json"
 STANDIN_HF_HOME = CHECKOUT / ".cache" / "standins"
+FULL_SIZE_HF_HOME = CHECKOUT / ".cache" / "standins-full-size"  # built by `make bench FULL_SIZE=1`
+HF_HOME_OVERRIDE = "INTERP_COURSE_HF_HOME"
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
@@ -38,7 +44,10 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 
 def read_settings() -> dict:
-    """The model source chosen at set-up; the real hub when none was chosen."""
+    """The model source: $INTERP_COURSE_HF_HOME if set, else the one chosen at set-up, else the hub."""
+    override = os.environ.get(HF_HOME_OVERRIDE)
+    if override:
+        return {"model_source": "hf-home", "hf_home": override, "offline": True}
     if SETTINGS_FILE.is_file():
         return json.loads(SETTINGS_FILE.read_text())
     return {"model_source": "hub"}
@@ -71,6 +80,8 @@ def describe_source(settings: dict | None = None) -> str:
     settings = read_settings() if settings is None else settings
     if settings.get("model_source") == "stand-ins":
         return f"stand-in models (tiny checkpoints with planted geometry) from {settings['hf_home']}"
+    if settings.get("model_source") == "hf-home":
+        return f"the models in the Hugging Face cache {settings['hf_home']} (${HF_HOME_OVERRIDE}), offline"
     return "the real models (Hugging Face hub or your HF cache)"
 
 
@@ -121,13 +132,15 @@ def load_W_E(model_id: str) -> torch.Tensor:
     model = TransformerBridge.boot_transformers(model_id, device="cpu")
     W_E = model.W_E.detach().to(torch.float32).clone().contiguous()
     if cached is not None:
+        from safetensors import SafetensorError  # not an OSError: e.g. an unwritable folder
+
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(f".{os.getpid()}.tmp")
             save_file({"W_E": W_E}, str(tmp))
             tmp.chmod(0o644)  # safetensors writes 0600; the grader may run as another user
             os.replace(tmp, cached)
-        except OSError:
+        except (OSError, SafetensorError):
             pass  # a read-only checkout: load from the model next time too
     return W_E
 

@@ -1,4 +1,4 @@
-"""Tiny offline stand-ins for the two checkpoints used in Mech Interp Puzzle 1.
+"""Offline stand-ins for the two checkpoints used in Mech Interp Puzzle 1: tiny, or full-size.
 
 The puzzle loads GPT-Neo-125M (``EleutherAI/gpt-neo-125M``) and GPT-2 small
 (``gpt2``) with ``TransformerBridge.boot_transformers`` and compares the pairwise
@@ -16,9 +16,15 @@ else is small random noise, so the models compute nothing meaningful.  Each
 config has ``"interp_course_stand_in": true`` so that code can tell a stand-in
 from the real model and say so.
 
+``--full-size`` writes stand-ins with the real shapes instead (vocab 50257,
+d_model 768, 12 layers and 12 heads each; GPT-Neo's alternating global/local
+attention with window 256; 2048 and 1024 positions; a 50257-token BPE), about
+500 MB each, for measuring grading time and memory at real scale
+(``make bench FULL_SIZE=1``).  Same geometry, same cache layout.
+
 Usage::
 
-    python -m interp_course.standins --hf-home DIR
+    python -m interp_course.standins --hf-home DIR [--full-size]
 
 Building is deterministic (same bytes on every run) and idempotent (a snapshot
 whose ``refs/main`` already names the expected revision is left untouched).
@@ -50,6 +56,11 @@ D_MODEL = 64
 N_CTX = 128
 EOT = "<|endoftext|>"
 EOT_ID = VOCAB_SIZE - 1  # last id, as in the real models (50256 of 50257)
+# The real models' shapes (GPT-Neo-125M and GPT-2 small alike).
+FULL_VOCAB_SIZE = 50257
+FULL_D_MODEL = 768
+FULL_N_LAYERS = 12
+FULL_N_HEADS = 12
 
 REQUIRED_FILES = (
     "config.json",
@@ -65,6 +76,7 @@ _NOTE = (
     "its token embeddings are planted to mimic the real model's cosine geometry; "
     "all other weights are random."
 )
+_FULL_NOTE = _NOTE.replace("Tiny offline", "Full-size offline")
 
 
 @dataclass(frozen=True)
@@ -76,15 +88,22 @@ class StandIn:
     config: dict  # config kwargs (besides the shared ones added in _config_kwargs)
     target_mean_cos: float  # mean pairwise cosine of W_E over the whole vocabulary
     seed: int
+    vocab_size: int = VOCAB_SIZE  # the tokenizer's too; EOT is the last id
+    n_ctx: int = N_CTX  # the tokenizer's model_max_length
+    note: str = _NOTE
+
+    @property
+    def eot_id(self) -> int:
+        return self.vocab_size - 1
 
     def config_kwargs(self) -> dict:
         return {
             **self.config,
-            "vocab_size": VOCAB_SIZE,
-            "bos_token_id": EOT_ID,
-            "eos_token_id": EOT_ID,
+            "vocab_size": self.vocab_size,
+            "bos_token_id": self.eot_id,
+            "eos_token_id": self.eot_id,
             STANDIN_MARKER: True,
-            "interp_course_note": _NOTE.format(name=self.repo_id),
+            "interp_course_note": self.note.format(name=self.repo_id),
         }
 
     @property
@@ -136,6 +155,51 @@ STANDINS = (
     ),
 )
 
+# The real configs' shapes, attention pattern and context lengths; everything but W_E random.
+FULL_SIZE_STANDINS = (
+    StandIn(
+        repo_id=GPT_NEO,
+        model_type="gpt_neo",
+        config=dict(
+            hidden_size=FULL_D_MODEL,
+            num_layers=FULL_N_LAYERS,
+            num_heads=FULL_N_HEADS,
+            attention_types=[[["global", "local"], FULL_N_LAYERS // 2]],
+            window_size=256,
+            max_position_embeddings=2048,
+            activation_function="gelu_new",
+            embed_dropout=0.0,
+            resid_dropout=0.0,
+            attention_dropout=0.0,
+        ),
+        target_mean_cos=0.90,
+        seed=1_250,
+        vocab_size=FULL_VOCAB_SIZE,
+        n_ctx=2048,
+        note=_FULL_NOTE,
+    ),
+    StandIn(
+        repo_id=GPT2,
+        model_type="gpt2",
+        config=dict(
+            n_embd=FULL_D_MODEL,
+            n_layer=FULL_N_LAYERS,
+            n_head=FULL_N_HEADS,
+            n_positions=1024,
+            activation_function="gelu_new",
+        ),
+        target_mean_cos=0.30,
+        seed=2_124,
+        vocab_size=FULL_VOCAB_SIZE,
+        n_ctx=1024,
+        note=_FULL_NOTE,
+    ),
+)
+
+
+def standin_specs(full_size: bool = False) -> tuple[StandIn, ...]:
+    return FULL_SIZE_STANDINS if full_size else STANDINS
+
 
 # --------------------------------------------------------------------------- geometry
 
@@ -183,9 +247,16 @@ def planted_embedding(n: int, d: int, target_mean_cos: float, seed: int) -> np.n
     u /= np.linalg.norm(u)
     Z = 0.25 * rng.standard_normal((n, d))
     scales = np.exp(0.15 * rng.standard_normal((n, 1)))  # real row norms vary by tens of %
+    uz, zz = Z @ u, np.einsum("ij,ij->i", Z, Z)
 
     def mean_cos(a: float) -> float:
-        return _mean_pairwise_cos(_unit_rows(a * u + Z))
+        # _mean_pairwise_cos(_unit_rows(a * u + Z)) without forming the n x d matrix (one
+        # matrix-vector product instead of several full passes: seconds at 50257 x 768).
+        w = 1 / np.sqrt(a * a + 2 * a * uz + zz)  # 1 / |a u + z_i|
+        zw = Z.T @ w
+        sw = w.sum()
+        ss = a * a * sw * sw + 2 * a * sw * (u @ zw) + zw @ zw  # |sum_i (a u + z_i) w_i|^2
+        return float((ss - n) / (n * (n - 1)))
 
     lo, hi = 0.0, 1.0
     while mean_cos(hi) < target_mean_cos:
@@ -213,34 +284,39 @@ def _corpus(seed: int = 0, n_words: int = 20_000, n_lines: int = 4_000) -> list[
     return [" ".join(rng.choice(vocab) for _ in range(12)) for _ in range(n_lines)]
 
 
-@lru_cache(maxsize=1)
-def _bpe_vocab_and_merges() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
-    """Train a GPT-2-style byte-level BPE with VOCAB_SIZE - 1 entries; EOT takes the last id."""
+# Distinct words and lines of the training corpus, by vocabulary size: enough pairs to merge.
+_CORPUS_SIZE = {VOCAB_SIZE: (20_000, 4_000), FULL_VOCAB_SIZE: (60_000, 12_000)}
+
+
+@lru_cache(maxsize=2)
+def _bpe_vocab_and_merges(vocab_size: int = VOCAB_SIZE) -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    """Train a GPT-2-style byte-level BPE with vocab_size - 1 entries; EOT takes the last id."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - 1,
+        vocab_size=vocab_size - 1,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer)
+    n_words, n_lines = _CORPUS_SIZE[vocab_size]
+    tok.train_from_iterator(_corpus(0, n_words, n_lines), trainer)
     model = json.loads(tok.to_str())["model"]
     vocab = dict(model["vocab"])
-    if len(vocab) != VOCAB_SIZE - 1:
-        raise RuntimeError(f"BPE training reached {len(vocab)} tokens, wanted {VOCAB_SIZE - 1}")
-    vocab[EOT] = EOT_ID
+    if len(vocab) != vocab_size - 1:
+        raise RuntimeError(f"BPE training reached {len(vocab)} tokens, wanted {vocab_size - 1}")
+    vocab[EOT] = vocab_size - 1
     return vocab, tuple(tuple(m) for m in model["merges"])
 
 
-def _tokenizer():
+def _tokenizer(spec: StandIn):
     from transformers import GPT2Tokenizer  # tokenizers-backed in transformers 5
 
-    vocab, merges = _bpe_vocab_and_merges()
-    tok = GPT2Tokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=N_CTX)
-    assert len(tok) == VOCAB_SIZE and tok.eos_token_id == EOT_ID
+    vocab, merges = _bpe_vocab_and_merges(spec.vocab_size)
+    tok = GPT2Tokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=spec.n_ctx)
+    assert len(tok) == spec.vocab_size and tok.eos_token_id == spec.eot_id
     return tok
 
 
@@ -288,7 +364,7 @@ def _write_snapshot(spec: StandIn, out_dir: Path) -> None:
     hf_logging.disable_progress_bar()  # save_pretrained shows a shard bar on stderr
     try:
         _model(spec).save_pretrained(out_dir)
-        _tokenizer().save_pretrained(out_dir)
+        _tokenizer(spec).save_pretrained(out_dir)
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
@@ -362,14 +438,15 @@ def _summary(spec: StandIn, snapshot: Path, built: bool) -> dict:
     }
 
 
-def build_standins(hf_home: Path) -> dict:
+def build_standins(hf_home: Path, full_size: bool = False) -> dict:
     """Install both stand-ins under `hf_home` (an HF_HOME); return {repo_id: summary dict}.
 
+    ``full_size``: the real models' shapes (FULL_SIZE_STANDINS) instead of the tiny ones.
     Each summary has path, revision, vocab_size, d_model, mean_pairwise_cos,
     median_cos_with_mean and built (False when the snapshot was already there).
     """
     result = {}
-    for spec in STANDINS:
+    for spec in standin_specs(full_size):
         snapshot, built = _install(spec, Path(hf_home))
         result[spec.repo_id] = _summary(spec, snapshot, built)
     return result
@@ -378,8 +455,10 @@ def build_standins(hf_home: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hf-home", type=Path, required=True, help="HF_HOME to install into")
+    parser.add_argument("--full-size", action="store_true",
+                        help="the real shapes (vocab 50257, d_model 768, 12 layers; ~1 GB) instead of tiny ones")
     args = parser.parse_args(argv)
-    for repo_id, s in build_standins(args.hf_home).items():
+    for repo_id, s in build_standins(args.hf_home, args.full_size).items():
         print(
             f"{repo_id}: {'built' if s['built'] else 'up to date'} {s['path']} "
             f"vocab={s['vocab_size']} d_model={s['d_model']} "

@@ -30,3 +30,13 @@ def test_a_cached_W_E_is_loaded_without_booting_the_model(tmp_path, monkeypatch)
         assert torch.equal(models.load_W_E("org/tiny"), torch.eye(3))  # no such model exists to boot
     finally:
         models.load_W_E.cache_clear()
+
+
+def test_INTERP_COURSE_HF_HOME_points_every_step_at_another_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.HF_HOME_OVERRIDE, str(tmp_path))
+    assert models.model_env() == {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    assert models.cache_folders(["gpt2"]) == (tmp_path, [tmp_path / "hub" / "models--gpt2"])
+    assert str(tmp_path) in models.describe_source()
+    from interp_course import grader_user
+
+    assert models.HF_HOME_OVERRIDE in grader_user._KEEP_ENV  # the grading account sees it too
