@@ -67,6 +67,9 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 
 # Loading two models and running every cell takes seconds; a runaway cell is stopped after this.
 c.Execute.timeout = 120
+# Each sandbox's cgroup (memory and process caps) is made in the parent `make setup` gave the
+# grading account; without it, kernels get per-process limits only, and a warning says so.
+c.SandboxedKernelManager.cgroup_parent = "/interp-course"
 
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,

@@ -734,6 +734,23 @@ def _kill_members(pids: set[int], current) -> None:
 
 
 # ----------------------------------------------------------------------------- set-up (root)
+# Where `make setup` puts the grading account's parent cgroup (nbgrader_config.py's cgroup_parent).
+DELEGATED_PARENT = "/interp-course"
+
+
+def cap_parent_memory(dirs: list[str], share: float = 0.75) -> int:
+    """As root: cap the memory of all sandboxes together (the parent cgroup) at ``share`` of
+    this machine's RAM, so that parallel workers' kernels cannot starve the grader or the
+    machine; the cap in bytes. Each sandbox keeps its own, smaller, limit."""
+    total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * share)
+    for d in dirs:
+        for name in ("memory.limit_in_bytes", "memory.max"):  # v1, v2
+            path = os.path.join(d, name)
+            if os.path.exists(path):
+                _write(path, str(total))
+    return total
+
+
 def prepare_delegated_parent(
     user: str | int, root: str = "", parent: str = "/interp-course"
 ) -> list[str]:

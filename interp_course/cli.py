@@ -94,7 +94,37 @@ def setup_grading(settings: dict) -> None:
         if smoke.returncode != 0:
             raise Refusal(f"{user.pw_name} cannot run this venv's Python: {smoke.stderr.strip()[-300:]}")
         print(f"Grading runs as the unprivileged account {user.pw_name}")
+        print(sandbox_cgroups(user.pw_name))
+        cache_embeddings()
     print(f"Installed the nbgrader guard at {guard.install_env_guard()}")
+
+
+def sandbox_cgroups(user: str) -> str:
+    """As root: the parent cgroup the grading account makes each sandbox's cgroup in (see
+    nbgrader_config.py's ``cgroup_parent``), capped as a whole so parallel workers leave the
+    grader and the machine memory of their own; one line on what was done."""
+    from interp_course import cgroups
+
+    try:
+        folders = cgroups.prepare_delegated_parent(user, parent=cgroups.DELEGATED_PARENT)
+        total = cgroups.cap_parent_memory(folders)
+    except (cgroups.CgroupUnavailable, OSError) as exc:
+        return (f"No cgroup for the sandboxes ({one_line(exc)}): each kernel gets per-process limits only "
+                "(see the README's security model)")
+    return (f"Sandbox cgroups under {cgroups.DELEGATED_PARENT} (given to {user}): memory and processes capped per "
+            f"sandbox, and {total / 2**30:.1f} GiB for all sandboxes together")
+
+
+def cache_embeddings() -> None:
+    """As root: W_E of every model the course's assignments declare, cached read-only for all."""
+    from interp_course.judging.assignment import load_assignment
+
+    course = Course(CHECKOUT)
+    for model_id in sorted({m for a in course.assignments() for m in load_assignment(course, a).models}):
+        try:
+            models.load_W_E(model_id)
+        except Exception as exc:  # noqa: BLE001 - the grader boots the model itself then
+            print(f"W_E of {model_id} not cached ({type(exc).__name__}); grading boots the model each run")
 
 
 def release(course: Course, assignments: list[str]) -> None:
