@@ -597,6 +597,24 @@ class SandboxCgroup:
             finally:
                 os.close(fd)
 
+    def add(self, pid: int) -> None:
+        """Move another process (by pid) into this cgroup, in every hierarchy.
+
+        Used for zygote kernels (:mod:`interp_course.zygote`): the forked kernel waits until
+        the grader has moved it here before it unshares or runs anything else.
+        """
+        data = str(int(pid)).encode()
+        for path in self._procs_files:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+
+    def contains(self, pid: int) -> bool:
+        return all(pid in {int(x) for x in (_read(os.path.join(d, "cgroup.procs")) or "").split()
+                           if x.isdigit()} for d in self.dirs.values())
+
     # -- inspection -----------------------------------------------------------------------
     def pids(self) -> set[int]:
         """Processes in this cgroup (union over the hierarchies)."""

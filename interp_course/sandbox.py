@@ -129,22 +129,48 @@ Operational notes
 
 from __future__ import annotations
 
+import atexit
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import typing as t
+from multiprocessing import util as _mp_util
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Bool, CaselessStrEnum, Dict, Int, List, Unicode, default
 
+from interp_course import zygote as _zygote
 from interp_course.cgroups import CgroupStats, CgroupUnavailable, SandboxCgroup, open_parent
 
 __all__ = ["SandboxedKernelManager", "SandboxUnavailableError", "find_bwrap"]
 
 _MB = 1024 * 1024
+_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+
+# Running zygotes of this grader process, by the command that started them (their policy).
+_zygotes: dict[tuple, _zygote.Zygote] = {}
+_zygotes_lock = threading.Lock()
+_MAX_ZYGOTES = 2
+
+
+def stop_zygotes() -> None:
+    """Stop this process's zygotes (they also die with it) and remove its runs folder."""
+    with _zygotes_lock:
+        for z in _zygotes.values():
+            z.stop()
+        _zygotes.clear()
+        _zygote.remove_runs_root()
+
+
+atexit.register(stop_zygotes)
+# multiprocessing workers leave with os._exit (no atexit), after running these finalizers
+_mp_util.Finalize(None, stop_zygotes, exitpriority=10)
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -400,6 +426,24 @@ class SandboxedKernelManager(AsyncKernelManager):
         "socket paths are limited to ~100 bytes). Default: tempfile.gettempdir().",
     ).tag(config=True)
 
+    zygote = Bool(
+        False,
+        help="Fork each kernel from a pre-imported, sandboxed zygote (interp_course.zygote) "
+        "instead of starting a new Python: the zygote imports zygote_preload once per grader "
+        "process; each kernel still gets its own namespaces, scratch folders, tmpfs mounts, "
+        "cgroup and unprivileged uid. Off by default.",
+    ).tag(config=True)
+
+    zygote_preload = List(
+        Unicode(),
+        default_value=["torch", "transformer_lens"],
+        help="Modules the zygote imports (library imports only: never course material).",
+    ).tag(config=True)
+
+    zygote_start_timeout = Int(
+        300, help="Seconds a zygote may take for its imports before the start fails."
+    ).tag(config=True)
+
     # The kernel lives in a fresh network namespace: TCP cannot reach it.
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
@@ -439,6 +483,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._sbx_run_dir and os.path.isdir(self._sbx_run_dir):
             return
         parent = self.run_dir_parent or tempfile.gettempdir()
+        if self.zygote:
+            parent = _zygote.runs_root()  # the only folder a zygote's kernels can be given
         self._sbx_run_dir = _real(tempfile.mkdtemp(prefix="nbsbx-", dir=parent))
         os.makedirs(self.socket_dir, mode=0o700)  # type: ignore[arg-type]
         sdir = self.socket_dir
@@ -519,11 +565,18 @@ class SandboxedKernelManager(AsyncKernelManager):
         env.update(self.extra_env)
         return env
 
-    def build_sandbox_command(self, argv: list[str], cwd: str | None = None) -> list[str]:
+    def build_sandbox_command(
+        self, argv: list[str], cwd: str | None = None, zygote_runs: str | None = None
+    ) -> list[str]:
         """Wrap ``argv`` in prlimit + bwrap according to this manager's policy.
 
         ``cwd`` is the working directory inside (bound read-write if
         ``writable_cwd``); it defaults to an empty scratch directory.
+
+        With ``zygote_runs`` the command starts a zygote: the runs folder is bound read-write
+        instead of this kernel's own folders (paths under it are left out: each forked kernel
+        binds its own), and user namespaces stay allowed (each kernel makes its own and then
+        forbids further ones).
         """
         bwrap = find_bwrap(self.bwrap_path)
         argv = self._protect_launcher(list(argv))
@@ -566,14 +619,23 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.bind_python:
             for p in self._python_paths(argv):
                 bind(p, False)
-        for p in self.readonly_paths:
+        def outside_runs(paths):
+            return [p for p in paths if not (zygote_runs and _zygote.under(p, zygote_runs))]
+
+        for p in outside_runs(self.readonly_paths):
             bind(p, False, what="readonly")
-        for p in self.writable_paths:
+        for p in outside_runs(self.writable_paths):
             bind(p, True, what="writable")
-        if self.socket_dir:
+        if zygote_runs:
+            bind(zygote_runs, True, must_exist=True, what="runs")
+            bind(_PACKAGE_DIR, False)
+            cwd = None
+        elif self.socket_dir:
             bind(self.socket_dir, True, must_exist=True, what="run")
 
-        if cwd:
+        if zygote_runs:
+            cwd = "/"
+        elif cwd:
             cwd = _real(cwd)
             bind(cwd, self.writable_cwd, must_exist=True, what="working directory")
         else:
@@ -604,18 +666,26 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.sandbox_uid is not None:
             cmd += ["--unshare-user", "--uid", str(self.sandbox_uid)]
             cmd += ["--gid", str(self.sandbox_gid if self.sandbox_gid is not None else self.sandbox_uid)]
-            cmd += ["--disable-userns"]
+            if not zygote_runs:
+                cmd += ["--disable-userns"]
         cmd += ["--cap-drop", "ALL", "--hostname", self.hostname]
         cmd += ["--clearenv"]
-        for k, v in self._sandbox_env().items():
+        env = self._sandbox_env()
+        if zygote_runs:
+            env = self._zygote_env(env, zygote_runs)
+        for k, v in env.items():
             cmd += ["--setenv", k, v]
         cmd += ["--unsetenv", "JPY_PARENT_PID"]
         # A fresh /proc, but with the sysctl tree read-only: the sandbox uid maps to the
         # grader's uid, and for root Linux grants sysctl writes by uid alone (no capability
         # needed for e.g. kernel.core_pattern, a host-root escape). bwrap itself skips
         # /proc/sys because the directory is not writable.
-        cmd += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
-        cmd += ["--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
+        cmd += ["--proc", "/proc"]
+        if not zygote_runs:
+            # (a zygote's kernels mount their own /proc, which Linux allows only where the
+            # existing one is not partly covered; each then makes its /proc/sys read-only)
+            cmd += ["--ro-bind", "/proc/sys", "/proc/sys"]
+            cmd += ["--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
         cmd += ["--dev", "/dev"]
         cmd += ["--size", tmp_size, "--tmpfs", "/dev/shm"]
         cmd += ordered
@@ -738,10 +808,122 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:  # type: ignore[override]
         try:
-            await super()._async_launch_kernel(kernel_cmd, **kw)
+            if self.zygote and self._zygote_usable():
+                await self._async_launch_from_zygote(kw.get("cwd"))
+            else:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
         except BaseException:
             self._remove_cgroup()  # e.g. joining the cgroup failed: nothing was started
             raise
+
+    # --- zygote ---------------------------------------------------------------------------
+    def _zygote_env(self, env: dict[str, str], runs: str) -> dict[str, str]:
+        """The zygote's environment: the kernel's, less what names one run's folders."""
+        env = {k: v for k, v in env.items() if not _zygote.under(v, runs)} if runs else dict(env)
+        # No thread may exist when the zygote forks (only the forking thread survives, with the
+        # others' locks held): importing torch starts an OpenMP pool unless it is limited to one
+        # thread, pyarrow a jemalloc thread unless it uses the system allocator. Each kernel sets
+        # its own thread count again (zygote._kernel).
+        env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                    "ARROW_DEFAULT_MEMORY_POOL": "system",
+                    "JE_ARROW_MALLOC_CONF": "background_thread:false"})
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if os.path.dirname(_PACKAGE_DIR) not in paths:
+            env["PYTHONPATH"] = os.pathsep.join([*paths, os.path.dirname(_PACKAGE_DIR)])
+        return env
+
+    def _zygote_usable(self) -> bool:
+        # Run by root, bwrap covers /proc/irq and /proc/bus with read-only binds, and Linux then
+        # refuses the forked kernel's own /proc (it would reveal what they cover). The grader runs
+        # as interp-grader anyway (the kernel's uid must never map to root).
+        if os.geteuid() == 0 or self.sandbox_uid is None:
+            reason = "zygote: needs an unprivileged grader and sandbox_uid"
+            if reason not in _cgroup_warned:
+                _cgroup_warned.add(reason)
+                self.log.warning("Zygote kernels need a grader that is not root and a sandbox_uid; "
+                                 "starting each kernel with bwrap instead")
+            return False
+        return True
+
+    def _zygote_for(self) -> _zygote.Zygote:
+        runs = _zygote.runs_root()
+        python = self.kernel_spec.argv[0] if self.kernel_spec and self.kernel_spec.argv else sys.executable
+        if python in ("python", "python3", "{python}") or not os.path.isabs(python):
+            python = sys.executable
+        argv = [python, "-c", _zygote.LAUNCHER, "{CTL_FD}", *self.zygote_preload]
+        cmd = self.build_sandbox_command(argv, zygote_runs=runs)
+        key = (tuple(cmd), self.cgroup_memory_limit_mb, self.cgroup_pids_limit, self.cgroup_parent,
+               self.cgroup_root)
+        with _zygotes_lock:
+            z = _zygotes.get(key)
+            if z is not None and z.alive():
+                return z
+            if z is not None:
+                z.stop()
+                del _zygotes[key]
+            while len(_zygotes) >= _MAX_ZYGOTES:
+                _zygotes.pop(next(iter(_zygotes))).stop()
+            cgroup = None
+            if self.cgroup_memory_limit_mb > 0 or self.cgroup_pids_limit > 0:
+                try:
+                    parent = open_parent(self.cgroup_root, self.cgroup_parent)
+                    cgroup = parent.new_child(max(0, self.cgroup_memory_limit_mb) * _MB,
+                                              max(0, self.cgroup_pids_limit))
+                except CgroupUnavailable as exc:
+                    if self.require_cgroup:
+                        raise SandboxUnavailableError(f"No cgroup for the zygote ({exc})") from None
+            log_path = os.path.join(runs, f"zygote-{len(_zygotes)}-{os.getpid()}.log")
+            z = _zygote.Zygote(key, cmd, cgroup, log_path)
+            t0 = time.monotonic()
+            z.start(timeout=self.zygote_start_timeout)
+            self.log.info("Zygote ready in %.1f s (imports %.1f s)", time.monotonic() - t0,
+                          z.info.get("import_s", 0.0))
+            _zygotes[key] = z
+            return z
+
+    async def _async_launch_from_zygote(self, cwd: str | None) -> None:
+        runs = _zygote.runs_root()
+        cwd = _real(cwd) if cwd else self.socket_dir
+        assert self.socket_dir is not None and cwd is not None and self._sbx_log is not None
+        binds: list[tuple[str, bool]] = [(self.socket_dir, True)]
+        for paths, writable in ((self.readonly_paths, False), (self.writable_paths, True)):
+            binds += [(_real(p), writable) for p in paths if _zygote.under(p, runs)]
+        if cwd != self.socket_dir:
+            if not _zygote.under(cwd, runs):
+                raise SandboxUnavailableError(
+                    f"a zygote kernel's working folder must be under its runs folder {runs}, "
+                    f"not {cwd}")
+            binds.append((cwd, self.writable_cwd))
+        seen: dict[str, bool] = {}
+        for path, writable in binds:
+            seen[path] = seen.get(path, False) or writable
+        request = {
+            "runs": runs,
+            "binds": sorted(seen.items(), key=lambda b: _depth(b[0])),
+            "cwd": cwd,
+            "env": self._sandbox_env(),
+            "connection_file": self.connection_file,
+            "tmpfs_size": max(1, self.tmpfs_size_mb) * _MB,
+            "home": _real(self.home_dir or os.path.expanduser("~")),
+            "hostname": self.hostname,
+        }
+        z = await asyncio.to_thread(self._zygote_for)
+        cgroup = self._sbx_cgroup
+
+        def join(pid: int) -> None:
+            if cgroup is not None:
+                cgroup.add(pid)
+                if not cgroup.contains(pid):
+                    raise SandboxUnavailableError(f"kernel {pid} is not in its cgroup")
+
+        proc = await asyncio.to_thread(z.spawn, request, self._sbx_log.fileno(), join)
+        prov = self.provisioner
+        assert prov is not None
+        prov.process = proc  # type: ignore[attr-defined]
+        prov.pid = proc.pid  # type: ignore[attr-defined]
+        prov.pgid = None  # type: ignore[attr-defined]
+        prov.cwd = cwd  # type: ignore[attr-defined]
+        self._reconcile_connection_info(prov.connection_info)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         try:

@@ -22,9 +22,10 @@ MAX_DEPTH = 16  # of the submission folder copied in; nbgrader's own copy is nev
 MAX_BYTES = 512 * 2**20  # a submission's extra files, in all
 
 
-def make(prefix: str = "interp-course-grade-") -> Path:
-    """A new private folder (mode 0700) in the grader's temporary directory."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+def make(prefix: str = "interp-course-grade-", parent: str | None = None) -> Path:
+    """A new private folder (mode 0700) in the grader's temporary directory, or in ``parent``
+    (a zygote's runs folder: see ``GradeInSandbox.run_parent``)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
 def copy_regular_files(source: Path, target: Path, exclude=()) -> list[str]:

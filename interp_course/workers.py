@@ -42,7 +42,8 @@ def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
     from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
 
     meta = json.loads(plan[run_cache.PLAN_META])
-    run = workdir.make()
+    grader = GradeInSandbox(config=Config(meta["config"]))
+    run = workdir.make(parent=grader.run_parent())
     try:
         (run / "outbox").mkdir()
         for folder in ("inbox", "work"):
@@ -54,7 +55,6 @@ def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
         nb = nbformat.reads(plan[run_cache.NOTEBOOK].decode(), as_version=4)
-        grader = GradeInSandbox(config=Config(meta["config"]))
         nb = grader.execute_run(nb, run, meta["models"])
         return run_cache.entry_files(nb, read_outbox(run / "outbox", nb))
     finally:

@@ -27,11 +27,12 @@ and the batch grades that student again once the run is kept.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from traitlets import Bool, Unicode
 
-from interp_course import guard, handin, models, run_cache, workdir
+from interp_course import guard, handin, models, run_cache, workdir, zygote
 from interp_course.course import Course
 from interp_course.judging.assignment import load_assignment
 from interp_course.judging.judge import judge_notebook, read_outbox, write_inbox
@@ -65,7 +66,7 @@ class GradeInSandbox(ResilientExecute):
         # nbclient starts the kernel in resources["metadata"]["path"]: nbgrader sets it to its own
         # output folder, which it writes and copies from after the run. Point it at scratch instead.
         output_folder = resources["metadata"]["path"]
-        run = workdir.make()
+        run = workdir.make(parent=self.run_parent())
         try:
             (run / "outbox").mkdir()
             skipped = workdir.copy_regular_files(Path(output_folder), run / "work",
@@ -125,6 +126,14 @@ class GradeInSandbox(ResilientExecute):
     def execution_settings(self) -> dict:
         names = [n for n in self.trait_names(config=True) if n not in ("plan_folder", "reuse_runs")]
         return {"traits": {n: repr(getattr(self, n)) for n in sorted(names)}, "config": self.plan_config()}
+
+    def run_parent(self) -> str | None:
+        """Where this grader makes run folders: a zygote's kernels can be given folders of its
+        runs folder only (``interp_course.zygote``); else the temporary directory."""
+        km_config = self.config.get("SandboxedKernelManager", {})
+        if km_config.get("zygote") and os.geteuid() != 0:
+            return zygote.runs_root()
+        return None
 
     def _ignore_patterns(self) -> list[str]:
         from nbgrader.coursedir import CourseDirectory

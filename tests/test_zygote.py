@@ -1,0 +1,124 @@
+"""Zygote kernels (interp_course/zygote.py, ``c.SandboxedKernelManager.zygote = True``).
+
+The zygote needs an unprivileged grader (run by root, bwrap covers parts of /proc and Linux then
+refuses each forked kernel its own /proc), so the kernels run in ``tests/zygote_probe.py`` as the
+grading account, under a cgroup parent that root delegates to it, as on a real grading machine.
+Two kernels are forked from one zygote side by side; each is probed from inside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from interp_course import grader_user
+from interp_course.cgroups import CgroupUnavailable, open_parent, prepare_delegated_parent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _usable() -> bool:
+    if os.geteuid() != 0:
+        return False
+    try:
+        grader_user.account()
+        return open_parent().version == "v1"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+needs_root_v1 = pytest.mark.skipif(not _usable(), reason="needs root, the grading account and cgroup v1")
+
+
+@pytest.fixture(scope="module")
+def probe() -> dict:
+    user = pwd.getpwnam(grader_user.ACCOUNT)
+    parent = f"/interp-course-zygote-test-{secrets.token_hex(3)}"
+    dirs = prepare_delegated_parent(user.pw_uid, parent=parent)
+    try:
+        env = {"PATH": "/usr/bin:/bin", "HOME": user.pw_dir, "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
+        out = subprocess.run(
+            grader_user.command([sys.executable, str(ROOT / "tests" / "zygote_probe.py"), parent]),
+            env=env, cwd="/", capture_output=True, text=True, timeout=400,
+        )
+        lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+        assert out.returncode == 0 and lines, out.stdout[-3000:] + out.stderr[-3000:]
+        res = json.loads(lines[-1][len("RESULT "):])
+        print(json.dumps(res, indent=1))
+        return res
+    finally:
+        for d in dirs:
+            for child in os.listdir(d):
+                if child.startswith("sbx-"):
+                    try:
+                        os.rmdir(os.path.join(d, child))
+                    except OSError:
+                        pass
+            os.rmdir(d)
+
+
+@needs_root_v1
+def test_zygote_forks_kernels_quickly_and_holds_no_threads(probe):
+    assert probe["zygote_threads"] == 1
+    first, second = probe["start_s"]
+    assert second < first  # the second kernel is a fork: no interpreter start, no imports
+
+
+@needs_root_v1
+@pytest.mark.parametrize("i", [0, 1])
+def test_kernel_sees_only_its_own_run(probe, i):
+    p = probe[f"probe{i}"]
+    own = "alice" if i == 0 else "bob"
+    # the runs folder holds only this kernel's run folder and its socket folder
+    assert own in p["runs"] and len(p["runs"]) == 2 and all(r in (own,) or r.startswith("nbsbx-") for r in p["runs"])
+    assert p["other_visible"] == []  # not the neighbour's scratch folder, its run folder or its data
+    assert not any(name.startswith("zygote") for name in p["runs"])  # nor the zygote's log
+    assert p["pids"] == [1, 2]  # its own pid namespace: neither the zygote nor the neighbour
+    assert p["tmp"] == [Path(probe["zygote_log_hidden_path"]).parent.name] or p["tmp"] == []
+
+
+@needs_root_v1
+@pytest.mark.parametrize("i", [0, 1])
+def test_kernel_is_unprivileged_and_offline(probe, i):
+    p = probe[f"probe{i}"]
+    assert p["ids"] == [65534, 65534, 65534]
+    assert probe[f"file_owner{i}"] == pwd.getpwnam(grader_user.ACCOUNT).pw_uid  # maps to the grading account
+    assert p["caps"] == ["0000000000000000"] and p["no_new_privs"] == "1"
+    assert p["unshare_user"] is False  # no further user namespaces (as bwrap --disable-userns)
+    assert p["umount_runs"] is False  # the mounts hiding other runs are locked
+    assert p["sysctl"] != "written"
+    assert p["net"] == {"127.0.0.1": "ConnectionRefusedError", "8.8.8.8": "OSError"}  # not the grader's port
+    assert p["torch_threads"] >= 1
+    assert probe["grader_sees_tmp_file"] is False
+
+
+@needs_root_v1
+def test_kernel_is_held_by_its_own_cgroup(probe):
+    assert probe["in_cgroup0"] and probe["in_cgroup1"]
+    assert probe["forks"] < 64 and probe["pids_stats"]["pids_limit_hits"] >= 1
+    assert probe["mem_kernel_alive"] is False and probe["mem_exit"] == 137
+    assert probe["mem_stats"]["oom_kills"] >= 1
+    assert probe["neighbour_alive"] and probe["zygote_alive"]  # one kernel's limit hits only it
+
+
+@needs_root_v1
+def test_interrupt_restart_and_cleanup(probe):
+    assert probe["interrupt"] == [True, "KeyboardInterrupt"] and probe["alive_after_interrupt"] == "alive"
+    assert "False" in probe["after_restart"]  # a restart is a new fork with a fresh /tmp
+    assert probe["left_running"] == [] and probe["cgroups_removed"] == [True, True]
+
+
+def test_zygote_is_off_by_default():
+    from interp_course.sandbox import SandboxedKernelManager
+
+    km = SandboxedKernelManager()
+    assert km.zygote is False
+    cmd = km.build_sandbox_command(["python", "-c", "pass"])
+    assert "--disable-userns" in cmd and "/proc/sys" in cmd  # the bwrap kernel is unchanged
