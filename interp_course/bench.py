@@ -8,10 +8,11 @@ export):
    every notebook run afresh (``--no-cache``);
 2. the same with one worker, for the scale-out ratio;
 3. the same batch again with its runs kept: judged without a kernel (a regrade);
-4. stock nbgrader (its own ``Execute``: no sandbox, the test cells in the kernel) on the same
+4. `make grade` with kernels forked from a zygote (``c.SandboxedKernelManager.zygote = True``);
+5. stock nbgrader (its own ``Execute``: no sandbox, the test cells in the kernel) on the same
    notebook. Its test cells find no grader to hand in to and raise, so it does a little less
    work than a real stock grader would: the ratio against it is, if anything, pessimistic;
-5. stock nbgrader on a notebook that only does ``import torch``.
+6. stock nbgrader on a notebook that only does ``import torch``.
 
 It prints each figure and the ratios the scale targets are stated in.
 
@@ -368,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  make grade, 1 worker, fresh kernels:  {figures['one worker']:.2f} s/submission", flush=True)
         figures["regrade"] = ours(course.root) / n
         print(f"  make grade again, runs kept:          {figures['regrade']:.2f} s/submission", flush=True)
+        zygote = _course(base / "zygote", "\nc.SandboxedKernelManager.zygote = True\n")
+        _submit(zygote.root, ASSIGNMENT, full_marks, n, "puzzle1.ipynb")
+        figures["zygote"] = ours(zygote.root, "--workers", str(cores), "--no-cache") / n
+        print(f"  the same, kernels forked from a zygote: {figures['zygote']:.2f} s/submission", flush=True)
 
         stock_root = _stock_course(base / "stock", ASSIGNMENT, course.source(ASSIGNMENT) / "puzzle1.ipynb")
         _submit(stock_root, ASSIGNMENT, full_marks, n, "puzzle1.ipynb")
@@ -387,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  make grade / stock nbgrader, `import torch`:  {figures['make grade'] / figures['trivial']:.2f} (<= 1.0)")
     print(f"  throughput, {cores} workers / 1 worker:         {figures['one worker'] / figures['make grade']:.2f} (>= 1.7)")
     print(f"  regrade from kept runs:                       {figures['regrade']:.2f} s/submission (<= 1)")
+    print(f"  with zygote kernels / stock, same notebook:   {figures['zygote'] / figures['stock']:.2f} (option: "
+          "c.SandboxedKernelManager.zygote = True)")
     return 0
 
 
