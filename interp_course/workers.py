@@ -61,6 +61,36 @@ def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
         workdir.remove_tree(run)
 
 
+FAULTS = ("KernelDied", "CellTimeout", "NotebookTimeLimit")  # ResilientExecute's fault errors
+
+
+def faults(result: dict[str, bytes]) -> list[str]:
+    """The kernel faults of a run, as "KernelDied in cell 28"."""
+    import nbformat
+
+    try:
+        nb = nbformat.reads(result[run_cache.NOTEBOOK].decode(), as_version=4)
+    except Exception:  # noqa: BLE001 - _keep refuses it and says so
+        return []
+    return [f"{out.get('ename')} in cell {index}" for index, cell in enumerate(nb.cells)
+            for out in cell.get("outputs", []) if out.get("output_type") == "error" and out.get("ename") in FAULTS]
+
+
+def _students(plans: Path) -> dict[str, list[str]]:
+    """Which students each plan is for (identical notebooks share one)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted((plans / ".planned").glob("*")):
+        found.setdefault(path.read_text().strip(), []).append(path.name)
+    return found
+
+
+def _report_faults(plans: Path, key: str, result) -> None:
+    found = faults(result) if isinstance(result, dict) else []
+    if found:
+        who = ", ".join(_students(plans).get(key, [key[:12]]))
+        print(one_line(f"  {who}: {'; '.join(found[:3])}{' …' if len(found) > 3 else ''}"), flush=True)
+
+
 def _keep(cache: run_cache.RunCache, key: str, result) -> bool:
     try:
         cache.store(key, result)
@@ -102,9 +132,13 @@ def run_local(plans: Path, keys: list[str], cache: run_cache.RunCache, workers: 
             for future in done:
                 key = pending.pop(future)
                 try:
-                    ok = _keep(cache, key, future.result())
+                    result = future.result()
+                    _report_faults(plans, key, result)
+                    ok = _keep(cache, key, result)
                 except Exception as exc:  # noqa: BLE001 - a lost run is graded by the last step
-                    print(one_line(f"  run {key[:12]} failed on its worker: {type(exc).__name__}: {exc}"), flush=True)
+                    who = ", ".join(_students(plans).get(key, [key[:12]]))
+                    print(one_line(f"  {who}: the run failed on its worker ({type(exc).__name__}: {exc}); "
+                                   "nbgrader runs it itself"), flush=True)
                     ok = False
                 kept += ok
                 progress.tick(ok)
@@ -124,9 +158,13 @@ def run_dask(plans: Path, keys: list[str], cache: run_cache.RunCache, scheduler:
         for future in as_completed(futures):
             key = futures[future]
             try:
-                ok = _keep(cache, key, future.result())
+                result = future.result()
+                _report_faults(plans, key, result)
+                ok = _keep(cache, key, result)
             except Exception as exc:  # noqa: BLE001 - KilledWorker etc.: graded by the last step
-                print(one_line(f"  run {key[:12]} failed on the cluster: {type(exc).__name__}: {exc}"), flush=True)
+                who = ", ".join(_students(plans).get(key, [key[:12]]))
+                print(one_line(f"  {who}: the run failed on the cluster ({type(exc).__name__}: {exc}); "
+                               "nbgrader runs it itself"), flush=True)
                 ok = False
             kept += ok
             progress.tick(ok)
