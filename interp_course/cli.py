@@ -95,7 +95,7 @@ def setup_grading(settings: dict) -> None:
             raise Refusal(f"{user.pw_name} cannot run this venv's Python: {smoke.stderr.strip()[-300:]}")
         print(f"Grading runs as the unprivileged account {user.pw_name}")
         print(sandbox_cgroups(user.pw_name))
-        cache_embeddings()
+        cache_embeddings(settings)
     print(f"Installed the nbgrader guard at {guard.install_env_guard()}")
 
 
@@ -115,16 +115,22 @@ def sandbox_cgroups(user: str) -> str:
             f"sandbox, and {total / 2**30:.1f} GiB for all sandboxes together")
 
 
-def cache_embeddings() -> None:
-    """As root: W_E of every model the course's assignments declare, cached read-only for all."""
+def cache_embeddings(settings: dict) -> None:
+    """As root: W_E of every model the course's assignments declare, cached read-only for all.
+
+    In a child process with the chosen model source's environment (HF_HOME, offline), which
+    huggingface_hub reads once, at import."""
     from interp_course.judging.assignment import load_assignment
 
     course = Course(CHECKOUT)
     for model_id in sorted({m for a in course.assignments() for m in load_assignment(course, a).models}):
-        try:
-            models.load_W_E(model_id)
-        except Exception as exc:  # noqa: BLE001 - the grader boots the model itself then
-            print(f"W_E of {model_id} not cached ({type(exc).__name__}); grading boots the model each run")
+        done = subprocess.run([sys.executable, "-c", "import sys; from interp_course.models import load_W_E; "
+                               "load_W_E(sys.argv[1])", model_id],
+                              env={**os.environ, **models.model_env(settings), "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+                              cwd="/", capture_output=True, text=True)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or ["?"])[-1]
+            print(one_line(f"W_E of {model_id} not cached ({why[:200]}); grading boots the model each run"))
 
 
 def release(course: Course, assignments: list[str]) -> None:
