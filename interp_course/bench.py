@@ -96,8 +96,8 @@ def stock(root: Path, assignment: str) -> float:
     for step in (["autograde", assignment, "--create", "--force"], ["generate_feedback", assignment, "--force"],
                  ["export"]):
         argv, step_env = [sys.executable, "-m", "nbgrader", *step, "--log-level=ERROR"], env
-        if grader_user.is_root():
-            argv, step_env = grader_user.command(argv), grader_user.environment(env)
+        if grader_user.is_root():  # the account's scrubbed environment, still without the guard
+            argv, step_env = grader_user.command(argv), {**grader_user.environment(env), "JUPYTER_NO_CONFIG": "1"}
         total += _timed(argv, root, step_env)
     return total
 
