@@ -589,13 +589,7 @@ class SandboxCgroup:
         with values prepared in advance.  Raises OSError on failure, which makes
         Popen fail, i.e. no process starts outside the limits.
         """
-        pid = str(os.getpid()).encode()
-        for path in self._procs_files:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, pid)
-            finally:
-                os.close(fd)
+        self.add(os.getpid())
 
     def add(self, pid: int) -> None:
         """Move another process (by pid) into this cgroup, in every hierarchy.

@@ -91,6 +91,20 @@ def _report_faults(plans: Path, key: str, result) -> None:
         print(one_line(f"  {who}: {'; '.join(found[:3])}{' …' if len(found) > 3 else ''}"), flush=True)
 
 
+def _finish(plans: Path, cache: run_cache.RunCache, key: str, future, where: str) -> bool:
+    """Report and keep one finished run; whether it was kept. A lost run is graded by the last
+    nbgrader pass itself."""
+    try:
+        result = future.result()
+    except Exception as exc:  # noqa: BLE001 - a dead worker, KilledWorker, ...
+        who = ", ".join(_students(plans).get(key, [key[:12]]))
+        print(one_line(f"  {who}: the run failed {where} ({type(exc).__name__}: {exc}); nbgrader runs it itself"),
+              flush=True)
+        return False
+    _report_faults(plans, key, result)
+    return _keep(cache, key, result)
+
+
 def _keep(cache: run_cache.RunCache, key: str, result) -> bool:
     try:
         cache.store(key, result)
@@ -130,16 +144,7 @@ def run_local(plans: Path, keys: list[str], cache: run_cache.RunCache, workers: 
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                key = pending.pop(future)
-                try:
-                    result = future.result()
-                    _report_faults(plans, key, result)
-                    ok = _keep(cache, key, result)
-                except Exception as exc:  # noqa: BLE001 - a lost run is graded by the last step
-                    who = ", ".join(_students(plans).get(key, [key[:12]]))
-                    print(one_line(f"  {who}: the run failed on its worker ({type(exc).__name__}: {exc}); "
-                                   "nbgrader runs it itself"), flush=True)
-                    ok = False
+                ok = _finish(plans, cache, pending.pop(future), future, "on its worker")
                 kept += ok
                 progress.tick(ok)
     return kept
@@ -156,16 +161,7 @@ def run_dask(plans: Path, keys: list[str], cache: run_cache.RunCache, scheduler:
                                  pure=False, retries=1): key for key in keys}
         kept = 0
         for future in as_completed(futures):
-            key = futures[future]
-            try:
-                result = future.result()
-                _report_faults(plans, key, result)
-                ok = _keep(cache, key, result)
-            except Exception as exc:  # noqa: BLE001 - KilledWorker etc.: graded by the last step
-                who = ", ".join(_students(plans).get(key, [key[:12]]))
-                print(one_line(f"  {who}: the run failed on the cluster ({type(exc).__name__}: {exc}); "
-                               "nbgrader runs it itself"), flush=True)
-                ok = False
+            ok = _finish(plans, cache, futures[future], future, "on the cluster")
             kept += ok
             progress.tick(ok)
     return kept
