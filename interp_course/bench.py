@@ -7,7 +7,9 @@ export):
 1. `make grade` as shipped (sandbox, unprivileged account, cgroups), ``--workers`` = the cores,
    every notebook run afresh (``--no-cache``);
 2. the same with one worker, for the scale-out ratio;
-3. the same batch again with its runs kept: judged without a kernel (a regrade);
+3. the same batch again with its runs kept: judged without a kernel (a regrade); then with 2N
+   more students handing in copies of those notebooks (their runs are kept too): the cost per
+   student of a bigger class, where the fixed cost of the three nbgrader commands is spread wider;
 4. `make grade` with kernels forked from a zygote (``c.SandboxedKernelManager.zygote = True``);
 5. stock nbgrader (its own ``Execute``: no sandbox, the test cells in the kernel) on the same
    notebook. Its test cells find no grader to hand in to and raise, so it does a little less
@@ -369,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  make grade, 1 worker, fresh kernels:  {figures['one worker']:.2f} s/submission", flush=True)
         figures["regrade"] = ours(course.root) / n
         print(f"  make grade again, runs kept:          {figures['regrade']:.2f} s/submission", flush=True)
+        # A bigger class: 2n more students hand in copies of those notebooks, whose runs are kept.
+        for i in range(n, 3 * n):
+            shutil.copytree(course.submitted / f"student{i % n:03d}", course.submitted / f"student{i:03d}")
+        figures["regrade 3n"] = ours(course.root) / (3 * n)
+        figures["marginal"] = (figures["regrade 3n"] * 3 * n - figures["regrade"] * n) / (2 * n)
+        print(f"  the same with {3 * n} students, runs kept:  {figures['regrade 3n']:.2f} s/submission "
+              f"(each student beyond {n}: {figures['marginal']:.2f} s)", flush=True)
         zygote = _course(base / "zygote", "\nc.SandboxedKernelManager.zygote = True\n")
         _submit(zygote.root, ASSIGNMENT, full_marks, n, "puzzle1.ipynb")
         figures["zygote"] = ours(zygote.root, "--workers", str(cores), "--no-cache") / n
@@ -392,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  make grade / stock nbgrader, `import torch`:  {figures['make grade'] / figures['trivial']:.2f} (<= 1.0)")
     print(f"  throughput, {cores} workers / 1 worker:         {figures['one worker'] / figures['make grade']:.2f} (>= 1.7)")
     print(f"  regrade from kept runs:                       {figures['regrade']:.2f} s/submission (<= 1)")
+    print(f"  regrade from kept runs, {3 * n} students:          {figures['regrade 3n']:.2f} s/submission "
+          f"({figures['marginal']:.2f} s for each student beyond {n})")
     print(f"  with zygote kernels / stock, same notebook:   {figures['zygote'] / figures['stock']:.2f} (option: "
           "c.SandboxedKernelManager.zygote = True)")
     return 0

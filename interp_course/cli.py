@@ -48,7 +48,7 @@ def nbgrader(course: Course, *args: str, check: bool = True, as_grader: bool = T
     print(one_line("$ nbgrader " + shlex.join(args)), flush=True)
     if log:
         log.write("$ nbgrader " + shlex.join(args))
-    argv, env = [sys.executable, "-m", "nbgrader", *args], nbgrader_env()
+    argv, env = [sys.executable, "-m", "interp_course.nbgrader_cli", *args], nbgrader_env()
     if as_grader:
         argv, env = grader_user.command(argv), grader_user.environment(env)
     proc = subprocess.Popen(argv, cwd=course.root, env=env,

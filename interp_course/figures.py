@@ -26,7 +26,7 @@ from interp_course import workdir
 from interp_course.cgroups import CgroupUnavailable, open_parent
 from interp_course.images import png_size
 from interp_course.inert import terminal_safe
-from interp_course.judging.handin_files import UnsafeFile, read_regular_file
+from interp_course.untrusted_files import UnsafeFile, read_regular_file
 from interp_course.sandbox import SandboxedKernelManager
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"

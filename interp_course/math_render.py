@@ -10,6 +10,7 @@ student's, and latex2mathml passes e.g. ``\\href{javascript:...}`` through as an
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
@@ -93,6 +94,7 @@ def _replace_formulas(text: str) -> list | None:
     return parts + [text[last:]] if parts else None
 
 
+@lru_cache(maxsize=1024)  # a pure function of the text; a batch's pages share most of theirs
 def render_math(html: str) -> str:
     """``html`` with every formula in its text (not in code) replaced by MathML."""
     if "$" not in html and "\\" not in html:

@@ -23,10 +23,12 @@ import os
 import socket
 from functools import lru_cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from interp_course.course import CHECKOUT
+
+if TYPE_CHECKING:  # torch costs ~2 s to import: only the functions that load a model do
+    import torch
 
 # The model source belongs to the installation (this checkout), not to one course root.
 SETTINGS_FILE = CHECKOUT / "course_settings.json"
@@ -121,6 +123,7 @@ def load_W_E(model_id: str) -> torch.Tensor:
     Booting TransformerBridge costs the grader 10-20 s (imports included), so W_E is kept per
     snapshot revision in ``.cache/w_e/``: a regrade whose runs are all cached starts no model.
     """
+    import torch
     from safetensors.torch import load_file, save_file
 
     rev = revision(model_id)

@@ -40,7 +40,7 @@ from interp_course.judging.handin_files import (MAX_REPORT_FILE, MAX_TENSOR_FILE
 PACKAGE = Path(__file__).resolve().parent
 # The engine files that decide what happens inside the kernel (not the judging: that re-runs).
 ENGINE_FILES = ["handin.py", "sandbox.py", "cgroups.py", "workdir.py", "run_cache.py", "figures.py",
-                "figure_worker.py", "images.py", "preprocessors/resilient_execute.py",
+                "figure_worker.py", "images.py", "untrusted_files.py", "preprocessors/resilient_execute.py",
                 "preprocessors/grade_in_sandbox.py", "preprocessors/render_figures.py"]
 LIBRARIES = ["torch", "transformer-lens", "transformers", "ipykernel", "plotly", "nbclient", "kaleido"]
 NOTEBOOK = "notebook.ipynb"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load as load_safetensors
+from interp_course.untrusted_files import UnsafeFile, read_regular_file
+
+if TYPE_CHECKING:  # torch is imported where tensors are read (parse_hand_in)
+    import torch
 
 MAX_TENSOR_FILE = 512 * 2**20  # a hand-in is a few MB; anything bigger is refused, not loaded
 MAX_REPORT_FILE = 2 * 2**20
@@ -62,39 +64,6 @@ class HandIn:
         return self.entry(key).get("modified_input") is True
 
 
-class UnsafeFile(Exception):
-    pass
-
-
-def read_regular_file(folder_fd: int, name: str, limit: int) -> bytes:
-    """The bytes of ``name`` in an open folder, only if it is a regular file of at most ``limit``."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:  # ELOOP: a symlink
-        raise UnsafeFile(f"{name} is not a regular file") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFile(f"{name} is not a regular file")
-        if info.st_size > limit:
-            raise UnsafeFile(f"{name} is too large")
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > limit:  # it grew after fstat
-            raise UnsafeFile(f"{name} is too large")
-        return data
-    finally:
-        os.close(fd)
-
-
 @dataclass(frozen=True)
 class RawHandIn:
     """A test cell's hand-in as read from the outbox, not yet parsed: the two files' bytes, or
@@ -126,6 +95,8 @@ def parse_hand_in(raw: RawHandIn) -> HandIn:
     if raw.problem:
         return HandIn(problem=raw.problem)
     try:
+        from safetensors.torch import load as load_safetensors
+
         tensors = load_safetensors(raw.tensor_bytes)
         report = json.loads(raw.report_bytes)
     except Exception as exc:  # noqa: BLE001 - any unreadable hand-in is a fault of the submission

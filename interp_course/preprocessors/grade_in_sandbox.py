@@ -32,14 +32,12 @@ from pathlib import Path
 
 from traitlets import Bool, Unicode
 
-from interp_course import guard, handin, models, run_cache, workdir, zygote
+from interp_course import guard, workdir, zygote
 from interp_course.course import Course
-from interp_course.judging.assignment import load_assignment
-from interp_course.judging.judge import judge_notebook, read_outbox, write_inbox
 from interp_course.preprocessors.render_figures import RenderFigures
 from interp_course.preprocessors.resilient_execute import ResilientExecute
 
-PACKAGE_DIR = Path(handin.__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # interp_course/, bound into the kernel
 
 
 class GradeInSandbox(ResilientExecute):
@@ -60,6 +58,12 @@ class GradeInSandbox(ResilientExecute):
     _models: tuple[str, ...] = ()
 
     def preprocess(self, nb, resources):
+        # Imported here, not at the top: every nbgrader command loads the course config, and
+        # only autograde needs torch (~2 s to import) for judging.
+        from interp_course import run_cache
+        from interp_course.judging.assignment import load_assignment
+        from interp_course.judging.judge import judge_notebook, read_outbox, write_inbox
+
         course = Course.from_config(self.config)
         guard.check_not_root()  # the kernel's uid maps to ours: never root (last line of defence)
         assignment = load_assignment(course, resources["nbgrader"]["assignment"])
@@ -141,6 +145,8 @@ class GradeInSandbox(ResilientExecute):
         return list(CourseDirectory(config=self.config).ignore)
 
     def create_kernel_manager(self):
+        from interp_course import handin, models
+
         km = super().create_kernel_manager()
         hf_home, model_folders = models.cache_folders(self._models)
         (self._handin_dir / "inbox").mkdir(exist_ok=True)

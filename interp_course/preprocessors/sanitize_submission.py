@@ -32,6 +32,7 @@ metadata alone, and its allowlist turns ordinary tables and images into escaped 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 import re
 from html import escape as html_escape
 from xml.etree import ElementTree as ET
@@ -159,6 +160,9 @@ def _depth_exceeds(node, limit: int) -> bool:
     return False
 
 
+# Cleaning and checking are pure functions of the text, and a batch's notebooks share most of
+# theirs (the instructions, identical outputs of correct code): each distinct text is done once.
+@lru_cache(maxsize=1024)
 def _clean_html(html: str) -> tuple[str, int]:
     """Cleaned HTML and how many active elements (scripts, frames, inline SVG...) were removed."""
     soup = BeautifulSoup(html, "html.parser")
@@ -241,6 +245,15 @@ _UNSHOWABLE = "*[This cell could not be shown safely.]*"
 def safe_markdown(source: str, attachments: dict | None = None) -> str:
     """``source`` itself if nbconvert renders it inert; else markdown that renders to the
     cleaned HTML of ``source`` (one raw HTML block); else ``source`` as a code block."""
+    return _safe_markdown(source, attachments) if attachments else _safe_markdown_text(source)
+
+
+@lru_cache(maxsize=1024)
+def _safe_markdown_text(source: str) -> str:
+    return _safe_markdown(source, None)
+
+
+def _safe_markdown(source: str, attachments: dict | None) -> str:
     if _renders_inert(source, attachments):
         return source
     try:
