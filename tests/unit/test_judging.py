@@ -151,3 +151,22 @@ def test_a_number_off_by_more_than_its_tolerance_says_by_how_much():
     handed = hand({"x": 0.75}, {})
     item = value_item(handed, "x", 0.5, 0.01, "x is right", 1.0, "look again")
     assert item.points == 0 and item.message == "`x` = 0.75 is off by 0.25 (allowed: 0.01); look again"
+
+
+def test_reference_results_are_computed_once_per_input_object():
+    calls = []
+
+    def reference(W):
+        calls.append(W)
+        return 2 * W
+
+    W = torch.ones(2, 2)
+    for _ in range(3):  # three students judged on the batch's one input tensor
+        values, _ = judge_function("double", {"double/a": W}, hand({"double": double}, {"double/a": W}),
+                                   reference, BUGS, 1.0, 0.5, atol=ATOL, rtol=RTOL)
+        assert values.points == 1.0
+    assert len(calls) == 1
+    # Another object (even with equal values) is another input: computed again, never mixed up.
+    values, _ = judge_function("double", {"double/a": W + 1}, hand({"double": double}, {"double/a": W + 1}),
+                               reference, BUGS, 1.0, 0.5, atol=ATOL, rtol=RTOL)
+    assert values.points == 1.0 and len(calls) == 2
