@@ -5,8 +5,9 @@
 2. every submission is read and the gradable ones staged, rescued where possible (``staging.py``);
 3. one ``nbgrader autograde`` batch grades the staged copies; a student counts as graded only if
    this run wrote their autograded notebook (nbgrader's exit status covers the whole batch);
-4. feedback, the TA's manual grades (demo only), grades.csv and grades_by_question.csv
-   (``exports.py``); a "not graded" feedback page for a student whose file was at fault;
+4. the TA's manual grades (demo only), then feedback and grades.csv side by side, and
+   grades_by_question.csv (``exports.py``); a "not graded" feedback page for a student whose file
+   was at fault;
 5. the table, then the closing lines (``report.py``).
 """
 
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -106,17 +108,20 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
                                 f"processing assignment\" for {s.student}), fix the cause and run again")
     graded = [s for s in submissions if s.problem is None]
     no_feedback = set()
-    if graded:
-        if manual:
-            apply_manual_grades(course, assignment, {k: v for k, v in manual.items() if k in {s.student for s in graded}})
-        if run_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN", check=False).returncode == REFUSED:
-            raise Refusal("nbgrader's own guard refused to generate feedback (its reason is above)")
-        no_feedback = {s.student for s in graded if not all(
-            _written_since(course.feedback / s.student / assignment / f"{n}.html", started) for n in s.files)}
-    for s in submissions:
+    if graded and manual:
+        apply_manual_grades(course, assignment, {k: v for k, v in manual.items() if k in {s.student for s in graded}})
+    # Feedback and export only read the gradebook: they run side by side.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        exported = background.submit(run_nbgrader, "export", "--to", str(course.grades_csv), "--log-level=WARN")
+        if graded:
+            if run_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN", check=False).returncode == REFUSED:
+                raise Refusal("nbgrader's own guard refused to generate feedback (its reason is above)")
+            no_feedback = {s.student for s in graded if not all(
+                _written_since(course.feedback / s.student / assignment / f"{n}.html", started) for n in s.files)}
+        exported.result()
+    for s in submissions:  # after generate_feedback, which may rewrite an earlier run's page
         if s.problem is not None and s.problem.for_student:
             _write_not_graded_feedback(course, assignment, s, notebooks)
-    run_nbgrader("export", "--to", str(course.grades_csv), "--log-level=WARN")
     print(f"Per-question scores: {write_grades_by_question(course).name}")
     print_table(assignment, read_grades(course, assignment, [s.student for s in graded]))
     # nbgrader exports a row for everyone in the gradebook: an earlier submission's grade, or 0

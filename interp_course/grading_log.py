@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,10 +37,12 @@ class GradingLog:
         else:
             raise Refusal(f"cannot create a log file in {folder}")
         self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self._lock = threading.Lock()  # feedback and export write their lines side by side
 
     def write(self, line: str) -> None:
-        self._file.write(one_line(line.rstrip("\n")) + "\n")
-        self._file.flush()
+        with self._lock:
+            self._file.write(one_line(line.rstrip("\n")) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
         self._file.close()

@@ -146,6 +146,18 @@ def release(course: Path, assignment: str = PUZZLE1) -> Path:
     return course
 
 
+def keep_runs_of(graded: GradedCourse, course: Path) -> Path:
+    """Give ``course`` the kept runs (``gradebook/runs/``) of the session's corpus grading, as if it
+    had run those notebooks itself: a run's key covers the notebook, the inputs, the models and the
+    engine, so only the same notebook in the same set-up is judged from it. For tests of what
+    happens around a run (exit statuses, rescues, pages, a TA's grading), not of running one:
+    those (``test_scale_out``, ``test_sandbox_execute``, ...) keep running their own kernels."""
+    store = Course(course).run_cache
+    shutil.copytree(Course(graded.root).run_cache, store, dirs_exist_ok=True)
+    grader_user.hand_over(store)
+    return course
+
+
 def run_workers(course: Path, plans: Path, *options: str) -> subprocess.CompletedProcess:
     """`python -m interp_course.workers`: run the planned notebooks side by side, as the grading account."""
     argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(Course(course).run_cache), *options]
@@ -161,7 +173,7 @@ def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), 
 
     As `make grade` does it, with plain nbgrader: a first `nbgrader autograde` judges what has a
     kept run and plans the rest, ``workers`` processes run the plans, and a second one judges all
-    from the kept runs. ``rerun``: run every notebook again rather than judge its kept run.
+    from the kept runs (none is needed when nothing was planned). ``rerun``: run every notebook again rather than judge its kept run.
     """
     grader_user.prepare_state(Course(course))  # what `make grade` does first, as root
     start = time.perf_counter()
@@ -174,7 +186,9 @@ def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), 
     assert planning.returncode == 0, planning.stderr[-3000:]
     ran = run_workers(course, plans, "--workers", str(workers))
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-    autograde = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only)
+    # As `make grade`: a second pass only if the first planned runs (it judged everyone else).
+    planned = any((plans / ".planned").glob("*"))
+    autograde = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only) if planned else planning
     shutil.rmtree(plans, ignore_errors=True)
     seconds = time.perf_counter() - start
     for step in (["generate_feedback", assignment, "--force"], ["export", "--to", str(course / "grades.csv")]):

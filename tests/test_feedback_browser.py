@@ -1,7 +1,7 @@
 """The feedback page as a student sees it: opened offline in headless Chromium.
 
-The full-marks and a partial submission of Puzzle 1's corpus are graded through real
-`nbgrader autograde` and `generate_feedback`; each feedback page is opened in Chromium with
+The feedback of the full-marks and a partial submission, from the session's grading of Puzzle 1's
+whole corpus (real `nbgrader autograde` and `generate_feedback`, ``conftest.graded_course``): each page is opened in Chromium with
 networking off (no name resolves, every request goes to a proxy that is not there) and
 screenshotted. From the screenshot: every histogram is drawn (the bars' colour fills part of
 each figure). From the DOM: no verdict or other output is clipped, the math is MathML and no raw
@@ -19,8 +19,6 @@ import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
 
-from conftest import PUZZLE1, grade_all, make_course, release, submit
-from interp_course.course import Course
 from test_inert_browser import chromium_command, needs_chromium
 
 FULL, PARTIAL = "full-marks", "partial-nan-and-layernorm"
@@ -53,12 +51,8 @@ window.addEventListener('load', function () {
 
 
 @pytest.fixture(scope="module")
-def feedback(courses_dir):
-    course = release(make_course(courses_dir / "feedback-course"))
-    submit(course, PUZZLE1, [FULL, PARTIAL], Course().corpus(PUZZLE1))
-    graded = grade_all(course)
-    assert graded.autograde.returncode == 0, graded.autograde.stderr[-3000:]
-    return graded
+def feedback(graded_course):
+    return graded_course
 
 
 @pytest.fixture(scope="module")

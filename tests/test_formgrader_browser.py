@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import PUZZLE1, grade_all, make_course, release, run_nbgrader, submit
+from conftest import PUZZLE1, grade_all, keep_runs_of, make_course, release, run_nbgrader, submit
 
 from interp_course import corpus, formgrader
 from interp_course.course import Course
@@ -48,8 +48,8 @@ def screenshots(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def graded(courses_dir):
-    course = release(make_course(courses_dir / "formgrader"))
+def graded(courses_dir, graded_course):
+    course = keep_runs_of(graded_course, release(make_course(courses_dir / "formgrader")))
     submit(course, PUZZLE1, [TA, ATTACKER], Course().corpus(PUZZLE1))
     xss = corpus.load(Course(), PUZZLE1).xss
     # Handed in beside the notebook: formgrader serves it, and the explanation links to it.
