@@ -30,7 +30,7 @@ import json
 import os
 from pathlib import Path
 
-from traitlets import Bool, Unicode
+from traitlets import Bool, Int, Unicode
 
 from interp_course import guard, workdir, zygote
 from interp_course.course import Course
@@ -47,6 +47,14 @@ class GradeInSandbox(ResilientExecute):
         "plotly_mimetype",
         help="Plotly renderer inside the grading kernel: the figure's JSON, which RenderFigures "
         "then draws as a PNG in a sandbox of its own (not HTML that needs plotly.js from a CDN).",
+    ).tag(config=True)
+
+    kernel_threads = Int(
+        1,
+        help="Threads the kernel's numeric libraries use (OMP/MKL/OpenBLAS). One: a batch runs one "
+        "kernel per core (workers = cores), and more threads per kernel would only contend for "
+        "them (as Dask workers do, by default); the numbers are then the same on any machine "
+        "and for any number of workers. Part of a run's key.",
     ).tag(config=True)
 
     reuse_runs = Bool(True, help="Judge a notebook from its kept run when there is one "
@@ -165,6 +173,7 @@ class GradeInSandbox(ResilientExecute):
             "PYTHONPATH": str(PACKAGE_DIR.parent),
             "PLOTLY_RENDERER": self.plotly_renderer,
             "PYTHONHASHSEED": "0",
+            **dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), str(self.kernel_threads)),
             # Progress bars become widget JSON in the feedback HTML.
             "TQDM_DISABLE": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",

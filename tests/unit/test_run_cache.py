@@ -87,3 +87,13 @@ def test_a_result_of_the_wrong_shape_is_refused(tmp_path, files):
 def test_keys_are_hex_digests_only(tmp_path):
     with pytest.raises(ValueError):
         run_cache.RunCache(tmp_path).load("../../etc")
+
+
+def test_each_kernel_gets_one_thread_and_the_count_is_part_of_the_key(tmp_path):
+    """Workers = cores, so one thread per kernel; the same numbers on any machine and worker count."""
+    grader = GradeInSandbox(config=Config())
+    grader._handin_dir, grader._models, grader.nb = tmp_path, (), notebook()
+    env = grader.create_kernel_manager().extra_env
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1"
+    two = GradeInSandbox(config=Config({"GradeInSandbox": {"kernel_threads": 2}}))
+    assert two.execution_settings() != grader.execution_settings()
