@@ -97,3 +97,6 @@ c.GenerateFeedback.preprocessors = [HideRubric, HideGraderInternals, GetGrades, 
 c.HTMLExporter.preprocessors = [SanitizeSubmission]
 c.HTMLExporter.sanitize_html = True
 c.HTMLExporter.filters = {"clean_html": clean_html}
+# nbconvert validates the whole notebook after each of the ~15 preprocessors by default; once,
+# after the last, finds the same invalid notebook (the error names no preprocessor).
+c.Exporter.optimistic_validation = True
