@@ -30,7 +30,7 @@ import json
 import os
 from pathlib import Path
 
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Enum, Int, Unicode
 
 from interp_course import guard, workdir, zygote
 from interp_course.course import Course
@@ -48,6 +48,12 @@ class GradeInSandbox(ResilientExecute):
         help="Plotly renderer inside the grading kernel: the figure's JSON, which RenderFigures "
         "then draws as a PNG in a sandbox of its own (not HTML that needs plotly.js from a CDN).",
     ).tag(config=True)
+
+    # A run's results are complete when its last cell is idle (hand-ins are written by the test
+    # cells; the sandbox is thrown away). A graceful shutdown waited 2.5 s per run for the kernel
+    # to exit before it was terminated anyway.
+    shutdown_kernel = Enum(["graceful", "immediate"], default_value="immediate",
+                           help="How the kernel is stopped after the last cell.").tag(config=True)
 
     kernel_threads = Int(
         1,
