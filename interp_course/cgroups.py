@@ -345,7 +345,7 @@ def _v2_enable_down_to(mount: str, target: str) -> None:
 
 
 # ----------------------------------------------------------------------------- parent
-# (kind, dirs) -> [created_by_this_process, live children]; an auto-created parent is
+# (kind, dirs) -> [the dirs this process created, live children]; an auto-created parent is
 # removed again when its last child goes, so nothing is left in the grader's cgroup.
 _parents: dict[tuple[str, tuple[str, ...]], list] = {}
 _parents_lock = threading.Lock()
@@ -382,7 +382,7 @@ class CgroupParent:
         parent itself is created or changed: cgroups above it are left as they are.
         """
         with _parents_lock:
-            state = _parents.setdefault(self._key, [False, 0])
+            state = _parents.setdefault(self._key, [[], 0])  # [the dirs we made, live children]
             made: list[str] = []
             try:
                 if self.version == V2:
@@ -418,7 +418,7 @@ class CgroupParent:
                     except OSError:
                         pass
                 raise
-            state[0] = state[0] or bool(made)
+            state[0] = state[0] or made
             state[1] += 1
 
     def _v2_check_available(self) -> None:
@@ -517,8 +517,10 @@ class CgroupParent:
             state[1] -= 1
             if state[1] > 0 or not state[0]:
                 return
-            # we made the parent: remove it again (EBUSY if another grader uses it)
-            for d in self.dirs.values():
+            # we made the parent: remove what we made again (EBUSY if another grader uses it).
+            # Only that: on v1 a parent may be ours in one controller and another's (e.g. one
+            # prepare_delegated_parent made) in the other.
+            for d in state[0]:
                 try:
                     os.rmdir(d)
                 except OSError:

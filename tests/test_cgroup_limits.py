@@ -626,6 +626,24 @@ def test_delegated_parent_lets_an_unprivileged_grader_make_limited_children(pare
             os.rmdir(d)
 
 
+@needs_v1
+def test_a_grader_removes_only_the_parent_cgroups_it_made(parent_name):
+    """v1: a parent that exists in one controller (made at set-up, say) and not in the other. The
+    grader makes the missing one and, when its last sandbox is gone, removes that one only: the
+    other is not its own, and removing it would leave later sandboxes without their limits."""
+    parent = open_parent(parent=parent_name)
+    prepared, missing = parent.dirs["pids"], parent.dirs["memory"]
+    os.mkdir(prepared)
+    try:
+        child = parent.new_child(64 * MiB, 16)
+        assert os.path.isdir(missing)
+        child.destroy()
+        assert not os.path.exists(missing)
+        assert os.path.isdir(prepared)
+    finally:
+        os.rmdir(prepared)
+
+
 # ---------------------------------------------------------------------------- v2 (file protocol)
 def _fake_cgroup2(tmp: Path, delegated: bool = True) -> Path:
     """A directory laid out like a cgroup2 mount, with /interp-course already delegated."""
