@@ -30,7 +30,7 @@ from pathlib import Path
 
 from interp_course.lean_imports import skip_iri_grammars
 
-skip_iri_grammars()  # before run_cache imports nbformat
+skip_iri_grammars()  # before run_cache imports nbformat; spawned and Dask workers import this module too
 
 from interp_course import run_cache  # noqa: E402
 from interp_course.inert import one_line  # noqa: E402
@@ -38,7 +38,6 @@ from interp_course.inert import one_line  # noqa: E402
 
 def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
     """Run one plan in a fresh sandbox here; its result as flat files (``run_cache.entry_files``)."""
-    skip_iri_grammars()  # a spawned or Dask worker process imports nbformat here first
     import nbformat
     from traitlets.config import Config
 
