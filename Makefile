@@ -89,7 +89,7 @@ test-fast: .venv/.installed
 
 test: setup
 	$(PY) -m pytest tests/unit
-	$(PY) -m pytest tests --ignore=tests/unit
+	$(PY) -m pytest tests --ignore=tests/unit --durations=30
 
 clean:
 	rm -rf submitted autograded feedback downloaded gradebook logs grades.csv grades_by_question.csv canvas_grades.csv \
