@@ -161,7 +161,8 @@ def _run_workers(plans: Path, course: Course, batch: Batch) -> None:
                             text=True, errors="replace")
     log = grading_log.current()
     for line in proc.stdout:
-        print(one_line(line.rstrip("\n")), flush=True)
+        if not line.startswith(grading_log.WORKER_MARK):  # the workers' warnings go to the log file only
+            print(one_line(line.rstrip("\n")), flush=True)
         if log:
             log.write(line)
     if proc.wait() != 0:

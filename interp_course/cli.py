@@ -167,6 +167,8 @@ def grade(course: Course, assignments: list[str], manual_grades: dict | None = N
         for assignment in assignments:
             if not grade_assignment(course, assignment, run, (manual_grades or {}).get(assignment), batch):
                 status = SOME_UNGRADED
+        for notice in log.notices:
+            print(f"Warning: {notice} (see {log.path.relative_to(course.root)})")
     if status == SOME_UNGRADED:
         print(f"Exit status {SOME_UNGRADED}: the submissions listed under NOT GRADED were not graded; "
               "every other one was, and is in grades.csv and feedback/.")

@@ -4,6 +4,9 @@
 graded and why); nbgrader's own lines (its warnings, each kernel fault, tracebacks) go to
 ``logs/grade-<date>-<time>.log`` in the course root, which the closing lines name. Everything in
 it comes through ``inert.one_line`` (students' names and outputs reach nbgrader's log).
+
+A few lines in it mean the sandbox was weaker than configured (no cgroup limits, figures not
+drawn): those are also kept as *notices*, which the closing lines print on the terminal once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,19 @@ from interp_course.exit_status import Refusal
 from interp_course.inert import one_line
 
 _current: "GradingLog | None" = None
+
+WORKER_MARK = "[worker] "  # starts each log line of a worker (interp_course.workers): log file only
+
+# What a line says -> the notice the terminal gets (once per run). The messages come from
+# sandbox.py and figures.py, run by nbgrader or by the workers (interp_course.workers).
+NOTICES = {
+    "Sandbox cgroup limits are NOT enforced": (
+        "kernels ran WITHOUT cgroup limits (memory and process count per notebook): run `make setup` as "
+        "root, or set c.SandboxedKernelManager.require_cgroup = True to refuse instead"),
+    "Figures not drawn": "some students' figures were not drawn (no Chromium, or no cgroup for its sandbox)",
+    "Zygote kernels need a grader that is not root": (
+        "zygote kernels were off (the grader ran as root): each kernel started with bwrap instead"),
+}
 
 
 class GradingLog:
@@ -38,11 +54,15 @@ class GradingLog:
             raise Refusal(f"cannot create a log file in {folder}")
         self._file = os.fdopen(fd, "w", encoding="utf-8")
         self._lock = threading.Lock()  # feedback and export write their lines side by side
+        self.notices: list[str] = []
 
     def write(self, line: str) -> None:
         with self._lock:
             self._file.write(one_line(line.rstrip("\n")) + "\n")
             self._file.flush()
+            for said, notice in NOTICES.items():
+                if said in line and notice not in self.notices:
+                    self.notices.append(notice)
 
     def close(self) -> None:
         self._file.close()

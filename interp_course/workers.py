@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -33,7 +34,27 @@ from interp_course.lean_imports import skip_iri_grammars
 skip_iri_grammars()  # before run_cache imports nbformat; spawned and Dask workers import this module too
 
 from interp_course import run_cache  # noqa: E402
+from interp_course.grading_log import WORKER_MARK  # noqa: E402
 from interp_course.inert import one_line  # noqa: E402
+
+
+class _MarkedLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(WORKER_MARK + line for line in super().format(record).splitlines())
+
+
+def log_warnings() -> None:
+    """Send the sandbox's and the executor's warnings to stderr, each line marked as a worker's.
+
+    Outside an nbgrader app, traitlets gives them a logger that drops everything. A local
+    worker's stderr reaches the grader (``autograde._run_workers``), a Dask worker's its own log.
+    """
+    logger = logging.getLogger("traitlets")
+    if not any(isinstance(h.formatter, _MarkedLines) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_MarkedLines("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
 
 
 def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
@@ -45,6 +66,7 @@ def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
     from interp_course.judging.judge import read_outbox
     from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
 
+    log_warnings()
     meta = json.loads(plan[run_cache.PLAN_META])
     grader = GradeInSandbox(config=Config(meta["config"]))
     run = workdir.make(parent=grader.run_parent())

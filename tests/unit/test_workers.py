@@ -30,3 +30,23 @@ def test_a_faulted_run_is_reported_once_for_every_student_who_shares_it(tmp_path
     timeout = nbformat.v4.new_output("error", ename="CellTimeout", evalue="60 s", traceback=[])
     workers._report_faults(tmp_path, key, result_with(timeout))
     assert capsys.readouterr().out == "  alice, bob: CellTimeout in cell 1\n"
+
+
+def test_a_workers_warnings_reach_the_grader_as_marked_log_lines(capfd):
+    """Outside an nbgrader app, traitlets drops every log record; a worker must not lose the
+    sandbox's warnings (e.g. no cgroup limits), nor print a student's output on the terminal."""
+    import logging
+
+    from traitlets.config import LoggingConfigurable
+
+    logger = logging.getLogger("traitlets")
+    handlers, level = list(logger.handlers), logger.level
+    try:
+        workers.log_warnings()
+        workers.log_warnings()  # one handler, however many runs a worker does
+        LoggingConfigurable().log.warning("Kernel output before it died:\n%s", "student text\nmore")
+        LoggingConfigurable().log.info("not shown")
+    finally:
+        logger.handlers[:], logger.level = handlers, level
+    assert capfd.readouterr().err.splitlines() == [
+        "[worker] WARNING Kernel output before it died:", "[worker] student text", "[worker] more"]
