@@ -15,11 +15,14 @@ would then run a browser beside the student's code for the whole notebook.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from interp_course import workdir
@@ -48,28 +51,79 @@ def sandbox_command(manager: SandboxedKernelManager, run: Path, width: int, heig
     return manager.build_sandbox_command(argv, cwd=str(run / "out"))
 
 
+class DrawnFigures:
+    """The PNGs this process has drawn, by the exact bytes of the figure JSON and the drawing's
+    settings: the same input file gives the same image, so identical figures (every correct
+    student's, as the notebook seeds its randomness) start no Chromium again. Only in memory, and
+    only what a sandbox drew from that same input: no student's figure can stand in for another's."""
+
+    def __init__(self, max_bytes: int = 64 * _MB):
+        self.max_bytes, self.size = max_bytes, 0
+        self._pngs: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(figure_json: str, *settings) -> str:
+        return hashlib.sha256(json.dumps([figure_json, *settings]).encode()).hexdigest()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            png = self._pngs.get(key)
+            if png is not None:
+                self._pngs.move_to_end(key)
+            return png
+
+    def put(self, key: str, png: bytes) -> None:
+        with self._lock:
+            if key in self._pngs or len(png) > self.max_bytes:
+                return
+            self._pngs[key] = png
+            self.size += len(png)
+            while self.size > self.max_bytes:
+                self.size -= len(self._pngs.popitem(last=False)[1])
+
+
+drawn = DrawnFigures()
+
+
 def draw(figures: list[dict], manager: SandboxedKernelManager, *, width: int, height: int, timeout: float,
          memory_mb: int, max_png_bytes: int, chromium: str, log) -> list[bytes | None]:
-    """A PNG for each figure, or None where it was not drawn (error, time limit, not a PNG)."""
-    if not figures:
-        return []
+    """A PNG for each figure, or None where it was not drawn (error, time limit, not a PNG).
+    Figures this process drew before come from ``drawn``; only the others go to a sandbox."""
+    texts = [json.dumps(figure) for figure in figures]
+    keys = [DrawnFigures.key(text, width, height, max_png_bytes, chromium) for text in texts]
+    pngs = [drawn.get(key) for key in keys]
+    todo = [n for n, png in enumerate(pngs) if png is None]
+    if todo:
+        new = _draw_in_sandbox([texts[n] for n in todo], manager, width=width, height=height, timeout=timeout,
+                               memory_mb=memory_mb, max_png_bytes=max_png_bytes, chromium=chromium, log=log)
+        for n, png in zip(todo, new):
+            pngs[n] = png
+            if png is not None:  # a figure that failed may draw next time (time limit, memory)
+                drawn.put(keys[n], png)
+    return pngs
+
+
+def _draw_in_sandbox(texts: list[str], manager: SandboxedKernelManager, *, width: int, height: int,
+                     timeout: float, memory_mb: int, max_png_bytes: int, chromium: str, log) -> list[bytes | None]:
+    """Draw the figures (their JSON texts) in one sandboxed Chromium."""
     if not os.path.isfile(chromium):
         log.warning("Figures not drawn: no Chromium at %s (apt-get install chromium)", chromium)
-        return [None] * len(figures)
+        return [None] * len(texts)
     run = workdir.make("interp-course-figures-")
     cgroup = None
     try:
         (run / "in").mkdir()
         (run / "out").mkdir()
-        for n, figure in enumerate(figures):
-            (run / "in" / f"{n}.json").write_text(json.dumps(figure))
+        for n, text in enumerate(texts):
+            (run / "in" / f"{n}.json").write_text(text)
         command = sandbox_command(manager, run, width, height, chromium)
         try:
             cgroup = open_parent(manager.cgroup_root, manager.cgroup_parent).new_child(memory_mb * _MB, 512)
         except CgroupUnavailable as exc:
             if manager.require_cgroup:
                 log.warning("Figures not drawn: no cgroup for their sandbox (%s)", exc)
-                return [None] * len(figures)
+                return [None] * len(texts)
         with open(run / "log", "wb") as out:  # the grader's own file, outside the sandbox
             worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                       start_new_session=True, env={"PATH": os.defpath},
@@ -85,7 +139,7 @@ def draw(figures: list[dict], manager: SandboxedKernelManager, *, width: int, he
                 f.seek(max(0, os.path.getsize(run / "log") - 2000))
                 log.warning("The figure sandbox exited with %s: %s", worker.returncode,
                             terminal_safe(f.read().decode("utf-8", "replace")))
-        return _read_pngs(run / "out", len(figures), max_png_bytes)
+        return _read_pngs(run / "out", len(texts), max_png_bytes)
     finally:
         if cgroup is not None:
             cgroup.destroy()

@@ -22,11 +22,16 @@ import json, logging, sys, tempfile, time
 from interp_course import figures
 from interp_course.sandbox import SandboxedKernelManager
 timeout, figs = float(sys.argv[1]), json.loads(sys.stdin.read())
+sandboxed, in_sandbox = [], figures._draw_in_sandbox  # how many figures each sandbox was given
+figures._draw_in_sandbox = lambda texts, *a, **k: sandboxed.append(len(texts)) or in_sandbox(texts, *a, **k)
+def draw():
+    return figures.draw(figs, SandboxedKernelManager(), width=320, height=200, timeout=timeout, memory_mb=2048,
+                        max_png_bytes=300_000, chromium="/usr/lib/chromium/chromium", log=logging.getLogger())
 start = time.monotonic()
-pngs = figures.draw(figs, SandboxedKernelManager(), width=320, height=200, timeout=timeout, memory_mb=2048,
-                    max_png_bytes=300_000, chromium="/usr/lib/chromium/chromium", log=logging.getLogger())
-print(json.dumps({"tmp": tempfile.gettempdir(), "seconds": time.monotonic() - start, "sizes": [len(p) if p else None for p in pngs],
-                  "first": pngs[0][:8].hex() if pngs[0] else None}))
+pngs = draw()
+seconds = time.monotonic() - start
+print(json.dumps({"tmp": tempfile.gettempdir(), "seconds": seconds, "sizes": [len(p) if p else None for p in pngs],
+                  "first": pngs[0][:8].hex() if pngs[0] else None, "again_same": draw() == pngs, "sandboxed": sandboxed}))
 """
 FIGURE = {"data": [{"type": "bar", "x": [1, 2, 3], "y": [3, 1, 2]}], "layout": {"title": {"text": "bars"}}}
 
@@ -59,10 +64,13 @@ def test_figures_are_drawn_as_pngs(tmp):
     assert found["first"] == "89504e470d0a1a0a"  # the PNG signature
     assert found["sizes"][0] and found["sizes"][2] and found["sizes"][1] is None
     assert list(tmp.iterdir()) == []  # the run folder is gone
+    # Drawn again in the same process: the same images, and only what failed goes to a sandbox again.
+    assert found["again_same"] and found["sandboxed"] == [3, 1]
 
 
 @needs_chromium
 def test_the_time_limit_stops_the_sandbox_and_nothing_is_left(tmp):
     found = draw([FIGURE] * 5, 1.0, tmp)
     assert found["sizes"] == [None] * 5 and found["seconds"] < 10
+    assert found["sandboxed"] == [5, 5]  # nothing drawn, nothing kept: tried again in full
     assert figure_processes() == "" and list(tmp.iterdir()) == []

@@ -41,3 +41,16 @@ def test_a_figure_not_drawn_leaves_a_note_saying_why():
     RenderFigures._replace(output, None, "GPT-Neo: norms", "it is too large to draw")
     assert dict(output.data) == {"text/plain": "[Figure: GPT-Neo: norms not shown: it is too large to draw]"}
     assert _title({"layout": {"title": "plain"}}) == "plain" and _title({"layout": []}) == ""
+
+
+def test_drawn_figures_are_kept_by_their_exact_input_and_settings_within_a_memory_bound():
+    from interp_course.figures import DrawnFigures
+
+    kept = DrawnFigures(max_bytes=10)
+    a, b = DrawnFigures.key('{"data": []}', 800, 450), DrawnFigures.key('{"data": [] }', 800, 450)
+    assert a != b and a != DrawnFigures.key('{"data": []}', 800, 451)  # other bytes, other settings: drawn anew
+    kept.put(a, b"png-a")
+    kept.put(b, b"png-bb")
+    assert kept.get(a) is None and kept.get(b) == b"png-bb"  # the oldest went to stay within 10 bytes
+    kept.put(a, b"x" * 11)  # larger than the bound: not kept
+    assert kept.get(a) is None and kept.size == 6
