@@ -89,7 +89,10 @@ test-fast: .venv/.installed
 
 test: setup
 	$(PY) -m pytest tests/unit
-	$(PY) -m pytest tests --ignore=tests/unit --durations=30
+	@# End to end on two processes (a file stays on one; see tests/conftest.py), then the tests
+	@# that need the machine to themselves.
+	$(PY) -m pytest tests --ignore=tests/unit -n 2 --dist loadgroup -m "not alone" --durations=30
+	$(PY) -m pytest tests --ignore=tests/unit -m alone
 
 clean:
 	rm -rf submitted autograded feedback downloaded gradebook logs grades.csv grades_by_question.csv canvas_grades.csv \

@@ -32,8 +32,6 @@ NOTICES = {
         "kernels ran WITHOUT cgroup limits (memory and process count per notebook): run `make setup` as "
         "root, or set c.SandboxedKernelManager.require_cgroup = True to refuse instead"),
     "Figures not drawn": "some students' figures were not drawn (no Chromium, or no cgroup for its sandbox)",
-    "Zygote kernels need a grader that is not root": (
-        "zygote kernels were off (the grader ran as root): each kernel started with bwrap instead"),
 }
 
 

@@ -427,11 +427,12 @@ class SandboxedKernelManager(AsyncKernelManager):
     ).tag(config=True)
 
     zygote = Bool(
-        False,
+        True,
         help="Fork each kernel from a pre-imported, sandboxed zygote (interp_course.zygote) "
         "instead of starting a new Python: the zygote imports zygote_preload once per grader "
         "process; each kernel still gets its own namespaces, scratch folders, tmpfs mounts, "
-        "cgroup and unprivileged uid. Off by default.",
+        "cgroup and unprivileged uid. Needs a grader that is not root (the grading account); "
+        "otherwise each kernel starts with bwrap.",
     ).tag(config=True)
 
     zygote_preload = List(
@@ -840,8 +841,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             reason = "zygote: needs an unprivileged grader and sandbox_uid"
             if reason not in _cgroup_warned:
                 _cgroup_warned.add(reason)
-                self.log.warning("Zygote kernels need a grader that is not root and a sandbox_uid; "
-                                 "starting each kernel with bwrap instead")
+                self.log.info("Zygote kernels need a grader that is not root and a sandbox_uid; "
+                              "starting each kernel with bwrap instead")
             return False
         return True
 

@@ -73,6 +73,16 @@ def snapshot(course: Path) -> dict[str, str]:
     return seen
 
 
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs the end-to-end files on two processes (pytest-xdist, ``--dist loadgroup``).
+    A file stays on one process, so its module fixtures are built once; the files that read the
+    corpus grading (the session fixture ``graded_course``, ~10 minutes) share one process, which
+    grades it once while the other process runs the rest."""
+    corpus_files = {item.path for item in items if "graded_course" in item.fixturenames}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("corpus" if item.path in corpus_files else item.path.name))
+
+
 @pytest.fixture(scope="session")
 def courses_dir():
     """Where scratch courses live: a folder the grading account can pass through."""

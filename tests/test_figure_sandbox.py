@@ -69,6 +69,7 @@ def test_figures_are_drawn_as_pngs(tmp):
 
 
 @needs_chromium
+@pytest.mark.alone  # no figure process may be left on the machine: none of another test's either
 def test_the_time_limit_stops_the_sandbox_and_nothing_is_left(tmp):
     found = draw([FIGURE] * 5, 1.0, tmp)
     assert found["sizes"] == [None] * 5 and found["seconds"] < 10
