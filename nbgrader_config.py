@@ -70,6 +70,9 @@ c.Execute.timeout = 120
 # Each sandbox's cgroup (memory and process caps) is made in the parent `make setup` gave the
 # grading account; without it, kernels get per-process limits only, and a warning says so.
 c.SandboxedKernelManager.cgroup_parent = "/interp-course"
+# Each kernel is forked from a zygote that has imported these (libraries only, never course
+# material): what the notebooks' first cell imports, ~6 s per kernel otherwise.
+c.SandboxedKernelManager.zygote_preload = ["torch", "transformer_lens", "transformer_lens.model_bridge", "plotly.express"]
 
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,

@@ -45,7 +45,7 @@ def nbgrader(course: Course, *args: str, check: bool = True, as_grader: bool = T
     It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
     """
     log = grading_log.current()
-    print(one_line("$ nbgrader " + shlex.join(args)), flush=True)
+    print(one_line("$ nbgrader " + shlex.join(args)) + "\n", end="", flush=True)  # one write: feedback and export start side by side
     if log:
         log.write("$ nbgrader " + shlex.join(args))
     argv, env = [sys.executable, "-m", "interp_course.nbgrader_cli", *args], nbgrader_env()

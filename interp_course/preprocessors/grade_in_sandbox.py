@@ -36,6 +36,7 @@ from interp_course import guard, workdir, zygote
 from interp_course.course import Course
 from interp_course.preprocessors.render_figures import RenderFigures
 from interp_course.preprocessors.resilient_execute import ResilientExecute
+from interp_course.sandbox import SandboxedKernelManager
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # interp_course/, bound into the kernel
 
@@ -149,7 +150,7 @@ class GradeInSandbox(ResilientExecute):
         """Where this grader makes run folders: a zygote's kernels can be given folders of its
         runs folder only (``interp_course.zygote``); else the temporary directory."""
         km_config = self.config.get("SandboxedKernelManager", {})
-        if km_config.get("zygote") and os.geteuid() != 0:
+        if km_config.get("zygote", SandboxedKernelManager.zygote.default_value) and os.geteuid() != 0:
             return zygote.runs_root()
         return None
 
