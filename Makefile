@@ -91,7 +91,7 @@ test: setup
 	$(PY) -m pytest tests/unit
 	@# End to end on two processes (a file stays on one; see tests/conftest.py), then the tests
 	@# that need the machine to themselves.
-	$(PY) -m pytest tests --ignore=tests/unit -n 2 --dist loadgroup -m "not alone" --durations=30
+	$(PY) -m pytest tests --ignore=tests/unit -n 2 --dist loadscope -m "not alone" --durations=30
 	$(PY) -m pytest tests --ignore=tests/unit -m alone
 
 clean:

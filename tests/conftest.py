@@ -73,14 +73,29 @@ def snapshot(course: Path) -> dict[str, str]:
     return seen
 
 
+# The files that read the corpus grading (the session fixture ``graded_course``, ~10 minutes).
+CORPUS_FILES = {"test_feedback_browser.py", "test_formgrader_browser.py", "test_grader_attacks.py", "test_grading.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs the end-to-end files on two processes (pytest-xdist): each file stays on
+    one process, so its module fixtures are built once, and the CORPUS_FILES share one, which
+    grades the corpus once while the other process runs the other files."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesCorpusTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "corpus" if Path(file).name in CORPUS_FILES else file
+
+    return FilesCorpusTogether(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """`make test` runs the end-to-end files on two processes (pytest-xdist, ``--dist loadgroup``).
-    A file stays on one process, so its module fixtures are built once; the files that read the
-    corpus grading (the session fixture ``graded_course``, ~10 minutes) share one process, which
-    grades it once while the other process runs the rest."""
-    corpus_files = {item.path for item in items if "graded_course" in item.fixturenames}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("corpus" if item.path in corpus_files else item.path.name))
+    strays = sorted({item.path.name for item in items if "graded_course" in item.fixturenames} - CORPUS_FILES)
+    if strays:
+        raise pytest.UsageError(f"{', '.join(strays)} read(s) the corpus grading: add to conftest.CORPUS_FILES, "
+                                "or two processes grade the corpus")
 
 
 @pytest.fixture(scope="session")
