@@ -18,15 +18,15 @@ The Canvas user id becomes the nbgrader student id through a roster: the CSV of 
 Gradebook > Export, whose ``ID`` column is the Canvas user id and whose ``SIS Login ID`` column
 (by default; any column can be chosen) is the id students have in this course.
 
-``CanvasCollector`` is nbgrader's ``FileNameCollectorPlugin`` with that ``named_regexp`` and the
-roster lookup; ``plan`` decides, for the plugin and for the summary alike, what is collected and
-why anything is not.
+``interp_course.canvas_collector.CanvasCollector`` is nbgrader's ``FileNameCollectorPlugin``
+with that ``named_regexp`` and the roster lookup; ``plan`` decides, for the plugin and for the
+summary alike, what is collected and why anything is not. (The plugin is a module of its own so
+that importing this one, as every command of the CLI does, does not import nbgrader.)
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
 import subprocess
@@ -34,9 +34,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-from nbgrader.plugins import FileNameCollectorPlugin
-from traitlets import Unicode
 
 from interp_course.course import Course
 from interp_course.exit_status import GRADED, SOME_UNGRADED, Refusal
@@ -121,36 +118,6 @@ def plan(names: list[str], roster: dict[str, str], roster_problems: dict[str, st
                   f"{newest[(e.student, e.file_id)]} was collected instead") for e in entries]
 
 
-class CanvasCollector(FileNameCollectorPlugin):
-    """nbgrader's file-name collector for a Canvas download, with Canvas user ids mapped by a roster."""
-
-    named_regexp = Unicode(r"^.*/" + CANVAS_FILE.pattern,
-                           help="Canvas's submission file name, anywhere in the extracted folder").tag(config=True)
-    roster = Unicode("", help="CSV exported from Canvas's gradebook (Grades > Export)").tag(config=True)
-    student_column = Unicode(ROSTER_STUDENT_COLUMN, help="roster column holding the nbgrader student id").tag(config=True)
-
-    _plans: dict[str, dict[str, Entry]] | None = None
-
-    def _plan_for(self, folder: str) -> dict[str, Entry]:
-        # A Canvas download is flat: a file's siblings are the rest of the download.
-        if self._plans is None:
-            self._plans = {}
-            self._roster = read_roster(Path(self.roster), self.student_column)
-        if folder not in self._plans:
-            names = [n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n))]
-            self._plans[folder] = {e.name: e for e in plan(names, *self._roster)}
-        return self._plans[folder]
-
-    def collect(self, submitted_file: str) -> dict | None:
-        info = super().collect(submitted_file)
-        if info is None:
-            return None
-        entry = self._plan_for(os.path.dirname(submitted_file)).get(os.path.basename(submitted_file))
-        if entry is None or entry.student is None:
-            return None
-        return {"student_id": entry.student, "file_id": entry.file_id}
-
-
 def collect_download(course: Course, assignment: str, download: Path, roster_path: Path, student_column: str,
                      run_nbgrader: Callable[..., subprocess.CompletedProcess]) -> int:
     """Put a Canvas download into submitted/ with ``nbgrader zip_collect``; the exit status.
@@ -177,7 +144,7 @@ def collect_download(course: Course, assignment: str, download: Path, roster_pat
     (work / "archive").mkdir(parents=True)
     shutil.copyfile(download, work / "archive" / "download.zip")
     run_nbgrader("zip_collect", assignment, "--force", "--log-level=WARN",
-                 "--collector=interp_course.lms.CanvasCollector",
+                 "--collector=interp_course.canvas_collector.CanvasCollector",
                  f"--CanvasCollector.roster={roster_path.resolve()}",
                  f"--CanvasCollector.student_column={student_column}", check=False)
     for i, entry in enumerate(entries):
