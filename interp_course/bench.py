@@ -155,9 +155,11 @@ def _role(pid: int, kernel_pids: set[int]) -> str:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "gone"
+    if "figure_worker" in cmd or "chromium" in cmd:
+        return "figures"  # its own sandbox and cgroup (2 GiB); Chromium reserves terabytes of address space
     if pid in kernel_pids or "ipykernel" in cmd:
-        return "kernel"
-    if "-m nbgrader" in cmd:
+        return "kernel"  # (a zygote kernel has its zygote's command line; the zygote counts as one too)
+    if "-m nbgrader" in cmd or "interp_course.nbgrader_cli" in cmd:
         return "nbgrader"
     if "interp_course.workers" in cmd or "multiprocessing" in cmd:
         return "workers"
@@ -302,12 +304,14 @@ def full_size(n: int, hf_home: Path, base: Path) -> dict:
                     os.rmdir(d)
                 except OSError:
                     pass
-    limits = {c["limit"] for c in sampler.cgroups.values()}
+    # The kernels' (and their zygote's) cgroups have the largest cap; the figure sandboxes' is smaller.
+    cap = max((c["limit"] or 0 for c in sampler.cgroups.values()), default=0) or None
+    kernels = [c for c in sampler.cgroups.values() if c["limit"] == cap]
     return {
         "seconds": seconds / n,
-        "sandboxes": len(sampler.cgroups),
-        "kernel cgroup peak": max((c["peak"] for c in sampler.cgroups.values()), default=0),
-        "kernel cap": limits.pop() if len(limits) == 1 else None,
+        "sandboxes": len(kernels),
+        "kernel cgroup peak": max((c["peak"] for c in kernels), default=0),
+        "kernel cap": cap,
         "kernel VmHWM": sampler.peak("kernel"),
         "kernel VmPeak": sampler.peak("kernel", "VmPeak"),
         "nbgrader VmHWM": sampler.peak("nbgrader"),
@@ -320,7 +324,8 @@ def print_full_size(n: int, f: dict) -> None:
     print(f"\nReal scale: {n} submission(s), 1 worker, fresh kernels, on {os.cpu_count()} cores "
           f"(load average {os.getloadavg()[0]:.1f}):")
     print(f"  seconds per submission (autograde, feedback, export): {f['seconds']:.1f}")
-    print(f"  grading kernel: sandbox cgroup peak {mib(f['kernel cgroup peak'])} (max of {f['sandboxes']} sandboxes); "
+    print(f"  grading kernel: sandbox cgroup peak {mib(f['kernel cgroup peak'])} (max of {f['sandboxes']} kernel and "
+          f"zygote sandboxes); "
           f"kernel process peak RSS {mib(f['kernel VmHWM'])}")
     # In cgroup v1 a page of the model files is charged to whoever read it first (often the grader,
     # which loaded W_E before): the kernel's own RSS, all of it charged, is the cautious figure.
