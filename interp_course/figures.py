@@ -64,7 +64,9 @@ class DrawnFigures:
 
     @staticmethod
     def key(figure_json: str, *settings) -> str:
-        return hashlib.sha256(json.dumps([figure_json, *settings]).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps(settings).encode() + b"\0")
+        digest.update(figure_json.encode())
+        return digest.hexdigest()
 
     def get(self, key: str) -> bytes | None:
         with self._lock:

@@ -809,7 +809,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:  # type: ignore[override]
         try:
-            if self.zygote and self._zygote_usable():
+            if self.uses_zygote():
                 await self._async_launch_from_zygote(kw.get("cwd"))
             else:
                 await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -832,6 +832,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         if os.path.dirname(_PACKAGE_DIR) not in paths:
             env["PYTHONPATH"] = os.pathsep.join([*paths, os.path.dirname(_PACKAGE_DIR)])
         return env
+
+    def uses_zygote(self) -> bool:
+        """Whether this manager's kernels fork from a zygote (on, and the grader can)."""
+        return self.zygote and self._zygote_usable()
 
     def _zygote_usable(self) -> bool:
         # Run by root, bwrap covers /proc/irq and /proc/bus with read-only binds, and Linux then

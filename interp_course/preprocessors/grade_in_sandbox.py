@@ -27,7 +27,6 @@ and the batch grades that student again once the run is kept.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from traitlets import Bool, Enum, Int, Unicode
@@ -149,10 +148,7 @@ class GradeInSandbox(ResilientExecute):
     def run_parent(self) -> str | None:
         """Where this grader makes run folders: a zygote's kernels can be given folders of its
         runs folder only (``interp_course.zygote``); else the temporary directory."""
-        km_config = self.config.get("SandboxedKernelManager", {})
-        if km_config.get("zygote", SandboxedKernelManager.zygote.default_value) and os.geteuid() != 0:
-            return zygote.runs_root()
-        return None
+        return zygote.runs_root() if SandboxedKernelManager(config=self.config).uses_zygote() else None
 
     def _ignore_patterns(self) -> list[str]:
         from nbgrader.coursedir import CourseDirectory
