@@ -71,8 +71,10 @@ c.Execute.timeout = 120
 # grading account; without it, kernels get per-process limits only, and a warning says so.
 c.SandboxedKernelManager.cgroup_parent = "/interp-course"
 # Each kernel is forked from a zygote that has imported these (libraries only, never course
-# material): what the notebooks' first cell imports, ~6 s per kernel otherwise.
-c.SandboxedKernelManager.zygote_preload = ["torch", "transformer_lens", "transformer_lens.model_bridge", "plotly.express"]
+# material): what the notebooks' first cell imports, ~6 s per kernel otherwise, and what plotly
+# imports when the first figure is shown (its renderers and nbformat, ~1.5 s per kernel).
+c.SandboxedKernelManager.zygote_preload = ["torch", "transformer_lens", "transformer_lens.model_bridge", "plotly.express",
+                                           "plotly.io._renderers", "nbformat"]
 
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,
