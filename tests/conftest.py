@@ -146,7 +146,7 @@ def make_course(dest: Path, content_root: Path = CHECKOUT, assignments=(PUZZLE1,
     # The corpus's runaway cells need only hit a timeout, not the course's generous one. The
     # attacks in the corpus are told where the course is, as if they had guessed it right.
     (dest / "nbgrader_config.py").write_text(
-        config + "\nc.Execute.timeout = 60\n"
+        config + "\nc.Execute.timeout = 30\n"
         f"c.SandboxedKernelManager.extra_env = {{'ATTACK_COURSE_ROOT': {str(dest)!r}}}\n")
     content = Course(content_root)
     for a in assignments:
@@ -193,12 +193,13 @@ def run_workers(course: Path, plans: Path, *options: str) -> subprocess.Complete
 
 
 def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), workers: int = 2,
-              rerun: bool = False) -> GradedCourse:
+              rerun: bool = False, feedback: bool = True) -> GradedCourse:
     """Autograde (all students but ``exclude``), then feedback and export for everyone.
 
     As `make grade` does it, with plain nbgrader: a first `nbgrader autograde` judges what has a
     kept run and plans the rest, ``workers`` processes run the plans, and a second one judges all
     from the kept runs (none is needed when nothing was planned). ``rerun``: run every notebook again rather than judge its kept run.
+    ``feedback=False``: export grades.csv only (the pages stay as an earlier grading wrote them).
     """
     grader_user.prepare_state(Course(course))  # what `make grade` does first, as root
     start = time.perf_counter()
@@ -216,7 +217,8 @@ def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), 
     autograde = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only) if planned else planning
     shutil.rmtree(plans, ignore_errors=True)
     seconds = time.perf_counter() - start
-    for step in (["generate_feedback", assignment, "--force"], ["export", "--to", str(course / "grades.csv")]):
+    steps = [["generate_feedback", assignment, "--force"]] if feedback else []
+    for step in [*steps, ["export", "--to", str(course / "grades.csv")]]:
         result = run_nbgrader(course, *step)
         assert result.returncode == 0, result.stderr[-3000:]
     return GradedCourse(course, assignment, autograde, seconds, workers=ran.stdout)

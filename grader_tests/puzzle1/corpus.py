@@ -692,10 +692,10 @@ add(
     Submission("fault-odd-trees", "leaves a folder chain 1200 deep, unreadable and read-only folders, a "
                "non-UTF-8 name and 2000 files in its working folder", edit=cell_after("wrap_up", ODD_TREES),
                group="fault"),
-    Submission("fault-slow-replays", "two 15 s cells, then two cells that kill the kernel: every restart "
+    Submission("fault-slow-replays", "two 5 s cells, then two cells that kill the kernel: every restart "
                "replays every completed cell (before: up to 10 restarts, no limit per notebook)",
                edit=lambda nb: [cell_after("wrap_up", source)(nb) for source in (
                    "import os\nos._exit(1)  # and again", "import os\nos._exit(1)",
-                   "import time\ntime.sleep(15)  # again", "import time\ntime.sleep(15)")],
+                   "import time\ntime.sleep(5)  # again", "import time\ntime.sleep(5)")],
                group="fault", feedback=["KernelDied"]),
 )
