@@ -37,7 +37,7 @@ from nbgrader.preprocessors import (  # noqa: E402
 )
 
 from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox  # noqa: E402
-from interp_course.preprocessors.feedback_page import FeedbackPage  # noqa: E402
+from interp_course.preprocessors.feedback_page import FeedbackExporter, FeedbackPage  # noqa: E402
 from interp_course.preprocessors.hide_grader_internals import HideGraderInternals  # noqa: E402
 from interp_course.preprocessors.restore_structure import RestoreStructure  # noqa: E402
 from interp_course.preprocessors.rubric import HideRubric, ShowRubric  # noqa: E402
@@ -95,8 +95,10 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
-# FeedbackPage last: the points per part on top, math as MathML, wrapped output (readable offline).
+# FeedbackPage last: the points per part on top, math as MathML, wrapped output, alt text on images
+# (readable offline, and by a screen reader).
 c.GenerateFeedback.preprocessors = [HideRubric, HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor, FeedbackPage]
+c.GenerateFeedback.exporter_class = FeedbackExporter  # FeedbackPage's alt text: no second parse of each page
 # Feedback pages and formgrader (whose HTMLExporter reads this file) sanitize again as they render,
 # which also covers notebooks autograded before SanitizeSubmission; clean_html gets its allowlist.
 c.HTMLExporter.preprocessors = [SanitizeSubmission]

@@ -85,7 +85,8 @@ class RenderFigures(Preprocessor):
         if png is not None:
             width, height = png_size(png)
             output.data = nbformat.from_dict({"image/png": base64.b64encode(png).decode(), "text/plain": label})
-            output.metadata = nbformat.from_dict({"image/png": {"width": width, "height": height}})
+            # alt: what a screen reader says for the image (the feedback page's <img alt>)
+            output.metadata = nbformat.from_dict({"image/png": {"width": width, "height": height, "alt": label}})
         else:
             output.data = nbformat.from_dict({"text/plain": f"[{label} not shown: {why}]"})
             output.metadata = nbformat.from_dict({})

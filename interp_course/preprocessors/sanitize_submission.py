@@ -14,7 +14,8 @@ of nbgrader's templates render markdown cells without ``HTMLExporter.sanitize_ht
   attributes, classes, CSS properties and URL schemes), ``text/markdown`` becomes cleaned HTML,
   ``image/svg+xml`` is parsed as XML and rebuilt from an allowlist of SVG elements and
   attributes, PNG/JPEG/GIF outputs must be base64 of a well-formed image of that type
-  (``interp_course.images``), and output metadata keeps only numeric ``width``/``height``;
+  (``interp_course.images``), and output metadata keeps only numeric ``width``/``height`` and a
+  short string ``alt`` (which the templates escape);
 * a markdown cell stays as written only if nbconvert renders it exactly as an inert renderer
   does (raw HTML escaped, safe links, embedded images, no mermaid, no heading ids); otherwise its
   source becomes its cleaned rendering, as one HTML block that markdown passes through
@@ -364,6 +365,7 @@ def _depth_exceeds_xml(root: ET.Element, limit: int) -> bool:
 
 # ------------------------------------------------------------------------------------- outputs
 _TEXT_TYPES = ("text/plain", "text/latex", "application/json")  # escaped by the templates
+MAX_ALT = 300  # characters of an image's alt text kept
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 _OUTPUT_FIELDS = {
@@ -393,6 +395,8 @@ def _image_metadata(meta) -> dict:
     kept = {k: meta[k] for k in ("width", "height") if _dimension(meta.get(k))}
     if type(meta.get("unconfined")) is bool:
         kept["unconfined"] = meta["unconfined"]
+    if isinstance(meta.get("alt"), str):  # the templates escape it into <img alt="...">
+        kept["alt"] = " ".join(meta["alt"].split())[:MAX_ALT]
     return kept
 
 

@@ -126,3 +126,28 @@ def test_only_base64_of_a_real_image_of_that_type_is_kept():
     assert not valid_base64_image("image/jpeg", text)
     assert not valid_base64_image("image/png", "AAAA") and not valid_base64_image("image/png", '" onerror="x')
     assert valid_base64_image("image/jpeg", base64.b64encode(b"\xff\xd8\xff\xe0 jfif \xff\xd9").decode())
+
+
+def _image(alt=None):
+    meta = {"image/png": {"width": 1, "height": 1, **({"alt": alt} if alt is not None else {})}}
+    return nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(PNG_1PX).decode()}, metadata=meta)
+
+
+def test_every_image_has_alt_text_as_nbconvert_would_give_it_without_parsing_the_page_again():
+    from nbconvert.exporters import HTMLExporter
+    from traitlets.config import Config
+
+    from interp_course.preprocessors.feedback_page import NO_ALT, FeedbackExporter
+
+    cell = new_code_cell("plot()", outputs=[_image("Figure: GPT-Neo: norms"), _image(), _image('"><script>x()</script>\n' + "a" * 400)])
+    config = Config()
+    config.HTMLExporter.template_name = "classic"
+    config.HTMLExporter.preprocessors = [SanitizeSubmission]
+    exporter = FeedbackExporter(config=config)
+    exporter.register_preprocessor(FeedbackPage)  # as generate_feedback adds its preprocessors
+    ours, _ = exporter.from_notebook_node(new_notebook(cells=[cell]))
+    stock, _ = HTMLExporter(config=config).from_notebook_node(new_notebook(cells=[cell]))
+    alts = [img["alt"] for img in BeautifulSoup(ours, "html.parser").find_all("img")]
+    assert alts == ["Figure: GPT-Neo: norms", NO_ALT, ('"><script>x()</script> ' + "a" * 400)[:300]]  # one line, bounded
+    assert alts == [img["alt"] for img in BeautifulSoup(stock, "html.parser").find_all("img")]
+    assert "<script>x()" not in ours

@@ -32,7 +32,7 @@ def test_a_drawn_figure_becomes_an_image_the_sanitizer_keeps():
     output = new_output("display_data", data={"application/vnd.plotly.v1+json": FIGURE})
     RenderFigures._replace(output, PNG_1PX, _title(FIGURE), "")
     assert dict(output.data) == {"image/png": base64.b64encode(PNG_1PX).decode(), "text/plain": "Figure: GPT-Neo: norms"}
-    assert dict(output.metadata) == {"image/png": {"width": 1, "height": 1}}
+    assert dict(output.metadata) == {"image/png": {"width": 1, "height": 1, "alt": "Figure: GPT-Neo: norms"}}
     assert SanitizeSubmission().sanitize_output(output) == output
 
 
