@@ -38,7 +38,8 @@ window.addEventListener('load', function () {
   var figures = [];
   document.querySelectorAll('div.output_png img').forEach(function (img) {
     var r = img.getBoundingClientRect();
-    figures.push({x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height, loaded: img.naturalWidth > 0});
+    figures.push({x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height, loaded: img.naturalWidth > 0,
+                  alt: img.alt});
   });
   var out = document.createElement('pre');
   out.id = 'probe-result';
@@ -104,6 +105,9 @@ def test_feedback_reads_offline(feedback, screenshots, student):
     bars = [bar_pixels(shot, f) for f in figures]
     assert all(n > 1500 for n in bars), f"bar pixels per figure: {bars}"
     assert "not shown" not in probe["text"]
+    # A screen reader names each figure by its title.
+    assert all(f["alt"].startswith("Figure: ") for f in figures), [f["alt"] for f in figures]
+    assert any("GPT-Neo: pairwise cosine similarity of token embeddings" in f["alt"] for f in figures)
 
     # Nothing scrolls sideways: verdicts and other outputs wrap.
     assert probe["clipped"] == []
