@@ -292,14 +292,16 @@ def test_verdict_outputs_and_their_score_are_untouched():
 
 
 # -------------------------------------------------------------------------- images, SVG, HTML
-def test_image_metadata_keeps_only_numeric_sizes():
+def test_image_metadata_keeps_only_numeric_sizes_and_a_short_alt_text():
     output = new_output("display_data", data={"image/png": PNG_1PX}, metadata={
-        "image/png": {"width": '1" onerror="alert(1)', "height": 50, "alt": "x", "filenames": {"image/png": "/etc"}},
+        "image/png": {"width": '1" onerror="alert(1)', "height": 50, "alt": 'x"\n onerror="y' + "z" * 500,
+                      "filenames": {"image/png": "/etc"}},
         "width": "1 onerror=alert(1)", "height": float("nan"), "filenames": {"image/png": "javascript:1"},
-        "text/html": {"isolated": True},
+        "alt": {"not": "text"}, "text/html": {"isolated": True},
     })
     clean = SanitizeSubmission().sanitize_output(output)
-    assert dict(clean.metadata) == {"image/png": {"height": 50}}
+    # alt stays text on one line, at most 300 characters: the templates escape it (test_feedback_page)
+    assert dict(clean.metadata) == {"image/png": {"height": 50, "alt": ('x" onerror="y' + "z" * 500)[:300]}}
     bad = new_output("display_data", data={"image/png": '" onerror="alert(1)'})
     assert list(SanitizeSubmission().sanitize_output(bad).data) == ["text/plain"]  # a note
 
