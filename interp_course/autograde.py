@@ -31,12 +31,15 @@ from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import REFUSED, Refusal
 from interp_course.exports import write_grades_by_question
 from interp_course.gradebook import ensure_gradebook
+from interp_course.nbgrader_process import Started
 from interp_course.report import closing_lines, feedback_page, nbgrader_failures
 from interp_course.staging import Problem, Submission, stage_all, submission_folders
 from interp_course.inert import one_line
 
 # run_nbgrader(*args, check=False): the nbgrader CLI run in the course root (cli.nbgrader).
 RunNbgrader = Callable[..., subprocess.CompletedProcess]
+# start_nbgrader(*args): the same, started to wait for go() or cancel() (nbgrader_process.start_nbgrader).
+StartNbgrader = Callable[..., Started]
 
 
 def prepare_gradebook(course: Course, assignments: list[str], run_nbgrader: RunNbgrader) -> None:
@@ -61,9 +64,16 @@ class Batch:
         return f"the Dask scheduler at {self.scheduler}" if self.scheduler else f"{self.workers} local worker(s)"
 
 
-def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader, manual: dict | None = None,
+def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgrader, manual: dict | None = None,
                      batch: Batch = Batch()) -> bool:
-    """Grade one assignment's submissions; whether every one of them was graded."""
+    """Grade one assignment's submissions; whether every one of them was graded.
+
+    Each nbgrader command is started while the step before it runs, and told to go when its turn
+    comes: its imports (~1-3 s) are then paid beside other work.
+    """
+    def run_nbgrader(*args, check=True):
+        return start_nbgrader(*args).go(check)
+
     if not submission_folders(course.submitted, assignment):
         print(f"Nothing in submitted/ for {assignment}: put notebooks at "
               f"submitted/<student>/{assignment}/<notebook>.ipynb")
@@ -82,21 +92,31 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
         for folder in (staging, second, plans):
             grader_user.hand_over(Path(folder))  # nbgrader reads and writes them as the grading account
         gradable = [s for s in submissions if s.problem is None]
-        if gradable:
-            # 1. One nbgrader run for the whole batch (a failing student never stops the others):
-            #    students whose run is kept are judged now; the others' runs are written as plans.
-            log = _autograde(run_nbgrader, assignment, staging, f"--GradeInSandbox.plan_folder={plans}",
-                             *([] if batch.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]))
-            planned = sorted(p.name for p in (Path(plans) / ".planned").glob("*"))
-            if planned:
-                # 2. The plans run side by side and their runs are kept; 3. nbgrader judges those
-                #    students from them. A run no worker kept is executed by nbgrader itself.
-                _run_workers(Path(plans), course, batch)
-                for student in planned:
-                    os.rename(Path(staging) / student, Path(second) / student)
-                again = time.time()
-                written_since.update(dict.fromkeys(planned, again))
-                log += _autograde(run_nbgrader, assignment, second)
+        feedback = start_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN") if gradable else None
+        judging = None
+        try:
+            if gradable:
+                # 1. One nbgrader run for the whole batch (a failing student never stops the others):
+                #    students whose run is kept are judged now; the others' runs are written as plans.
+                reuse = [] if batch.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]
+                log = _autograde(start_nbgrader(*_autograde_args(assignment, staging,
+                                                                 f"--GradeInSandbox.plan_folder={plans}", *reuse)))
+                planned = sorted(p.name for p in (Path(plans) / ".planned").glob("*"))
+                if planned:
+                    # 2. The plans run side by side and their runs are kept; 3. nbgrader judges those
+                    #    students from them. A run no worker kept is executed by nbgrader itself.
+                    judging = start_nbgrader(*_autograde_args(assignment, second))
+                    _run_workers(Path(plans), course, batch)
+                    for student in planned:
+                        os.rename(Path(staging) / student, Path(second) / student)
+                    again = time.time()
+                    written_since.update(dict.fromkeys(planned, again))
+                    log += _autograde(judging)
+        except BaseException:
+            for waiting in (feedback, judging):
+                if waiting is not None:
+                    waiting.cancel()
+            raise
         failures = {path.parent.name: why for path, why in nbgrader_failures(log).items()
                     if path.parent.parent in (Path(staging), Path(second))}
     elapsed = time.perf_counter() - start
@@ -108,13 +128,15 @@ def grade_assignment(course: Course, assignment: str, run_nbgrader: RunNbgrader,
                                 f"processing assignment\" for {s.student}), fix the cause and run again")
     graded = [s for s in submissions if s.problem is None]
     no_feedback = set()
+    if feedback is not None and not graded:
+        feedback.cancel()
     if graded and manual:
         apply_manual_grades(course, assignment, {k: v for k, v in manual.items() if k in {s.student for s in graded}})
     # Feedback and export only read the gradebook: they run side by side.
     with ThreadPoolExecutor(max_workers=1) as background:
         exported = background.submit(run_nbgrader, "export", "--to", str(course.grades_csv), "--log-level=WARN")
         if graded:
-            if run_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN", check=False).returncode == REFUSED:
+            if feedback.go(check=False).returncode == REFUSED:
                 raise Refusal("nbgrader's own guard refused to generate feedback (its reason is above)")
             no_feedback = {s.student for s in graded if not all(
                 _written_since(course.feedback / s.student / assignment / f"{n}.html", started) for n in s.files)}
@@ -141,10 +163,15 @@ def _log_name(course: Course) -> str:
     return str(log.path.relative_to(course.root)) if log else "the output above"
 
 
-def _autograde(run_nbgrader: RunNbgrader, assignment: str, staging: str, *options: str) -> str:
-    """``nbgrader autograde`` over one staged folder; its log."""
-    result = run_nbgrader("autograde", assignment, "--create", "--force", "--log-level=WARN",
-                          f"--CourseDirectory.submitted_directory={Path(staging).name}", *options, check=False)
+def _autograde_args(assignment: str, staging: str, *options: str) -> tuple[str, ...]:
+    """``nbgrader autograde`` over one staged folder."""
+    return ("autograde", assignment, "--create", "--force", "--log-level=WARN",
+            f"--CourseDirectory.submitted_directory={Path(staging).name}", *options)
+
+
+def _autograde(started: Started) -> str:
+    """Run a started ``nbgrader autograde``; its log."""
+    result = started.go(check=False)
     if result.returncode == REFUSED:
         raise Refusal("nbgrader's own guard refused to autograde (its reason is above)")
     return result.stdout

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -27,47 +26,7 @@ from interp_course.autograde import Batch, grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
 from interp_course.inert import one_line
-
-
-def nbgrader_env() -> dict[str, str]:
-    """nbgrader runs `alembic` from PATH to migrate the gradebook: put this venv's bin/ first.
-
-    A config file that fails to load stops nbgrader instead of leaving it on its stock pipeline.
-    """
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "TRAITLETS_APPLICATION_RAISE_CONFIG_FILE_ERROR": "1"}
-
-
-def nbgrader(course: Course, *args: str, check: bool = True, as_grader: bool = True) -> subprocess.CompletedProcess:
-    """Run the real nbgrader CLI in the course root with this interpreter (as the grading account).
-
-    Its output is shown as it comes (a batch takes minutes) and kept, for the summary to read.
-    It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
-    """
-    log = grading_log.current()
-    print(one_line("$ nbgrader " + shlex.join(args)) + "\n", end="", flush=True)  # one write: feedback and export start side by side
-    if log:
-        log.write("$ nbgrader " + shlex.join(args))
-    argv, env = [sys.executable, "-m", "interp_course.nbgrader_cli", *args], nbgrader_env()
-    if as_grader:
-        argv, env = grader_user.command(argv), grader_user.environment(env)
-    proc = subprocess.Popen(argv, cwd=course.root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if log:  # while grading, nbgrader's lines go to the log file only
-            log.write(line)
-        else:
-            print(one_line(line.rstrip("\n")), flush=True)
-    result = subprocess.CompletedProcess(proc.args, proc.wait(), "".join(lines))
-    errors = sum("ERROR]" in line or "CRITICAL]" in line for line in lines)
-    if log and errors:
-        print(f"  nbgrader logged {errors} error line(s), e.g. a kernel fault: see {log.path.relative_to(course.root)}",
-              flush=True)
-    if check:
-        result.check_returncode()
-    return result
+from interp_course.nbgrader_process import nbgrader, nbgrader_env, start_nbgrader
 
 
 def setup(model_source: str) -> None:
@@ -165,7 +124,8 @@ def grade(course: Course, assignments: list[str], manual_grades: dict | None = N
         print(f"The full log of this run: {log.path.relative_to(course.root)}")
         prepare_gradebook(course, assignments, run)
         for assignment in assignments:
-            if not grade_assignment(course, assignment, run, (manual_grades or {}).get(assignment), batch):
+            if not grade_assignment(course, assignment, functools.partial(start_nbgrader, course),
+                                    (manual_grades or {}).get(assignment), batch):
                 status = SOME_UNGRADED
         for notice in log.notices:
             print(f"Warning: {notice} (see {log.path.relative_to(course.root)})")

@@ -1,14 +1,37 @@
-"""``python -m interp_course.nbgrader_cli ARGS``: nbgrader's own command line, started faster.
+"""``python -m interp_course.nbgrader_cli [--when-told] ARGS``: nbgrader's own command line, started faster.
 
 Everything is ``nbgrader`` itself (same apps, config files and guard) except what
 ``interp_course.lean_imports`` leaves out: 1-3 s of start-up for each of the three nbgrader
 commands of a grading run.
+
+``--when-told``: import the libraries the command will use (``PRELOAD``: nbgrader's apps, and
+torch for autograde; ~1-3 s), then wait for one line on stdin. ``go`` runs the command; anything
+else, or the end of stdin, exits 0 having done nothing else. Until ``go`` no course file is read
+(not even the config) and no submission is touched, so the grader starts the next command this
+way while the one before it runs (``interp_course.nbgrader_process``).
 """
+
+import importlib
+import sys
+
+# Library imports only: the course's own files are loaded by nbgrader after "go".
+PRELOAD = {
+    "autograde": ["nbgrader.apps.nbgraderapp", "IPython.lib.lexers", "torch", "safetensors.torch"],
+    "generate_feedback": ["nbgrader.apps.nbgraderapp", "IPython.lib.lexers", "bs4", "latex2mathml.converter"],
+}
+DEFAULT_PRELOAD = ["nbgrader.apps.nbgraderapp"]
+
 
 if __name__ == "__main__":
     from interp_course.lean_imports import skip_iri_grammars
 
     skip_iri_grammars()
+    if sys.argv[1:2] == ["--when-told"]:
+        del sys.argv[1]
+        for name in PRELOAD.get(sys.argv[1] if len(sys.argv) > 1 else "", DEFAULT_PRELOAD):
+            importlib.import_module(name)
+        if sys.stdin.readline().strip() != "go":
+            sys.exit(0)
     from nbgrader.apps.nbgraderapp import main
 
     main()

@@ -1,0 +1,89 @@
+"""The real nbgrader CLI, run in the course root with this interpreter (as the grading account).
+
+``nbgrader(course, *args)`` runs one command and streams its output. ``start_nbgrader`` starts a
+command that waits to be told (``interp_course.nbgrader_cli --when-told``): it imports its
+libraries, ~1-3 s, while the grader is still busy with the step before; ``go()`` then runs it,
+``cancel()`` ends it having done nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from interp_course import grader_user, grading_log
+from interp_course.course import Course
+from interp_course.inert import one_line
+
+
+def nbgrader_env() -> dict[str, str]:
+    """nbgrader runs `alembic` from PATH to migrate the gradebook: put this venv's bin/ first.
+
+    A config file that fails to load stops nbgrader instead of leaving it on its stock pipeline.
+    """
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "TRAITLETS_APPLICATION_RAISE_CONFIG_FILE_ERROR": "1"}
+
+
+class Started:
+    """One nbgrader command, started and waiting for ``go()`` or ``cancel()``."""
+
+    def __init__(self, course: Course, args: tuple[str, ...], as_grader: bool = True):
+        self.course, self.args = course, args
+        argv, env = [sys.executable, "-m", "interp_course.nbgrader_cli", "--when-told", *args], nbgrader_env()
+        if as_grader:
+            argv, env = grader_user.command(argv), grader_user.environment(env)
+        self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace")
+
+    def go(self, check: bool = True) -> subprocess.CompletedProcess:
+        """Run it; its output is shown as it comes (a batch takes minutes) and kept, for the summary.
+
+        It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
+        """
+        log = grading_log.current()
+        print(one_line("$ nbgrader " + shlex.join(self.args)) + "\n", end="", flush=True)  # one write: feedback and export start side by side
+        if log:
+            log.write("$ nbgrader " + shlex.join(self.args))
+        self._tell("go\n")
+        lines = []
+        for line in self.proc.stdout:
+            lines.append(line)
+            if log:  # while grading, nbgrader's lines go to the log file only
+                log.write(line)
+            else:
+                print(one_line(line.rstrip("\n")), flush=True)
+        result = subprocess.CompletedProcess(self.proc.args, self.proc.wait(), "".join(lines))
+        errors = sum("ERROR]" in line or "CRITICAL]" in line for line in lines)
+        if log and errors:
+            print(f"  nbgrader logged {errors} error line(s), e.g. a kernel fault: see "
+                  f"{log.path.relative_to(self.course.root)}", flush=True)
+        if check:
+            result.check_returncode()
+        return result
+
+    def cancel(self) -> None:
+        """End it before it reads any course file (nothing to do once it was told to go)."""
+        if not self.proc.stdin.closed:
+            self._tell("")
+            self.proc.stdout.read()
+            self.proc.wait()
+
+    def _tell(self, text: str) -> None:
+        try:
+            self.proc.stdin.write(text)
+            self.proc.stdin.close()
+        except BrokenPipeError:  # it stopped early (its error is in its output)
+            pass
+
+
+def start_nbgrader(course: Course, *args: str, as_grader: bool = True) -> Started:
+    return Started(course, args, as_grader)
+
+
+def nbgrader(course: Course, *args: str, check: bool = True, as_grader: bool = True) -> subprocess.CompletedProcess:
+    """Run one nbgrader command now (``start_nbgrader(...).go()``)."""
+    return start_nbgrader(course, *args, as_grader=as_grader).go(check)
