@@ -129,8 +129,11 @@ async def main() -> dict:
     await kms[0].interrupt_kernel()
     reply = await kc.get_shell_msg(timeout=20)
     res["interrupt"] = [reply["parent_header"].get("msg_id") == msg_id, reply["content"].get("ename")]
-    text, _ = await execute(kc, "print('alive')")
-    res["alive_after_interrupt"] = text.strip()
+    # The answer travels in the execute reply itself: a printed line comes on iopub and, on a
+    # loaded machine, can come after the kernel already said it is idle.
+    reply = await kc.execute_interactive("alive = 'ali' + 've'", user_expressions={"alive": "alive"}, timeout=60)
+    value = reply["content"].get("user_expressions", {}).get("alive", {})
+    res["alive_after_interrupt"] = value.get("data", {}).get("text/plain", str(value)).strip("'")
 
     # pids limit of the kernel's own cgroup
     text, _ = await execute(kcs[1], FORK_LOOP)
