@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,26 +94,33 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
             grader_user.hand_over(Path(folder))  # nbgrader reads and writes them as the grading account
         gradable = [s for s in submissions if s.problem is None]
         feedback = start_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN") if gradable else None
-        judging = None
+        judging = workers = None
         try:
             if gradable:
                 # 1. One nbgrader run for the whole batch (a failing student never stops the others):
                 #    students whose run is kept are judged now; the others' runs are written as plans.
+                #    2. The workers run the plans as they are written, side by side, and keep the runs.
                 reuse = [] if batch.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]
-                log = _autograde(start_nbgrader(*_autograde_args(assignment, staging,
-                                                                 f"--GradeInSandbox.plan_folder={plans}", *reuse)))
+                planning = start_nbgrader(*_autograde_args(assignment, staging,
+                                                           f"--GradeInSandbox.plan_folder={plans}", *reuse))
+                workers = _Workers(Path(plans), course, batch)
+                log = _autograde(planning)
+                workers.planning_done()
                 planned = sorted(p.name for p in (Path(plans) / ".planned").glob("*"))
                 if planned:
-                    # 2. The plans run side by side and their runs are kept; 3. nbgrader judges those
-                    #    students from them. A run no worker kept is executed by nbgrader itself.
+                    # 3. nbgrader judges those students from their kept runs. A run no worker kept is
+                    #    executed by nbgrader itself.
                     judging = start_nbgrader(*_autograde_args(assignment, second))
-                    _run_workers(Path(plans), course, batch)
+                workers.finish()
+                if planned:
                     for student in planned:
                         os.rename(Path(staging) / student, Path(second) / student)
                     again = time.time()
                     written_since.update(dict.fromkeys(planned, again))
                     log += _autograde(judging)
         except BaseException:
+            if workers is not None:
+                workers.stop()
             for waiting in (feedback, judging):
                 if waiting is not None:
                     waiting.cancel()
@@ -177,23 +185,50 @@ def _autograde(started: Started) -> str:
     return result.stdout
 
 
-def _run_workers(plans: Path, course: Course, batch: Batch) -> None:
-    """Run the plans (``interp_course.workers``) as the grading account; its lines as they come."""
-    argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(course.run_cache),
-            "--workers", str(batch.workers), *(["--scheduler", batch.scheduler] if batch.scheduler else [])]
-    env = {**os.environ}
-    if grader_user.is_root():
-        argv, env = grader_user.command(argv), grader_user.environment(env)
-    proc = subprocess.Popen(argv, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
-    log = grading_log.current()
-    for line in proc.stdout:
-        if not line.startswith(grading_log.WORKER_MARK):  # the workers' warnings go to the log file only
-            print(one_line(line.rstrip("\n")), flush=True)
-        if log:
-            log.write(line)
-    if proc.wait() != 0:
-        print(f"The workers stopped with exit status {proc.returncode}; nbgrader runs what they did not.")
+class _Workers:
+    """``python -m interp_course.workers --follow`` as the grading account, started beside the
+    planning ``nbgrader autograde``: it runs each plan as soon as it is written (no pool starts
+    if none is), and its lines are shown as they come."""
+
+    def __init__(self, plans: Path, course: Course, batch: Batch):
+        argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(course.run_cache), "--follow",
+                "--workers", str(batch.workers), *(["--scheduler", batch.scheduler] if batch.scheduler else [])]
+        env = {**os.environ}
+        if grader_user.is_root():
+            argv, env = grader_user.command(argv), grader_user.environment(env)
+        self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace")
+        self._lines = threading.Thread(target=self._show, args=(grading_log.current(),), daemon=True)
+        self._lines.start()
+
+    def _show(self, log) -> None:
+        for line in self.proc.stdout:
+            if not line.startswith(grading_log.WORKER_MARK):  # the workers' warnings go to the log file only
+                print(one_line(line.rstrip("\n")), flush=True)
+            if log:
+                log.write(line)
+
+    def planning_done(self) -> None:
+        """No more plans: the workers finish the ones they have, then exit."""
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def finish(self) -> None:
+        self.planning_done()
+        status = self.proc.wait()
+        self._lines.join()
+        if status != 0:
+            print(f"The workers stopped with exit status {status}; nbgrader runs what they did not.")
+
+    def stop(self) -> None:
+        """On an error: end the workers (a kernel dies with its worker: bwrap --die-with-parent)."""
+        self.planning_done()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait()
+        self._lines.join()
 
 
 def _written_since(path: Path, since: float) -> bool:

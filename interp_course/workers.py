@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import select
 import sys
 import tempfile
 import time
@@ -141,12 +142,13 @@ def _keep(cache: run_cache.RunCache, key: str, result) -> bool:
 
 
 class Progress:
-    """One line per finished run: a bar, the count, the rate and the time left."""
+    """One line per finished run: a bar, the count, the rate and the time left. While the plans
+    are still being written the total can grow: it then reads ``3/8+``."""
 
-    def __init__(self, total: int, workers: int, where: str):
-        self.total, self.done, self.failed = total, 0, 0
+    def __init__(self, workers: int, where: str):
+        self.total, self.done, self.failed, self.more = 0, 0, 0, True
         self.start = time.perf_counter()
-        print(f"Running {total} notebook(s) in the sandbox: {workers} worker(s) {where}", flush=True)
+        print(f"Running the notebooks in the sandbox as they are planned: {workers} worker(s) {where}", flush=True)
 
     def tick(self, ok: bool) -> None:
         self.done += 1
@@ -155,42 +157,100 @@ class Progress:
         rate = self.done / elapsed if elapsed else 0.0
         left = (self.total - self.done) / rate if rate else 0.0
         filled = round(24 * self.done / self.total)
-        print(f"  [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}  "
+        print(f"  [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}{'+' if self.more else ''}  "
               f"{elapsed / self.done:.1f} s/notebook  ETA {int(left) // 60}:{int(left) % 60:02d}"
               + (f"  ({self.failed} failed)" if self.failed else ""), flush=True)
 
 
-def run_local(plans: Path, keys: list[str], cache: run_cache.RunCache, workers: int) -> int:
-    """Execute the plans in ``workers`` processes of this machine; how many runs were kept."""
-    progress = Progress(len(keys), workers, "on this machine")
-    kept = 0
-    # spawn: each worker is a fresh interpreter, not a fork of this one.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(execute_plan, run_cache.plan_data(plans / key)): key for key in keys}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+class Plans:
+    """The plans in a folder, as nbgrader writes them (each one appears whole: ``write_plan``
+    renames it into place). With ``follow`` more may come until this process's stdin ends, which
+    the grader closes when the planning ``nbgrader autograde`` has exited; the runs then start
+    while the rest of the batch is still being planned."""
+
+    def __init__(self, folder: Path, follow: bool, told=None):
+        self.folder, self.planning, self._seen = folder, follow, set()
+        self._told = told if told is not None else sys.stdin
+
+    def new(self) -> list[str]:
+        keys = [k for k in run_cache.plan_keys(self.folder) if k not in self._seen]
+        self._seen.update(keys)
+        return keys
+
+    def wait(self, timeout: float) -> None:
+        """Up to ``timeout`` seconds, less if planning ends meanwhile."""
+        if not self.planning:
+            return
+        ready, _, _ = select.select([self._told], [], [], timeout)
+        if ready and not self._told.readline():
+            self.planning = False  # end of stdin: every plan is written
+
+
+POLL_S = 0.2  # how often a following run looks for new plans
+
+
+def run_local(plans: Plans, cache: run_cache.RunCache, workers: int) -> tuple[int, int]:
+    """Execute the plans in up to ``workers`` processes of this machine, each started when it is
+    first needed; (runs kept, runs tried)."""
+    pool, progress, pending, kept = None, None, {}, 0
+    try:
+        while True:
+            for key in plans.new():
+                if pool is None:  # spawn: each worker is a fresh interpreter, not a fork of this one
+                    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+                    progress = Progress(workers, "on this machine")
+                pending[pool.submit(execute_plan, run_cache.plan_data(plans.folder / key))] = key
+                progress.total += 1
+            if progress is not None:
+                progress.more = plans.planning
+            if not pending:
+                if not plans.planning:
+                    return kept, progress.total if progress else 0
+                plans.wait(POLL_S)
+                continue
+            done, _ = wait(pending, timeout=POLL_S if plans.planning else None, return_when=FIRST_COMPLETED)
             for future in done:
-                ok = _finish(plans, cache, pending.pop(future), future, "on its worker")
+                ok = _finish(plans.folder, cache, pending.pop(future), future, "on its worker")
                 kept += ok
                 progress.tick(ok)
-    return kept
+            plans.wait(0)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
-def run_dask(plans: Path, keys: list[str], cache: run_cache.RunCache, scheduler: str) -> int:
-    """Execute the plans on a running Dask scheduler's workers; how many runs were kept."""
+def run_dask(plans: Plans, cache: run_cache.RunCache, scheduler: str) -> tuple[int, int]:
+    """Execute the plans on a running Dask scheduler's workers; (runs kept, runs tried)."""
     from distributed import Client, as_completed
 
-    with Client(scheduler, timeout="30s") as client:
-        workers = len(client.scheduler_info()["workers"])
-        progress = Progress(len(keys), workers, f"of the Dask scheduler at {scheduler}")
-        futures = {client.submit(execute_plan, run_cache.plan_data(plans / key), key=f"run-{key}",
-                                 pure=False, retries=1): key for key in keys}
-        kept = 0
-        for future in as_completed(futures):
-            ok = _finish(plans, cache, futures[future], future, "on the cluster")
-            kept += ok
-            progress.tick(ok)
-    return kept
+    client, progress, futures, kept, running = None, None, {}, 0, None
+    try:
+        while True:
+            for key in plans.new():
+                if client is None:
+                    client = Client(scheduler, timeout="30s")
+                    running = as_completed()
+                    progress = Progress(len(client.scheduler_info()["workers"]), f"of the Dask scheduler at {scheduler}")
+                future = client.submit(execute_plan, run_cache.plan_data(plans.folder / key), key=f"run-{key}",
+                                       pure=False, retries=1)
+                futures[future] = key
+                running.add(future)
+                progress.total += 1
+            if progress is not None:
+                progress.more = plans.planning
+            if running is None or running.is_empty():
+                if not plans.planning:
+                    return kept, progress.total if progress else 0
+                plans.wait(POLL_S)
+                continue
+            for future in running.next_batch(block=not plans.planning):
+                ok = _finish(plans.folder, cache, futures[future], future, "on the cluster")
+                kept += ok
+                progress.tick(ok)
+            plans.wait(POLL_S if plans.planning else 0)
+    finally:
+        if client is not None:
+            client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,17 +260,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cache", type=Path)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--scheduler", default="")
+    parser.add_argument("--follow", action="store_true",
+                        help="Run plans as they are written, until stdin ends (the planning pass is over).")
     args = parser.parse_args(argv)
-    keys = run_cache.plan_keys(args.plans)
-    if not keys:
-        return 0
+    plans = Plans(args.plans, args.follow)
     cache = run_cache.RunCache(args.cache)
     tempfile.tempdir = os.environ.get("TMPDIR") or None
     if args.scheduler:
-        kept = run_dask(args.plans, keys, cache, args.scheduler)
+        kept, tried = run_dask(plans, cache, args.scheduler)
     else:
-        kept = run_local(args.plans, keys, cache, max(1, min(args.workers, len(keys))))
-    print(f"Kept {kept} of {len(keys)} run(s)", flush=True)
+        kept, tried = run_local(plans, cache, max(1, args.workers))
+    if tried:
+        print(f"Kept {kept} of {tried} run(s)", flush=True)
     return 0
 
 

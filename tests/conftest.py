@@ -183,13 +183,23 @@ def keep_runs_of(graded: GradedCourse, course: Path) -> Path:
     return course
 
 
-def run_workers(course: Path, plans: Path, *options: str) -> subprocess.CompletedProcess:
-    """`python -m interp_course.workers`: run the planned notebooks side by side, as the grading account."""
-    argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(Course(course).run_cache), *options]
+def start_workers(course: Path, plans: Path, *options: str) -> subprocess.Popen:
+    """`python -m interp_course.workers --follow`: run the notebooks side by side as they are
+    planned, as the grading account, until its stdin is closed (``communicate()``)."""
+    argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(Course(course).run_cache), "--follow",
+            *options]
     env = {**nbgrader_env(), "TMPDIR": str(grader_tmp(course))}
     if grader_user.is_root():
         argv, env = grader_user.command(argv), grader_user.environment(env)
-    return subprocess.run(argv, cwd=course, env=env, capture_output=True, text=True)
+    return subprocess.Popen(argv, cwd=course, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def run_workers(course: Path, plans: Path, *options: str) -> subprocess.CompletedProcess:
+    """The same on plans that are all written already."""
+    proc = start_workers(course, plans, *options)
+    out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), workers: int = 2,
@@ -206,11 +216,13 @@ def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), 
     only = [f"--CourseDirectory.student_id_exclude={','.join(exclude)}"] if exclude else []
     plans = Path(tempfile.mkdtemp(prefix="plans-", dir=grader_tmp(course)))
     grader_user.hand_over(plans)
+    runner = start_workers(course, plans, "--workers", str(workers))  # runs each plan as it is written
     planning = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only,
                             f"--GradeInSandbox.plan_folder={plans}",
                             *(["--GradeInSandbox.reuse_runs=False"] if rerun else []))
+    out, err = runner.communicate()
     assert planning.returncode == 0, planning.stderr[-3000:]
-    ran = run_workers(course, plans, "--workers", str(workers))
+    ran = subprocess.CompletedProcess(runner.args, runner.returncode, out, err)
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     # As `make grade`: a second pass only if the first planned runs (it judged everyone else).
     planned = any((plans / ".planned").glob("*"))

@@ -12,7 +12,6 @@ from pathlib import Path
 import nbformat
 from nbgrader.utils import is_grade, is_solution
 
-from interp_course import handin
 from interp_course.course import Course
 from interp_course.judging.assignment import Assignment, load_assignment
 from interp_course.judging.handin_files import HandIn, RawHandIn, parse_hand_in, read_raw_hand_in
@@ -28,6 +27,8 @@ def graded_test_cells(nb) -> list[tuple[int, str]]:
 
 def write_inbox(inbox: Path, nb, assignment: Assignment) -> dict[str, dict]:
     """Write the inputs of this notebook's checks (only those); return them for judging."""
+    from interp_course import handin  # torch: not needed by a worker, which only reads outboxes
+
     all_inputs = {}
     for _, grade_id in graded_test_cells(nb):
         if grade_id in assignment.checks:
@@ -106,6 +107,8 @@ def locate(folder: Path) -> tuple[Course, str]:
 
 def judge_in_process(grade_id: str, objects: dict, folder: Path | None = None) -> Verdict:
     """Preview for an instructor running the source notebook: same checks, one process."""
+    from interp_course import handin
+
     course, name = locate(folder or Path.cwd())
     assignment = load_assignment(course, name)
     inputs = assignment.inputs(grade_id)

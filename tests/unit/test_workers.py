@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import nbformat
 
 from interp_course import run_cache, workers
@@ -50,3 +55,34 @@ def test_a_workers_warnings_reach_the_grader_as_marked_log_lines(capfd):
         logger.handlers[:], logger.level = handlers, level
     assert capfd.readouterr().err.splitlines() == [
         "[worker] WARNING Kernel output before it died:", "[worker] student text", "[worker] more"]
+
+
+def test_following_plans_sees_each_new_plan_once_until_stdin_ends(tmp_path):
+    plans_dir = tmp_path / "plans"
+    plans_dir.mkdir()
+    read, write = os.pipe()
+    with os.fdopen(read) as told, os.fdopen(write, "w") as tell:
+        plans = workers.Plans(plans_dir, follow=True, told=told)
+        assert plans.new() == []
+        (plans_dir / ("a" * 64)).mkdir()
+        (plans_dir / ".half-written.tmp").mkdir()  # write_plan's temporary name: not a plan yet
+        assert plans.new() == ["a" * 64]
+        (plans_dir / ("b" * 64)).mkdir()
+        assert plans.new() == ["b" * 64] and plans.new() == []
+        start = time.perf_counter()
+        plans.wait(0.3)  # nothing said: waits the whole time, still planning
+        assert plans.planning and time.perf_counter() - start >= 0.25
+        tell.close()  # the grader's signal: the planning pass has exited
+        plans.wait(30)
+        assert not plans.planning
+    assert not workers.Plans(plans_dir, follow=False).planning  # plain: every plan is there already
+
+
+def test_a_worker_reads_hand_ins_without_importing_torch():
+    code = ("import sys, interp_course.workers; from interp_course.judging.judge import read_outbox; "
+            "from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox; "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    judging = subprocess.run([sys.executable, "-c", "from interp_course.judging import close, Check; print(close.__module__)"],
+                             capture_output=True, text=True, check=True)
+    assert judging.stdout == "interp_course.judging.compare\n"  # checks.py still finds every name
