@@ -25,7 +25,6 @@ from sqlalchemy.exc import SAWarning  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties,
-    CheckCellMetadata,
     ClearOutput,
     DeduplicateIds,
     GetGrades,
@@ -36,6 +35,7 @@ from nbgrader.preprocessors import (  # noqa: E402
     SaveAutoGrades,
 )
 
+from interp_course.preprocessors.check_cell_metadata import CheckCellMetadataOnce  # noqa: E402
 from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox  # noqa: E402
 from interp_course.preprocessors.feedback_page import FeedbackExporter, FeedbackPage  # noqa: E402
 from interp_course.preprocessors.hide_grader_internals import HideGraderInternals  # noqa: E402
@@ -82,7 +82,7 @@ c.Autograde.sanitize_preprocessors = [
     DeduplicateIds,
     OverwriteKernelspec,
     OverwriteCells,
-    CheckCellMetadata,
+    CheckCellMetadataOnce,  # nbgrader's check, the schema compiled once per process
 ]
 c.Autograde.autograde_preprocessors = [
     GradeInSandbox,  # instead of nbgrader's Execute: sandboxed kernel, verdict decided here
@@ -93,7 +93,7 @@ c.Autograde.autograde_preprocessors = [
     ShowRubric,  # each hand-graded answer's rubric, for the TA in formgrader (not a grade cell)
     SaveAutoGrades,
     AssignLatePenalties,
-    CheckCellMetadata,
+    CheckCellMetadataOnce,
 ]
 # FeedbackPage last: the points per part on top, math as MathML, wrapped output, alt text on images
 # (readable offline, and by a screen reader).
