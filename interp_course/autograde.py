@@ -66,11 +66,13 @@ class Batch:
 
 
 def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgrader, manual: dict | None = None,
-                     batch: Batch = Batch()) -> bool:
+                     batch: Batch = Batch(), autograde: Started | None = None) -> bool:
     """Grade one assignment's submissions; whether every one of them was graded.
 
     Each nbgrader command is started while the step before it runs, and told to go when its turn
-    comes: its imports (~1-3 s) are then paid beside other work.
+    comes: its imports (~1-3 s) are then paid beside other work. ``autograde``: an
+    ``nbgrader autograde`` started earlier without arguments (``cli.grade`` starts one before its
+    checks), used for the first pass; it is told this batch's arguments with ``go``.
     """
     def run_nbgrader(*args, check=True):
         return start_nbgrader(*args).go(check)
@@ -101,10 +103,10 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
                 #    students whose run is kept are judged now; the others' runs are written as plans.
                 #    2. The workers run the plans as they are written, side by side, and keep the runs.
                 reuse = [] if batch.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]
-                planning = start_nbgrader(*_autograde_args(assignment, staging,
-                                                           f"--GradeInSandbox.plan_folder={plans}", *reuse))
+                planning = autograde if autograde is not None else start_nbgrader("autograde")
                 workers = _Workers(Path(plans), course, batch)
-                log = _autograde(planning)
+                log = _autograde(planning, _autograde_args(assignment, staging,
+                                                           f"--GradeInSandbox.plan_folder={plans}", *reuse)[1:])
                 workers.planning_done()
                 planned = sorted(p.name for p in (Path(plans) / ".planned").glob("*"))
                 if planned:
@@ -177,9 +179,9 @@ def _autograde_args(assignment: str, staging: str, *options: str) -> tuple[str, 
             f"--CourseDirectory.submitted_directory={Path(staging).name}", *options)
 
 
-def _autograde(started: Started) -> str:
-    """Run a started ``nbgrader autograde``; its log."""
-    result = started.go(check=False)
+def _autograde(started: Started, more: tuple[str, ...] = ()) -> str:
+    """Run a started ``nbgrader autograde`` (with the arguments ``more`` added); its log."""
+    result = started.go(check=False, more=more)
     if result.returncode == REFUSED:
         raise Refusal("nbgrader's own guard refused to autograde (its reason is above)")
     return result.stdout

@@ -113,22 +113,30 @@ def corpus(course: Course, assignments: list[str]) -> None:
 
 def grade(course: Course, assignments: list[str], manual_grades: dict | None = None, batch: Batch = Batch()) -> int:
     """Autograde everything in submitted/, write feedback/ and grades.csv, print a table; the exit status."""
-    # Checks that find the course unsafe or broken raise Refusal here, before anything is written
-    # (exit status 2); prepare_gradebook refuses a gradebook that is not a database.
-    guard.check_grading(course)
-    grader_user.prepare_state(course)
-    print(f"Grading with {models.describe_source()}")
-    status = GRADED
-    run = functools.partial(nbgrader, course)
-    with grading_log.logging_to(course.root / "logs") as log:
-        print(f"The full log of this run: {log.path.relative_to(course.root)}")
-        prepare_gradebook(course, assignments, run)
-        for assignment in assignments:
-            if not grade_assignment(course, assignment, functools.partial(start_nbgrader, course),
-                                    (manual_grades or {}).get(assignment), batch):
-                status = SOME_UNGRADED
-        for notice in log.notices:
-            print(f"Warning: {notice} (see {log.path.relative_to(course.root)})")
+    # The first `nbgrader autograde` imports its libraries while the checks below run; it reads
+    # nothing of the course before it is told to go (nbgrader_cli --when-told), and a refusal
+    # ends it having done nothing.
+    first_autograde = start_nbgrader(course, "autograde")
+    try:
+        # Checks that find the course unsafe or broken raise Refusal here, before anything is written
+        # (exit status 2); prepare_gradebook refuses a gradebook that is not a database.
+        guard.check_grading(course)
+        grader_user.prepare_state(course)
+        print(f"Grading with {models.describe_source()}")
+        status = GRADED
+        run = functools.partial(nbgrader, course)
+        with grading_log.logging_to(course.root / "logs") as log:
+            print(f"The full log of this run: {log.path.relative_to(course.root)}")
+            prepare_gradebook(course, assignments, run)
+            for assignment in assignments:
+                if not grade_assignment(course, assignment, functools.partial(start_nbgrader, course),
+                                        (manual_grades or {}).get(assignment), batch,
+                                        first_autograde if first_autograde.waiting else None):
+                    status = SOME_UNGRADED
+            for notice in log.notices:
+                print(f"Warning: {notice} (see {log.path.relative_to(course.root)})")
+    finally:
+        first_autograde.cancel()
     if status == SOME_UNGRADED:
         print(f"Exit status {SOME_UNGRADED}: the submissions listed under NOT GRADED were not graded; "
               "every other one was, and is in grades.csv and feedback/.")

@@ -5,13 +5,16 @@ Everything is ``nbgrader`` itself (same apps, config files and guard) except wha
 commands of a grading run.
 
 ``--when-told``: import the libraries the command will use (``PRELOAD``: nbgrader's apps, and
-torch for autograde; ~1-3 s), then wait for one line on stdin. ``go`` runs the command; anything
-else, or the end of stdin, exits 0 having done nothing else. Until ``go`` no course file is read
-(not even the config) and no submission is touched, so the grader starts the next command this
-way while the one before it runs (``interp_course.nbgrader_process``).
+torch for autograde; ~1-3 s), then wait for one line on stdin. ``go`` runs the command, ``go``
+followed by a JSON list of strings runs it with those arguments added (the ones known only then,
+such as a batch's folders); anything else, or the end of stdin, exits 0 having done nothing else.
+Until ``go`` no course file is read (not even the config) and no submission is touched, so the
+grader starts the next command this way while the one before it runs
+(``interp_course.nbgrader_process``).
 """
 
 import importlib
+import json
 import sys
 
 # Library imports only: the course's own files are loaded by nbgrader after "go".
@@ -30,8 +33,14 @@ if __name__ == "__main__":
         del sys.argv[1]
         for name in PRELOAD.get(sys.argv[1] if len(sys.argv) > 1 else "", DEFAULT_PRELOAD):
             importlib.import_module(name)
-        if sys.stdin.readline().strip() != "go":
+        word, _, more = sys.stdin.readline().strip().partition(" ")
+        if word != "go":
             sys.exit(0)
+        if more:
+            added = json.loads(more)
+            if not (isinstance(added, list) and all(isinstance(a, str) for a in added)):
+                sys.exit("nbgrader_cli: 'go' takes a JSON list of strings")
+            sys.argv += added
     from nbgrader.apps.nbgraderapp import main
 
     main()

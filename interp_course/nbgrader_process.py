@@ -8,6 +8,7 @@ libraries, ~1-3 s, while the grader is still busy with the step before; ``go()``
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -39,16 +40,18 @@ class Started:
         self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace")
 
-    def go(self, check: bool = True) -> subprocess.CompletedProcess:
-        """Run it; its output is shown as it comes (a batch takes minutes) and kept, for the summary.
+    def go(self, check: bool = True, more: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        """Run it, with the arguments ``more`` added; its output is shown as it comes (a batch takes
+        minutes) and kept, for the summary.
 
         It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
         """
+        self.args = (*self.args, *more)
         log = grading_log.current()
         print(one_line("$ nbgrader " + shlex.join(self.args)) + "\n", end="", flush=True)  # one write: feedback and export start side by side
         if log:
             log.write("$ nbgrader " + shlex.join(self.args))
-        self._tell("go\n")
+        self._tell(f"go {json.dumps(list(more))}\n" if more else "go\n")
         lines = []
         for line in self.proc.stdout:
             lines.append(line)
@@ -65,9 +68,14 @@ class Started:
             result.check_returncode()
         return result
 
+    @property
+    def waiting(self) -> bool:
+        """Started and not yet told to go (nor cancelled)."""
+        return not self.proc.stdin.closed
+
     def cancel(self) -> None:
         """End it before it reads any course file (nothing to do once it was told to go)."""
-        if not self.proc.stdin.closed:
+        if self.waiting:
             self._tell("")
             self.proc.stdout.read()
             self.proc.wait()

@@ -18,3 +18,10 @@ def test_a_started_command_runs_only_when_told_to_go(tmp_path, capsys):
     assert result.returncode == 0 and nbgrader.__version__ in result.stdout
     assert capsys.readouterr().out.startswith("$ nbgrader --version\n")
     told.cancel()  # once told, there is nothing left to cancel
+
+
+def test_arguments_known_only_later_are_given_with_go(tmp_path, capsys):
+    started = start_nbgrader(Course(tmp_path), as_grader=False)  # no arguments yet: nbgrader's own defaults
+    result = started.go(more=("--version",))
+    assert result.returncode == 0 and nbgrader.__version__ in result.stdout
+    assert capsys.readouterr().out.startswith("$ nbgrader --version\n")
