@@ -38,6 +38,9 @@ from interp_course.preprocessors.resilient_execute import ResilientExecute
 from interp_course.sandbox import SandboxedKernelManager
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # interp_course/, bound into the kernel
+# handin.ENV_VAR (a unit test checks they agree), without importing handin: it imports torch,
+# which a worker that only starts kernels does not need (~1-3 s each).
+HANDIN_ENV_VAR = "INTERP_COURSE_HANDIN"
 
 
 class GradeInSandbox(ResilientExecute):
@@ -156,7 +159,7 @@ class GradeInSandbox(ResilientExecute):
         return list(CourseDirectory(config=self.config).ignore)
 
     def create_kernel_manager(self):
-        from interp_course import handin, models
+        from interp_course import models
 
         km = super().create_kernel_manager()
         hf_home, model_folders = models.cache_folders(self._models)
@@ -170,7 +173,7 @@ class GradeInSandbox(ResilientExecute):
             # the sandbox has no network: never wait on the hub.
             "HF_HOME": str(hf_home),
             "HF_HUB_OFFLINE": "1",
-            handin.ENV_VAR: str(self._handin_dir),
+            HANDIN_ENV_VAR: str(self._handin_dir),
             # The package's own folder is the only thing bound from its parent: import it from
             # there, whatever an editable install's finder would point at.
             "PYTHONPATH": str(PACKAGE_DIR.parent),

@@ -78,11 +78,17 @@ def test_following_plans_sees_each_new_plan_once_until_stdin_ends(tmp_path):
     assert not workers.Plans(plans_dir, follow=False).planning  # plain: every plan is there already
 
 
-def test_a_worker_reads_hand_ins_without_importing_torch():
-    code = ("import sys, interp_course.workers; from interp_course.judging.judge import read_outbox; "
-            "from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox; "
-            "print('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+def test_a_worker_starts_kernels_and_reads_hand_ins_without_importing_torch(tmp_path):
+    code = ("import sys, nbformat, pathlib, interp_course.workers; from interp_course.judging.judge import read_outbox; "
+            "from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox, HANDIN_ENV_VAR; "
+            "g = GradeInSandbox(); g.nb = nbformat.v4.new_notebook(); g._handin_dir = pathlib.Path(sys.argv[1]); "
+            "km = g.create_kernel_manager(); print(km.extra_env[HANDIN_ENV_VAR] == sys.argv[1], 'torch' in sys.modules)")
+    ran = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert ran.stdout == "True False\n", ran.stderr[-2000:]
+    from interp_course import handin
+    from interp_course.preprocessors.grade_in_sandbox import HANDIN_ENV_VAR
+
+    assert HANDIN_ENV_VAR == handin.ENV_VAR  # the kernel reads the variable the grader sets
     judging = subprocess.run([sys.executable, "-c", "from interp_course.judging import close, Check; print(close.__module__)"],
                              capture_output=True, text=True, check=True)
     assert judging.stdout == "interp_course.judging.compare\n"  # checks.py still finds every name
