@@ -2,9 +2,10 @@
 
 ``make grade`` grades in three steps (``interp_course.autograde``): nbgrader autograde judges
 every submission whose run is kept and writes a *plan* for each other one; this module executes
-the plans and keeps their runs (``interp_course.run_cache``); nbgrader autograde then judges
-those students from their kept runs. nbgrader stays the gradebook's only writer, so any number
-of workers, in any order, gives the same grades.
+the plans and keeps their runs (``interp_course.run_cache``), starting on each as soon as it is
+written (``--follow``: until stdin ends, which the grader closes when that pass has exited);
+nbgrader autograde then judges those students from their kept runs. nbgrader stays the
+gradebook's only writer, so any number of workers, in any order, gives the same grades.
 
 * ``--workers N`` (default: the number of cores): N worker processes on this machine, each
   running one sandboxed kernel at a time.

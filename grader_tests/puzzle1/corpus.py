@@ -156,8 +156,8 @@ add(
                feedback=["raw dot products"]),
     Submission("pairwise-wrong-orientation", "builds the d_model × d_model matrix (columns) instead",
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "W_n = normalize(W)\nreturn W_n.T @ W_n")},
-               # Its [d, d] matrix breaks the cells that index it with the [n, n] mask: the
-               # numbers that depend on it are missing, the rest of the evidence still counts.
+               # Its [d, d] matrix breaks the cells that take its off-diagonal (off_diagonal wants
+               # [n, n]): the numbers that depend on it are missing, the rest of the evidence counts.
                expected={"test_pairwise_cosine_sim": 0.0, "test_reproduce": 0.0, "test_evidence": 1.5},
                feedback=["this compares columns"]),
     Submission("center-per-token", "subtracts each token's mean over d_model (LayerNorm-style)",

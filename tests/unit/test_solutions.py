@@ -1,5 +1,6 @@
 """The reference implementations honour the contract the notebook states."""
 
+import pytest
 import torch
 
 from solutions.puzzle1 import center, cosine_sim_with_mean, mean_pairwise_cosine_sim, normalize, pairwise_cosine_sim
@@ -58,5 +59,11 @@ def test_the_notebooks_off_diagonal_helper_equals_the_boolean_mask():
     scope = {"torch": torch}
     exec(compile(ast.Module([helper], type_ignores=[]), "subset", "exec"), scope)
     for n in (1, 2, 3, 7, 50):
+        scope["N_SUBSET"] = n
         M = torch.arange(n * n, dtype=torch.float32).view(n, n)
         assert torch.equal(scope["off_diagonal"](M), M[~torch.eye(n, dtype=torch.bool)]), n
+        assert torch.equal(scope["off_diagonal"](M.T), M.T[~torch.eye(n, dtype=torch.bool)]), n  # not contiguous
+        assert torch.equal(scope["off_diagonal"](M.numpy()), M[~torch.eye(n, dtype=torch.bool)]), n
+    # A matrix of the wrong size fails as indexing with the [n, n] mask did, and says why.
+    with pytest.raises(IndexError, match=r"one row and one column per token, \[50, 50\], not \[7, 7\]"):
+        scope["off_diagonal"](torch.zeros(7, 7))
