@@ -6,7 +6,9 @@ export):
 
 1. `make grade` as shipped (sandbox, unprivileged account, cgroups, kernels forked from a
    zygote), ``--workers`` = the cores, every notebook run afresh (``--no-cache``);
-2. the same with one worker, for the scale-out ratio;
+2. the same with one worker, for the scale-out ratio: of the whole batch, and of the runs alone
+   (runs per minute once every worker has done one, from the progress lines: without the
+   batch's fixed costs, which no number of workers shrinks);
 3. the same batch again with its runs kept: judged without a kernel (a regrade); then with 2N
    more students handing in copies of those notebooks (their runs are kept too): the cost per
    student of a bigger class, where the fixed cost of the three nbgrader commands is spread wider;
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,18 +80,38 @@ def _submit(root: Path, assignment: str, notebook: Path, n: int, name: str) -> N
         nbformat.write(nb, target)
 
 
-def _timed(argv: list[str], cwd: Path, env: dict) -> float:
+PROGRESS = re.compile(r"\] (\d+)/\d+")  # a progress line of the workers: "[####....] 3/8  ..."
+
+
+def _timed(argv: list[str], cwd: Path, env: dict, finished: list | None = None) -> float:
+    """Seconds ``argv`` took; ``finished`` gets (seconds since the start, runs finished) for each
+    progress line it printed."""
     start = time.perf_counter()
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv[:6])}... failed ({result.returncode}):\n"
-                         f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        found = PROGRESS.search(line)
+        if found and finished is not None:
+            finished.append((time.perf_counter() - start, int(found[1])))
+    if proc.wait() != 0:
+        raise SystemExit(f"bench: {' '.join(argv[:6])}... failed ({proc.returncode}):\n{''.join(lines)[-4000:]}")
     return time.perf_counter() - start
 
 
-def ours(root: Path, *options: str) -> float:
+def ours(root: Path, *options: str, finished: list | None = None) -> float:
     env = {**cli.nbgrader_env(), "TMPDIR": str(root.parent)}
-    return _timed([sys.executable, "-m", "interp_course", "--root", str(root), "grade", *options], root, env)
+    return _timed([sys.executable, "-m", "interp_course", "--root", str(root), "grade", *options], root, env,
+                  finished)
+
+
+def steady_rate(finished: list[tuple[float, int]], workers: int) -> float:
+    """Runs per minute from the moment every worker has finished its first run (its zygote started,
+    its first figures drawn) to the last run: what ``WORKERS`` scales, without the batch's fixed
+    costs (the nbgrader passes, starting workers)."""
+    first = next((t, k) for t, k in finished if k >= workers)
+    last = finished[-1]
+    return 60 * (last[1] - first[1]) / (last[0] - first[0]) if last[1] > first[1] else float("nan")
 
 
 def stock(root: Path, assignment: str) -> float:
@@ -371,10 +394,14 @@ def main(argv: list[str] | None = None) -> int:
         course = _course(base / "ours")
         _submit(course.root, ASSIGNMENT, full_marks, n, "puzzle1.ipynb")
         figures = {}
-        figures["make grade"] = ours(course.root, "--workers", str(cores), "--no-cache") / n
+        finished = {cores: [], 1: []}
+        figures["make grade"] = ours(course.root, "--workers", str(cores), "--no-cache", finished=finished[cores]) / n
         print(f"  make grade, {cores} workers, fresh kernels: {figures['make grade']:.2f} s/submission", flush=True)
-        figures["one worker"] = ours(course.root, "--workers", "1", "--no-cache") / n
+        figures["one worker"] = ours(course.root, "--workers", "1", "--no-cache", finished=finished[1]) / n
         print(f"  make grade, 1 worker, fresh kernels:  {figures['one worker']:.2f} s/submission", flush=True)
+        figures["steady"], figures["steady 1"] = steady_rate(finished[cores], cores), steady_rate(finished[1], 1)
+        print(f"  the runs alone, once each worker has done one: {figures['steady']:.1f} notebooks/min with "
+              f"{cores} workers, {figures['steady 1']:.1f} with 1", flush=True)
         figures["regrade"] = ours(course.root) / n
         print(f"  make grade again, runs kept:          {figures['regrade']:.2f} s/submission", flush=True)
         # A bigger class: 2n more students hand in copies of those notebooks, whose runs are kept.
@@ -406,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  make grade / stock nbgrader, same notebook:   {figures['make grade'] / figures['stock']:.2f} (<= 0.5)")
     print(f"  make grade / stock nbgrader, `import torch`:  {figures['make grade'] / figures['trivial']:.2f} (<= 1.0)")
     print(f"  throughput, {cores} workers / 1 worker:         {figures['one worker'] / figures['make grade']:.2f} (>= 1.7)")
+    print(f"  the same, the runs alone:                     {figures['steady'] / figures['steady 1']:.2f} "
+          "(without the batch's fixed costs)")
     print(f"  regrade from kept runs:                       {figures['regrade']:.2f} s/submission (<= 1)")
     print(f"  regrade from kept runs, {3 * n} students:          {figures['regrade 3n']:.2f} s/submission "
           f"({figures['marginal']:.2f} s for each student beyond {n})")

@@ -1,0 +1,19 @@
+"""The benchmark's reading of the workers' progress lines (interp_course.bench)."""
+
+import math
+
+from interp_course.bench import PROGRESS, steady_rate
+
+
+def test_progress_lines_give_the_runs_finished():
+    assert int(PROGRESS.search("  [#########...............] 3/8+  7.8 s/notebook  ETA 0:39")[1]) == 3
+    assert int(PROGRESS.search("  [########################] 8/8  4.0 s/notebook  ETA 0:00")[1]) == 8
+    assert PROGRESS.search("Running the notebooks in the sandbox as they are planned: 2 worker(s)") is None
+
+
+def test_the_steady_rate_starts_once_every_worker_has_finished_a_run():
+    two = [(20.0, 1), (20.5, 2), (24.0, 3), (24.5, 4), (28.0, 5), (28.5, 6)]  # two workers, 4 s a run
+    assert math.isclose(steady_rate(two, 2), 60 * 4 / 8.0)  # from the 2nd run (20.5 s) to the 6th
+    one = [(20.0, 1), (24.0, 2), (28.0, 3)]
+    assert math.isclose(steady_rate(one, 1), 60 * 2 / 8.0)
+    assert math.isnan(steady_rate([(20.0, 1), (20.5, 2)], 2))  # no run after the first ones: no rate
