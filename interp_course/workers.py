@@ -49,7 +49,7 @@ def log_warnings() -> None:
     """Send the sandbox's and the executor's warnings to stderr, each line marked as a worker's.
 
     Outside an nbgrader app, traitlets gives them a logger that drops everything. A local
-    worker's stderr reaches the grader (``autograde._run_workers``), a Dask worker's its own log.
+    worker's stderr reaches the grader (``autograde._Workers``), a Dask worker's its own log.
     """
     logger = logging.getLogger("traitlets")
     if not any(isinstance(h.formatter, _MarkedLines) for h in logger.handlers):

@@ -195,13 +195,6 @@ def start_workers(course: Path, plans: Path, *options: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def run_workers(course: Path, plans: Path, *options: str) -> subprocess.CompletedProcess:
-    """The same on plans that are all written already."""
-    proc = start_workers(course, plans, *options)
-    out, err = proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), workers: int = 2,
               rerun: bool = False, feedback: bool = True) -> GradedCourse:
     """Autograde (all students but ``exclude``), then feedback and export for everyone.
