@@ -190,68 +190,78 @@ class Plans:
 POLL_S = 0.2  # how often a following run looks for new plans
 
 
-def run_local(plans: Plans, cache: run_cache.RunCache, workers: int) -> tuple[int, int]:
-    """Execute the plans in up to ``workers`` processes of this machine, each started when it is
-    first needed; (runs kept, runs tried)."""
-    pool, progress, pending, kept = None, None, {}, 0
+class _Local:
+    """Up to ``workers`` processes of this machine, each started when it is first needed (spawn:
+    each worker is a fresh interpreter, not a fork of this one)."""
+
+    where = "on its worker"
+
+    def __init__(self, workers: int):
+        self.workers, self.label = workers, "on this machine"
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+    def submit(self, key: str, plan: dict[str, bytes]):
+        return self.pool.submit(execute_plan, plan)
+
+    def finished(self, running, block: bool):
+        return wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)[0]
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+class _Dask:
+    """A running Dask scheduler's workers; Dask retries a run once elsewhere if its worker dies."""
+
+    where = "on the cluster"
+
+    def __init__(self, scheduler: str):
+        from distributed import Client, as_completed
+
+        self.client = Client(scheduler, timeout="30s")
+        self.running = as_completed()
+        self.workers, self.label = len(self.client.scheduler_info()["workers"]), f"of the Dask scheduler at {scheduler}"
+
+    def submit(self, key: str, plan: dict[str, bytes]):
+        future = self.client.submit(execute_plan, plan, key=f"run-{key}", pure=False, retries=1)
+        self.running.add(future)
+        return future
+
+    def finished(self, running, block: bool):
+        return self.running.next_batch(block=block)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def run(plans: Plans, cache: run_cache.RunCache, start) -> tuple[int, int]:
+    """Execute the plans on ``start()`` (``_Local`` or ``_Dask``), made when the first plan is
+    there, and keep their runs; (runs kept, runs tried)."""
+    runner, progress, running, kept = None, None, {}, 0
     try:
         while True:
             for key in plans.new():
-                if pool is None:  # spawn: each worker is a fresh interpreter, not a fork of this one
-                    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-                    progress = Progress(workers, "on this machine")
-                pending[pool.submit(execute_plan, run_cache.plan_data(plans.folder / key))] = key
+                if runner is None:
+                    runner = start()
+                    progress = Progress(runner.workers, runner.label)
+                running[runner.submit(key, run_cache.plan_data(plans.folder / key))] = key
                 progress.total += 1
             if progress is not None:
                 progress.more = plans.planning
-            if not pending:
+            if not running:
                 if not plans.planning:
                     return kept, progress.total if progress else 0
                 plans.wait(POLL_S)
                 continue
-            done, _ = wait(pending, timeout=POLL_S if plans.planning else None, return_when=FIRST_COMPLETED)
+            done = runner.finished(running, block=not plans.planning)
             for future in done:
-                ok = _finish(plans.folder, cache, pending.pop(future), future, "on its worker")
+                ok = _finish(plans.folder, cache, running.pop(future), future, runner.where)
                 kept += ok
                 progress.tick(ok)
-            plans.wait(0)
+            plans.wait(0 if done else POLL_S)
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-
-
-def run_dask(plans: Plans, cache: run_cache.RunCache, scheduler: str) -> tuple[int, int]:
-    """Execute the plans on a running Dask scheduler's workers; (runs kept, runs tried)."""
-    from distributed import Client, as_completed
-
-    client, progress, futures, kept, running = None, None, {}, 0, None
-    try:
-        while True:
-            for key in plans.new():
-                if client is None:
-                    client = Client(scheduler, timeout="30s")
-                    running = as_completed()
-                    progress = Progress(len(client.scheduler_info()["workers"]), f"of the Dask scheduler at {scheduler}")
-                future = client.submit(execute_plan, run_cache.plan_data(plans.folder / key), key=f"run-{key}",
-                                       pure=False, retries=1)
-                futures[future] = key
-                running.add(future)
-                progress.total += 1
-            if progress is not None:
-                progress.more = plans.planning
-            if running is None or running.is_empty():
-                if not plans.planning:
-                    return kept, progress.total if progress else 0
-                plans.wait(POLL_S)
-                continue
-            for future in running.next_batch(block=not plans.planning):
-                ok = _finish(plans.folder, cache, futures[future], future, "on the cluster")
-                kept += ok
-                progress.tick(ok)
-            plans.wait(POLL_S if plans.planning else 0)
-    finally:
-        if client is not None:
-            client.close()
+        if runner is not None:
+            runner.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = run_cache.RunCache(args.cache)
     tempfile.tempdir = os.environ.get("TMPDIR") or None
     if args.scheduler:
-        kept, tried = run_dask(plans, cache, args.scheduler)
+        kept, tried = run(plans, cache, lambda: _Dask(args.scheduler))
     else:
-        kept, tried = run_local(plans, cache, max(1, args.workers))
+        kept, tried = run(plans, cache, lambda: _Local(max(1, args.workers)))
     if tried:
         print(f"Kept {kept} of {tried} run(s)", flush=True)
     return 0
