@@ -394,12 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         course = _course(base / "ours")
         _submit(course.root, ASSIGNMENT, full_marks, n, "puzzle1.ipynb")
         figures = {}
-        finished = {cores: [], 1: []}
-        figures["make grade"] = ours(course.root, "--workers", str(cores), "--no-cache", finished=finished[cores]) / n
+        finished_all, finished_one = [], []  # (seconds, runs finished) of each progress line
+        figures["make grade"] = ours(course.root, "--workers", str(cores), "--no-cache", finished=finished_all) / n
         print(f"  make grade, {cores} workers, fresh kernels: {figures['make grade']:.2f} s/submission", flush=True)
-        figures["one worker"] = ours(course.root, "--workers", "1", "--no-cache", finished=finished[1]) / n
+        figures["one worker"] = ours(course.root, "--workers", "1", "--no-cache", finished=finished_one) / n
         print(f"  make grade, 1 worker, fresh kernels:  {figures['one worker']:.2f} s/submission", flush=True)
-        figures["steady"], figures["steady 1"] = steady_rate(finished[cores], cores), steady_rate(finished[1], 1)
+        figures["steady"], figures["steady 1"] = steady_rate(finished_all, cores), steady_rate(finished_one, 1)
         print(f"  the runs alone, once each worker has done one: {figures['steady']:.1f} notebooks/min with "
               f"{cores} workers, {figures['steady 1']:.1f} with 1", flush=True)
         figures["regrade"] = ours(course.root) / n
