@@ -110,16 +110,14 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
                 workers.planning_done()
                 planned = sorted(p.name for p in (Path(plans) / ".planned").glob("*"))
                 if planned:
-                    # 3. nbgrader judges those students from their kept runs. A run no worker kept is
-                    #    executed by nbgrader itself.
-                    judging = start_nbgrader(*_autograde_args(assignment, second))
-                workers.finish()
-                if planned:
+                    # 3. nbgrader judges those students from their kept runs, each as soon as the
+                    #    workers have finished it. A run no worker kept is executed by nbgrader itself.
                     for student in planned:
                         os.rename(Path(staging) / student, Path(second) / student)
-                    again = time.time()
-                    written_since.update(dict.fromkeys(planned, again))
-                    log += _autograde(judging)
+                    written_since.update(dict.fromkeys(planned, time.time()))
+                    judging = start_nbgrader(*_autograde_args(assignment, second, f"--GradeInSandbox.runs_from={plans}"))
+                    log += _autograde(judging, stdin_until=workers.wait)
+                workers.finish()
         except BaseException:
             if workers is not None:
                 workers.stop()
@@ -179,9 +177,9 @@ def _autograde_args(assignment: str, staging: str, *options: str) -> tuple[str, 
             f"--CourseDirectory.submitted_directory={Path(staging).name}", *options)
 
 
-def _autograde(started: Started, more: tuple[str, ...] = ()) -> str:
+def _autograde(started: Started, more: tuple[str, ...] = (), stdin_until=None) -> str:
     """Run a started ``nbgrader autograde`` (with the arguments ``more`` added); its log."""
-    result = started.go(check=False, more=more)
+    result = started.go(check=False, more=more, stdin_until=stdin_until)
     if result.returncode == REFUSED:
         raise Refusal("nbgrader's own guard refused to autograde (its reason is above)")
     return result.stdout
@@ -216,6 +214,9 @@ class _Workers:
             self.proc.stdin.close()
         except BrokenPipeError:
             pass
+
+    def wait(self) -> int:
+        return self.proc.wait()
 
     def finish(self) -> None:
         self.planning_done()

@@ -10,7 +10,8 @@ followed by a JSON list of strings runs it with those arguments added (the ones 
 such as a batch's folders); anything else, or the end of stdin, exits 0 having done nothing else.
 Until ``go`` no course file is read (not even the config) and no submission is touched, so the
 grader starts the next command this way while the one before it runs
-(``interp_course.nbgrader_process``).
+(``interp_course.nbgrader_process``). After ``go`` stdin may stay open: the judging pass
+(``GradeInSandbox.runs_from``) reads its end as "the workers have exited".
 """
 
 import importlib

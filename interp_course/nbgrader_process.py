@@ -13,7 +13,9 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Callable
 
 from interp_course import grader_user, grading_log
 from interp_course.course import Course
@@ -33,16 +35,18 @@ class Started:
     """One nbgrader command, started and waiting for ``go()`` or ``cancel()``."""
 
     def __init__(self, course: Course, args: tuple[str, ...], as_grader: bool = True):
-        self.course, self.args = course, args
+        self.course, self.args, self.told = course, args, False
         argv, env = [sys.executable, "-m", "interp_course.nbgrader_cli", "--when-told", *args], nbgrader_env()
         if as_grader:
             argv, env = grader_user.command(argv), grader_user.environment(env)
         self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace")
 
-    def go(self, check: bool = True, more: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    def go(self, check: bool = True, more: tuple[str, ...] = (),
+           stdin_until: Callable[[], object] | None = None) -> subprocess.CompletedProcess:
         """Run it, with the arguments ``more`` added; its output is shown as it comes (a batch takes
-        minutes) and kept, for the summary.
+        minutes) and kept, for the summary. ``stdin_until``: its standard input stays open until
+        that call returns (``GradeInSandbox.runs_from``: until the workers have exited).
 
         It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
         """
@@ -51,7 +55,9 @@ class Started:
         print(one_line("$ nbgrader " + shlex.join(self.args)) + "\n", end="", flush=True)  # one write: feedback and export start side by side
         if log:
             log.write("$ nbgrader " + shlex.join(self.args))
-        self._tell(f"go {json.dumps(list(more))}\n" if more else "go\n")
+        self._tell(f"go {json.dumps(list(more))}\n" if more else "go\n", close=stdin_until is None)
+        if stdin_until is not None:
+            threading.Thread(target=lambda: (stdin_until(), self._tell("")), daemon=True).start()
         lines = []
         for line in self.proc.stdout:
             lines.append(line)
@@ -71,7 +77,7 @@ class Started:
     @property
     def waiting(self) -> bool:
         """Started and not yet told to go (nor cancelled)."""
-        return not self.proc.stdin.closed
+        return not self.told
 
     def cancel(self) -> None:
         """End it before it reads any course file (nothing to do once it was told to go)."""
@@ -80,11 +86,14 @@ class Started:
             self.proc.stdout.read()
             self.proc.wait()
 
-    def _tell(self, text: str) -> None:
+    def _tell(self, text: str, close: bool = True) -> None:
+        self.told = True
         try:
             self.proc.stdin.write(text)
-            self.proc.stdin.close()
-        except BrokenPipeError:  # it stopped early (its error is in its output)
+            self.proc.stdin.flush()
+            if close:
+                self.proc.stdin.close()
+        except (BrokenPipeError, ValueError):  # it stopped early (its error is in its output), or closed
             pass
 
 

@@ -17,7 +17,9 @@ The same flat ``{file name: bytes}`` form (``entry_files``) is what a worker sen
 data, never an object unpickled from anything a kernel produced.
 
 A *plan* is the other direction: everything one run needs (notebook, inbox, extra files, the
-execution settings), written by the grader and executed by a worker (``interp_course.workers``).
+execution settings), written by the grader and executed by a worker (``interp_course.workers``),
+which then marks it finished (``mark_finished``): the pass that judges the planned students
+follows the workers run by run (``wait_finished``) instead of waiting for the last one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import sys
 from importlib import metadata
@@ -197,3 +200,35 @@ def plan_data(folder: Path) -> dict[str, bytes]:
 
 def plan_keys(plans: Path) -> list[str]:
     return sorted(p.name for p in plans.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+FINISHED = ".finished"  # in a plans folder: one empty file per plan a worker has finished
+
+
+def mark_finished(plans: Path, key: str) -> None:
+    """Say that the workers are done with ``key``'s plan (its run kept, or given up)."""
+    (plans / FINISHED).mkdir(exist_ok=True)
+    (plans / FINISHED / key).touch()
+
+
+class WorkersRunning:
+    """Whether a batch's workers may still finish plans: until ``told`` (this process's stdin)
+    ends, which the grader closes once the workers process has exited, however it ended."""
+
+    def __init__(self, told=None):
+        self._fd = (told if told is not None else sys.stdin).fileno()
+        self.running = True
+
+    def wait(self, seconds: float) -> None:
+        """Up to ``seconds``, less if the workers end meanwhile."""
+        if self.running and select.select([self._fd], [], [], seconds)[0] and not os.read(self._fd, 4096):
+            self.running = False
+
+
+def wait_finished(plans: Path, key: str, workers: WorkersRunning, poll: float = 0.1) -> None:
+    """Wait until the workers have finished ``key``'s plan, or have exited (the end of stdin is
+    seen at once, also by a new ``WorkersRunning``). A key with no plan there (kept before, or
+    not planned in this batch) is not waited for."""
+    if (plans / key).is_dir():
+        while workers.running and not (plans / FINISHED / key).exists():
+            workers.wait(poll)

@@ -4,8 +4,9 @@
 every submission whose run is kept and writes a *plan* for each other one; this module executes
 the plans and keeps their runs (``interp_course.run_cache``), starting on each as soon as it is
 written (``--follow``: until stdin ends, which the grader closes when that pass has exited);
-nbgrader autograde then judges those students from their kept runs. nbgrader stays the
-gradebook's only writer, so any number of workers, in any order, gives the same grades.
+a second nbgrader autograde judges those students from their kept runs, each as soon as its run
+is marked finished. nbgrader stays the gradebook's only writer, so any number of workers, in any
+order, gives the same grades.
 
 * ``--workers N`` (default: the number of cores): N worker processes on this machine, each
   running one sandboxed kernel at a time.
@@ -174,9 +175,11 @@ class Plans:
         self._told = told if told is not None else sys.stdin
 
     def new(self) -> list[str]:
+        """The plans written since the last call, in the order they were written (the order in
+        which the judging pass takes the students)."""
         keys = [k for k in run_cache.plan_keys(self.folder) if k not in self._seen]
         self._seen.update(keys)
-        return keys
+        return sorted(keys, key=lambda k: (os.stat(self.folder / k).st_mtime_ns, k))
 
     def wait(self, timeout: float) -> None:
         """Up to ``timeout`` seconds, less if planning ends meanwhile."""
@@ -255,7 +258,9 @@ def run(plans: Plans, cache: run_cache.RunCache, start) -> tuple[int, int]:
                 continue
             done = runner.finished(running, block=not plans.planning)
             for future in done:
-                ok = _finish(plans.folder, cache, running.pop(future), future, runner.where)
+                key = running.pop(future)
+                ok = _finish(plans.folder, cache, key, future, runner.where)
+                run_cache.mark_finished(plans.folder, key)  # the judging pass may take this student now
                 kept += ok
                 progress.tick(ok)
             plans.wait(0 if done else POLL_S)

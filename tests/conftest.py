@@ -46,11 +46,37 @@ def grader_tmp(course: Path) -> Path:
 
 def run_nbgrader(course: Path, *args: str, as_grader: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real nbgrader CLI in the course, as the grading account when we are root (as `make grade`)."""
+    return finish_nbgrader(start_nbgrader(course, *args, as_grader=as_grader, env=env))
+
+
+def start_nbgrader(course: Path, *args: str, as_grader: bool = True, env: dict | None = None) -> subprocess.Popen:
+    """``run_nbgrader``, started: it runs while its stdin is open (``GradeInSandbox.runs_from``)."""
     argv = [sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"]
     env = {**nbgrader_env(), "TMPDIR": str(grader_tmp(course)), **(env or {})}
     if as_grader:
         argv, env = grader_user.command(argv), grader_user.environment(env)
-    return subprocess.run(argv, cwd=course, env=env, capture_output=True, text=True)
+    # Its output goes to files: a full pipe would stop it while nobody reads (it runs beside the workers).
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(argv, cwd=course, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err, text=True)
+    proc.output_files = (out, err)
+    return proc
+
+
+def finish_nbgrader(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Close its stdin (if still open), wait for it and read its output."""
+    proc.communicate()
+    output = []
+    for file in proc.output_files:
+        file.seek(0)
+        output.append(file.read())
+        file.close()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, *output)
+
+
+def end_input(proc: subprocess.Popen) -> None:
+    """Close a process's stdin now; ``communicate()`` then only reads."""
+    proc.stdin.close()
+    proc.stdin = None
 
 
 def snapshot(course: Path) -> dict[str, str]:
@@ -213,13 +239,19 @@ def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), 
     planning = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only,
                             f"--GradeInSandbox.plan_folder={plans}",
                             *(["--GradeInSandbox.reuse_runs=False"] if rerun else []))
+    end_input(runner)  # every plan is written
+    # As `make grade`: a second pass only if the first planned runs (it judged everyone else),
+    # which judges each student as soon as the workers have finished their run.
+    planned = any((plans / ".planned").glob("*"))
+    judging = start_nbgrader(course, "autograde", assignment, "--create", "--force", *only,
+                             f"--GradeInSandbox.runs_from={plans}") if planned else None
     out, err = runner.communicate()
+    if judging is not None:
+        end_input(judging)  # the workers have exited
     assert planning.returncode == 0, planning.stderr[-3000:]
     ran = subprocess.CompletedProcess(runner.args, runner.returncode, out, err)
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-    # As `make grade`: a second pass only if the first planned runs (it judged everyone else).
-    planned = any((plans / ".planned").glob("*"))
-    autograde = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only) if planned else planning
+    autograde = finish_nbgrader(judging) if judging is not None else planning
     shutil.rmtree(plans, ignore_errors=True)
     seconds = time.perf_counter() - start
     steps = [["generate_feedback", assignment, "--force"]] if feedback else []

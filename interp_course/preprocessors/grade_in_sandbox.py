@@ -18,7 +18,8 @@ Runs are kept (``interp_course.run_cache``): a notebook whose key (sanitized not
 extra files, models, engine) was run before is judged from the kept run, with no kernel. With
 ``plan_folder`` set, a run that is not kept is not executed here but written there as a plan,
 for workers to run (``interp_course.workers``); the cell verdicts then say nothing was handed in
-and the batch grades that student again once the run is kept.
+and the batch grades that student again once the run is kept. That second pass, with
+``runs_from`` set, judges each student as soon as the workers have finished their run.
 
 ``nbgrader_config.py`` puts this class in ``Autograde.autograde_preprocessors`` so that plain
 ``nbgrader autograde`` takes this path.
@@ -70,6 +71,9 @@ class GradeInSandbox(ResilientExecute):
                       "(False: run it again and keep the new run).").tag(config=True)
     plan_folder = Unicode("", help="If set, runs that are not kept are written here as plans for "
                           "workers instead of being executed.").tag(config=True)
+    runs_from = Unicode("", help="The plans folder of a batch whose workers are still running: a notebook "
+                        "planned there is judged once the workers have finished its run, or have exited (this "
+                        "process's standard input ends); one they did not keep is then run here.").tag(config=True)
 
     _handin_dir: Path | None = None
     _models: tuple[str, ...] = ()
@@ -97,6 +101,8 @@ class GradeInSandbox(ResilientExecute):
             inputs = write_inbox(run / "inbox", nb, assignment)
             key = run_cache.run_key(nb, run / "inbox", run / "work", assignment.models, self.execution_settings())
             kept = run_cache.RunCache(course.run_cache)
+            if self.runs_from:
+                run_cache.wait_finished(Path(self.runs_from), key, run_cache.WorkersRunning())
             hit = kept.load(key) if self.reuse_runs else None
             if hit is not None:
                 nb, hand_ins = hit
@@ -138,14 +144,15 @@ class GradeInSandbox(ResilientExecute):
     _PLAN_SECTIONS = ("Execute", "ResilientExecute", "GradeInSandbox", "SandboxedKernelManager", "NotebookClient",
                       "RenderFigures")
 
+    _BATCH_ONLY = ("plan_folder", "reuse_runs", "runs_from")  # how this batch runs, not what a run does
+
     def plan_config(self) -> dict:
-        batch_only = ("plan_folder", "reuse_runs")  # how this batch runs, not what a run does
-        sections = {name: {k: v for k, v in self.config[name].items() if k not in batch_only}
+        sections = {name: {k: v for k, v in self.config[name].items() if k not in self._BATCH_ONLY}
                     for name in self._PLAN_SECTIONS if name in self.config}
         return json.loads(json.dumps({k: v for k, v in sections.items() if v}, default=str))
 
     def execution_settings(self) -> dict:
-        names = [n for n in self.trait_names(config=True) if n not in ("plan_folder", "reuse_runs")]
+        names = [n for n in self.trait_names(config=True) if n not in self._BATCH_ONLY]
         return {"traits": {n: repr(getattr(self, n)) for n in sorted(names)}, "config": self.plan_config()}
 
     def run_parent(self) -> str | None:

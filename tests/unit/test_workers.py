@@ -78,6 +78,14 @@ def test_following_plans_sees_each_new_plan_once_until_stdin_ends(tmp_path):
     assert not workers.Plans(plans_dir, follow=False).planning  # plain: every plan is there already
 
 
+def test_new_plans_come_in_the_order_they_were_written(tmp_path):
+    """The judging pass takes the students in planning order: the runs start in that order too."""
+    for n, key in enumerate(["c" * 64, "a" * 64, "b" * 64]):
+        (tmp_path / key).mkdir()
+        os.utime(tmp_path / key, ns=(n * 10**9, n * 10**9))
+    assert workers.Plans(tmp_path, follow=False).new() == ["c" * 64, "a" * 64, "b" * 64]
+
+
 def test_a_worker_starts_kernels_and_reads_hand_ins_without_importing_torch(tmp_path):
     code = ("import sys, nbformat, pathlib, interp_course.workers; from interp_course.judging.judge import read_outbox; "
             "from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox, HANDIN_ENV_VAR; "
