@@ -184,7 +184,7 @@ def _role(pid: int, kernel_pids: set[int]) -> str:
         return "kernel"  # (a zygote kernel has its zygote's command line; the zygote counts as one too)
     if "-m nbgrader" in cmd or "interp_course.nbgrader_cli" in cmd:
         return "nbgrader"
-    if "interp_course.workers" in cmd or "multiprocessing" in cmd:
+    if "interp_course.workers" in cmd:
         return "workers"
     return "other"
 

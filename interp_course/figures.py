@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 from interp_course import workdir
@@ -61,6 +62,24 @@ class DrawnFigures:
         self.max_bytes, self.size = max_bytes, 0
         self._pngs: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self._drawing: dict[str, threading.Lock] = {}  # held while a thread draws that key
+
+    @contextmanager
+    def drawing(self, keys: list[str]):
+        """Hold ``keys`` while this thread draws them: a worker thread with the same figures waits,
+        then finds them drawn, rather than starting a second Chromium for them."""
+        with self._lock:
+            locks = [self._drawing.setdefault(key, threading.Lock()) for key in sorted(set(keys))]
+        for lock in locks:  # in key order: two threads never wait for each other's
+            lock.acquire()
+        try:
+            yield
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+            with self._lock:
+                for key in keys:
+                    self._drawing.pop(key, None)
 
     @staticmethod
     def key(figure_json: str, *settings) -> str:
@@ -95,14 +114,18 @@ def draw(figures: list[dict], manager: SandboxedKernelManager, *, width: int, he
     texts = [json.dumps(figure) for figure in figures]
     keys = [DrawnFigures.key(text, width, height, max_png_bytes, chromium) for text in texts]
     pngs = [drawn.get(key) for key in keys]
-    todo = [n for n, png in enumerate(pngs) if png is None]
-    if todo:
-        new = _draw_in_sandbox([texts[n] for n in todo], manager, width=width, height=height, timeout=timeout,
-                               memory_mb=memory_mb, max_png_bytes=max_png_bytes, chromium=chromium, log=log)
-        for n, png in zip(todo, new):
-            pngs[n] = png
-            if png is not None:  # a figure that failed may draw next time (time limit, memory)
-                drawn.put(keys[n], png)
+    missing = [keys[n] for n, png in enumerate(pngs) if png is None]
+    if missing:
+        with drawn.drawing(missing):
+            pngs = [drawn.get(key) for key in keys]  # another thread may have drawn them meanwhile
+            todo = [n for n, png in enumerate(pngs) if png is None]
+            new = _draw_in_sandbox([texts[n] for n in todo], manager, width=width, height=height, timeout=timeout,
+                                   memory_mb=memory_mb, max_png_bytes=max_png_bytes, chromium=chromium,
+                                   log=log) if todo else []
+            for n, png in zip(todo, new):
+                pngs[n] = png
+                if png is not None:  # a figure that failed may draw next time (time limit, memory)
+                    drawn.put(keys[n], png)
     return pngs
 
 

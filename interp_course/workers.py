@@ -8,8 +8,9 @@ a second nbgrader autograde judges those students from their kept runs, each as 
 is marked finished. nbgrader stays the gradebook's only writer, so any number of workers, in any
 order, gives the same grades.
 
-* ``--workers N`` (default: the number of cores): N worker processes on this machine, each
-  running one sandboxed kernel at a time.
+* ``--workers N`` (default: the number of cores): N sandboxed kernels at a time on this machine,
+  each driven by a thread of this process (the kernels are processes; the threads only wait on
+  them) and forked from one shared zygote.
 * ``--scheduler tcp://HOST:PORT``: the runs go to the workers of a running Dask scheduler. Each
   worker needs this package, bubblewrap and the model cache, and runs as an unprivileged account;
   a plan and its result travel as plain ``{file name: bytes}``. Dask reschedules the runs of a
@@ -26,15 +27,13 @@ import logging
 import os
 import select
 import sys
-import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from interp_course.lean_imports import skip_iri_grammars
 
-skip_iri_grammars()  # before run_cache imports nbformat; spawned and Dask workers import this module too
+skip_iri_grammars()  # before run_cache imports nbformat; Dask workers import this module too
 
 from interp_course import run_cache  # noqa: E402
 from interp_course.grading_log import WORKER_MARK  # noqa: E402
@@ -194,14 +193,15 @@ POLL_S = 0.2  # how often a following run looks for new plans
 
 
 class _Local:
-    """Up to ``workers`` processes of this machine, each started when it is first needed (spawn:
-    each worker is a fresh interpreter, not a fork of this one)."""
+    """Up to ``workers`` runs at once on this machine, each driven by a thread of this process:
+    its kernel is a process of its own, forked from the one zygote they share (one set of library
+    imports, not one per worker), and a figure one of them has drawn is not drawn again."""
 
     where = "on its worker"
 
     def __init__(self, workers: int):
         self.workers, self.label = workers, "on this machine"
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
 
     def submit(self, key: str, plan: dict[str, bytes]):
         return self.pool.submit(execute_plan, plan)
@@ -281,7 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plans = Plans(args.plans, args.follow)
     cache = run_cache.RunCache(args.cache)
-    tempfile.tempdir = os.environ.get("TMPDIR") or None
     if args.scheduler:
         kept, tried = run(plans, cache, lambda: _Dask(args.scheduler))
     else:

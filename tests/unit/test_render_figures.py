@@ -7,6 +7,7 @@ tests/test_feedback_browser.py, which counts the bars of every histogram in a sc
 from __future__ import annotations
 
 import base64
+import time
 
 from nbformat.v4 import new_output
 
@@ -54,3 +55,38 @@ def test_drawn_figures_are_kept_by_their_exact_input_and_settings_within_a_memor
     assert kept.get(a) is None and kept.get(b) == b"png-bb"  # the oldest went to stay within 10 bytes
     kept.put(a, b"x" * 11)  # larger than the bound: not kept
     assert kept.get(a) is None and kept.size == 6
+
+
+def test_worker_threads_draw_the_same_figure_once_and_different_ones_side_by_side(monkeypatch):
+    """The local workers are threads of one process: the second to need a figure waits for the
+    first's drawing rather than starting a second Chromium; different figures do not wait."""
+    import json
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from interp_course import figures
+
+    monkeypatch.setattr(figures, "drawn", figures.DrawnFigures())
+    calls, both_drawing = [], threading.Barrier(2, timeout=30)
+
+    def sandbox(texts, *args, **kwargs):  # the Chromium sandbox's part, with its inputs recorded
+        calls.append(texts)
+        if json.loads(texts[0])["layout"]["title"]["text"] != "same":
+            both_drawing.wait()  # both different figures are being drawn at once (else: BrokenBarrierError)
+        else:
+            time.sleep(0.3)
+        return [PNG_1PX] * len(texts)
+
+    monkeypatch.setattr(figures, "_draw_in_sandbox", sandbox)
+    settings = dict(manager=None, width=800, height=450, timeout=60, memory_mb=512, max_png_bytes=10**6,
+                    chromium="chromium", log=None)
+
+    def figure(title):
+        return {**FIGURE, "layout": {"title": {"text": title}}}
+
+    with ThreadPoolExecutor(2) as pool:
+        same = list(pool.map(lambda _: figures.draw([figure("same")], **settings), range(2)))
+    assert same == [[PNG_1PX], [PNG_1PX]] and len(calls) == 1
+    with ThreadPoolExecutor(2) as pool:
+        different = list(pool.map(lambda title: figures.draw([figure(title)], **settings), ["a", "b"]))
+    assert different == [[PNG_1PX], [PNG_1PX]] and len(calls) == 3
