@@ -16,6 +16,9 @@ adds is its own HTML (escaped text, MathML rebuilt from an allowlist).
 
 from __future__ import annotations
 
+import functools
+import json
+
 import nbformat
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
@@ -52,18 +55,41 @@ def _give_images_alt_text(output) -> None:
                 meta["alt"] = NO_ALT
 
 
+HIGHLIGHT_CACHE_SOURCE = 10_000  # characters: a longer cell is highlighted each time, never kept
+
+
+@functools.lru_cache(maxsize=1024)
+def _highlight(source: str, language: str, magics_language: str | None, formatter_options: str) -> str:
+    highlight = Highlight2HTML(pygments_lexer=language, extra_formatter_options=json.loads(formatter_options))
+    return highlight(source, language, {"magics_language": magics_language} if magics_language else None)
+
+
+class RememberedHighlight(Highlight2HTML):
+    """nbconvert's highlighting (a third of each feedback page's time), remembered by what decides
+    it: the cell's source, its language and a magics language. Most code cells of a batch's pages
+    are the instructor's, the same for every student; the same source gives the same HTML."""
+
+    def __call__(self, source, language=None, metadata=None):
+        magics = (metadata or {}).get("magics_language")
+        if len(source) > HIGHLIGHT_CACHE_SOURCE or not (magics is None or isinstance(magics, str)):
+            return super().__call__(source, language, metadata)
+        return _highlight(source, language or self.pygments_lexer, magics,
+                          json.dumps(self.extra_formatter_options, sort_keys=True, default=str))
+
+
 class FeedbackExporter(HTMLExporter):
     """nbconvert's HTMLExporter without its last step, which parses the finished page again with
     BeautifulSoup (~0.15 s for a 0.5 MB page, half of each student's feedback) only to give images
     without alt text a placeholder and ``jp-`` cells a tabindex. ``FeedbackPage`` gives every image
     its alt text before the page is written, and nbgrader's feedback template (classic) has no
-    ``jp-`` cells. Otherwise what ``HTMLExporter.from_notebook_node`` does (nbconvert 7.17)."""
+    ``jp-`` cells. Its code highlighting is remembered across pages (``RememberedHighlight``).
+    Otherwise what ``HTMLExporter.from_notebook_node`` does (nbconvert 7.17)."""
 
     def from_notebook_node(self, nb, resources=None, **kw):
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
         self.register_filter("highlight_code",
-                             self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)))
+                             self.filters.get("highlight_code", RememberedHighlight(pygments_lexer=lexer, parent=self)))
         resources = self._init_resources(resources)
         self.register_filter("filter_data_type", WidgetsDataTypeFilter(
             notebook_metadata=self._nb_metadata, parent=self, resources=resources))
@@ -81,7 +107,9 @@ class FeedbackPage(Preprocessor):
             for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
                 _give_images_alt_text(output)
         if summary:
-            nb.cells.insert(0, nbformat.v4.new_markdown_cell(_as_html_block(f'<div class="interp-summary">{summary}</div>')))
+            cell = nbformat.v4.new_markdown_cell(_as_html_block(f'<div class="interp-summary">{summary}</div>'))
+            cell.id = "interp-summary"  # not a random one: a template that writes cell ids gives the same page each time
+            nb.cells.insert(0, cell)
         resources.setdefault("inlining", {}).setdefault("css", []).append(PAGE_CSS)
         return nb, resources
 

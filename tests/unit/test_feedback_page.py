@@ -151,3 +151,42 @@ def test_every_image_has_alt_text_as_nbconvert_would_give_it_without_parsing_the
     assert alts == ["Figure: GPT-Neo: norms", NO_ALT, ('"><script>x()</script> ' + "a" * 400)[:300]]  # one line, bounded
     assert alts == [img["alt"] for img in BeautifulSoup(stock, "html.parser").find_all("img")]
     assert "<script>x()" not in ours
+
+
+def test_code_is_highlighted_as_nbconvert_does_and_a_repeated_cell_is_not_highlighted_again():
+    from nbconvert.filters.highlight import Highlight2HTML
+
+    from interp_course.preprocessors import feedback_page
+    from interp_course.preprocessors.feedback_page import HIGHLIGHT_CACHE_SOURCE, RememberedHighlight
+
+    cases = [("W_E = model.W_E  # the embedding\nprint(W_E.shape)", None, None),
+             ("", None, None),  # nbconvert highlights " " instead
+             ("ls -la", None, {"magics_language": "bash"}),
+             ("x = 1", "python", None),
+             ("y = 2\n" * (HIGHLIGHT_CACHE_SOURCE // 6 + 1), None, None)]  # too long to keep
+    for options in ({}, {"linenos": True}):
+        ours = RememberedHighlight(pygments_lexer="ipython3", extra_formatter_options=options)
+        stock = Highlight2HTML(pygments_lexer="ipython3", extra_formatter_options=options)
+        for source, language, metadata in cases:
+            assert ours(source, language, metadata) == stock(source, language, metadata)
+    before = feedback_page._highlight.cache_info()
+    again = RememberedHighlight(pygments_lexer="ipython3")("W_E = model.W_E  # the embedding\nprint(W_E.shape)")
+    assert feedback_page._highlight.cache_info().hits == before.hits + 1
+    assert again == Highlight2HTML(pygments_lexer="ipython3")("W_E = model.W_E  # the embedding\nprint(W_E.shape)")
+
+
+def test_the_same_graded_notebook_gives_the_same_page_byte_for_byte():
+    import copy
+
+    from traitlets.config import Config
+
+    from interp_course.preprocessors.feedback_page import FeedbackExporter
+
+    config = Config()
+    config.HTMLExporter.template_name = "classic"
+    graded, pages = course_notebook(), []
+    for _ in range(2):
+        exporter = FeedbackExporter(config=config)
+        exporter.register_preprocessor(FeedbackPage)
+        pages.append(exporter.from_notebook_node(copy.deepcopy(graded))[0])
+    assert 'id="cell-id=interp-summary"' in pages[0] and pages[0] == pages[1]
