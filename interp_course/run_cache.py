@@ -211,24 +211,24 @@ def mark_finished(plans: Path, key: str) -> None:
     (plans / FINISHED / key).touch()
 
 
-class WorkersRunning:
-    """Whether a batch's workers may still finish plans: until ``told`` (this process's stdin)
-    ends, which the grader closes once the workers process has exited, however it ended."""
+class OpenInput:
+    """Whether the grader may still say more: until ``told`` (this process's stdin) ends, which
+    the grader closes once what it stands for is over (the planning pass, the workers process),
+    however that ended. The end is seen at once, also by a new ``OpenInput`` on the same input."""
 
     def __init__(self, told=None):
         self._fd = (told if told is not None else sys.stdin).fileno()
-        self.running = True
+        self.open = True
 
     def wait(self, seconds: float) -> None:
-        """Up to ``seconds``, less if the workers end meanwhile."""
-        if self.running and select.select([self._fd], [], [], seconds)[0] and not os.read(self._fd, 4096):
-            self.running = False
+        """Up to ``seconds``, less if the input ends meanwhile."""
+        if self.open and select.select([self._fd], [], [], seconds)[0] and not os.read(self._fd, 4096):
+            self.open = False
 
 
-def wait_finished(plans: Path, key: str, workers: WorkersRunning, poll: float = 0.1) -> None:
-    """Wait until the workers have finished ``key``'s plan, or have exited (the end of stdin is
-    seen at once, also by a new ``WorkersRunning``). A key with no plan there (kept before, or
-    not planned in this batch) is not waited for."""
+def wait_finished(plans: Path, key: str, workers: OpenInput, poll: float = 0.1) -> None:
+    """Wait until the workers have finished ``key``'s plan, or have exited (``workers`` ends). A
+    key with no plan there (kept before, or not planned in this batch) is not waited for."""
     if (plans / key).is_dir():
-        while workers.running and not (plans / FINISHED / key).exists():
+        while workers.open and not (plans / FINISHED / key).exists():
             workers.wait(poll)

@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import select
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -170,8 +169,13 @@ class Plans:
     while the rest of the batch is still being planned."""
 
     def __init__(self, folder: Path, follow: bool, told=None):
-        self.folder, self.planning, self._seen = folder, follow, set()
-        self._told = told if told is not None else sys.stdin
+        self.folder, self._seen = folder, set()
+        self._told = run_cache.OpenInput(told) if follow else None
+
+    @property
+    def planning(self) -> bool:
+        """Whether more plans may come."""
+        return self._told is not None and self._told.open
 
     def new(self) -> list[str]:
         """The plans written since the last call, in the order they were written (the order in
@@ -182,11 +186,8 @@ class Plans:
 
     def wait(self, timeout: float) -> None:
         """Up to ``timeout`` seconds, less if planning ends meanwhile."""
-        if not self.planning:
-            return
-        ready, _, _ = select.select([self._told], [], [], timeout)
-        if ready and not self._told.readline():
-            self.planning = False  # end of stdin: every plan is written
+        if self._told is not None:
+            self._told.wait(timeout)
 
 
 POLL_S = 0.2  # how often a following run looks for new plans

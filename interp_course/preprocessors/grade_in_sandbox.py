@@ -102,7 +102,7 @@ class GradeInSandbox(ResilientExecute):
             key = run_cache.run_key(nb, run / "inbox", run / "work", assignment.models, self.execution_settings())
             kept = run_cache.RunCache(course.run_cache)
             if self.runs_from:
-                run_cache.wait_finished(Path(self.runs_from), key, run_cache.WorkersRunning())
+                run_cache.wait_finished(Path(self.runs_from), key, run_cache.OpenInput())
             hit = kept.load(key) if self.reuse_runs else None
             if hit is not None:
                 nb, hand_ins = hit

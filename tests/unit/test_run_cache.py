@@ -126,17 +126,17 @@ def test_the_judging_pass_follows_the_workers_run_by_run(tmp_path):
         (tmp_path / planned).mkdir()
     read, write = os.pipe()
     with os.fdopen(read) as told, os.fdopen(write, "w") as tell:
-        running = run_cache.WorkersRunning(told)
+        running = run_cache.OpenInput(told)
         run_cache.wait_finished(tmp_path, unplanned, running)  # returns at once (the test would hang)
         finish = threading.Timer(0.3, run_cache.mark_finished, (tmp_path, first))
         finish.start()
         run_cache.wait_finished(tmp_path, first, running)
-        assert (tmp_path / run_cache.FINISHED / first).exists() and running.running
+        assert (tmp_path / run_cache.FINISHED / first).exists() and running.open
         exit_ = threading.Timer(0.3, tell.close)  # the grader's signal: the workers process has exited
         exit_.start()
         run_cache.wait_finished(tmp_path, second, running)  # never finished: waits for the exit
-        assert not (tmp_path / run_cache.FINISHED / second).exists() and not running.running
-        later = run_cache.WorkersRunning(told)  # the next student's wait sees the end at once
+        assert not (tmp_path / run_cache.FINISHED / second).exists() and not running.open
+        later = run_cache.OpenInput(told)  # the next student's wait sees the end at once
         later.wait(60)
-        assert not later.running
+        assert not later.open
         finish.join(), exit_.join()
