@@ -10,7 +10,8 @@ order, gives the same grades.
 
 * ``--workers N`` (default: the number of cores): N sandboxed kernels at a time on this machine,
   each driven by a thread of this process (the kernels are processes; the threads only wait on
-  them) and forked from one shared zygote.
+  them) and forked from one shared zygote; a run's figures are drawn (in a sandbox of their own)
+  while its worker's next kernel runs.
 * ``--scheduler tcp://HOST:PORT``: the runs go to the workers of a running Dask scheduler. Each
   worker needs this package, bubblewrap and the model cache, and runs as an unprivileged account;
   a plan and its result travel as plain ``{file name: bytes}``. Dask reschedules the runs of a
@@ -27,7 +28,7 @@ import logging
 import os
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from interp_course.lean_imports import skip_iri_grammars
@@ -58,8 +59,10 @@ def log_warnings() -> None:
         logger.setLevel(logging.WARNING)
 
 
-def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
-    """Run one plan in a fresh sandbox here; its result as flat files (``run_cache.entry_files``)."""
+def run_kernel(plan: dict[str, bytes]):
+    """The kernel half of one plan's run, in a fresh sandbox here: (the grader, the executed
+    notebook with its figures still plotly JSON, the hand-ins read from the outbox). The run's
+    folder is gone when it returns."""
     import nbformat
     from traitlets.config import Config
 
@@ -82,10 +85,22 @@ def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
         nb = nbformat.reads(plan[run_cache.NOTEBOOK].decode(), as_version=4)
-        nb = grader.execute_run(nb, run, meta["models"])
-        return run_cache.entry_files(nb, read_outbox(run / "outbox", nb))
+        nb = grader.run_kernel(nb, run, meta["models"])
+        return grader, nb, read_outbox(run / "outbox", nb)
     finally:
         workdir.remove_tree(run)
+
+
+def draw_figures(ran) -> dict[str, bytes]:
+    """The figure half of a run (``run_kernel``'s result); the whole run as flat files
+    (``run_cache.entry_files``)."""
+    grader, nb, hand_ins = ran
+    return run_cache.entry_files(grader.draw_figures(nb), hand_ins)
+
+
+def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
+    """Run one plan in a fresh sandbox here, figures included; its result as flat files."""
+    return draw_figures(run_kernel(plan))
 
 
 FAULTS = ("KernelDied", "CellTimeout", "NotebookTimeLimit")  # ResilientExecute's fault errors
@@ -193,25 +208,49 @@ class Plans:
 POLL_S = 0.2  # how often a following run looks for new plans
 
 
+def _settle(result: Future, work, *args) -> None:
+    try:
+        result.set_result(work(*args))
+    except BaseException as exc:  # noqa: BLE001 - the run's failure, reported by _finish
+        result.set_exception(exc)
+
+
 class _Local:
-    """Up to ``workers`` runs at once on this machine, each driven by a thread of this process:
+    """Up to ``workers`` kernels at once on this machine, each driven by a thread of this process:
     its kernel is a process of its own, forked from the one zygote they share (one set of library
-    imports, not one per worker), and a figure one of them has drawn is not drawn again."""
+    imports, not one per worker), and a figure one of them has drawn is not drawn again.
+
+    A run's figures are drawn by a second set of ``workers`` threads, while the worker that ran
+    the kernel starts its next one: drawing a notebook's figures is mostly waiting on Chromium
+    (~4 s of wall time for ~1.6 s of CPU), which would otherwise leave that worker's core idle."""
 
     where = "on its worker"
 
     def __init__(self, workers: int):
         self.workers, self.label = workers, "on this machine"
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
+        self.kernels = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
+        self.figures = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="figures")
 
-    def submit(self, key: str, plan: dict[str, bytes]):
-        return self.pool.submit(execute_plan, plan)
+    def submit(self, key: str, plan: dict[str, bytes]) -> Future:
+        result = Future()  # done when the run and its figures are
+
+        def kernel() -> None:
+            try:
+                ran = run_kernel(plan)
+            except BaseException as exc:  # noqa: BLE001
+                result.set_exception(exc)
+            else:
+                self.figures.submit(_settle, result, draw_figures, ran)
+
+        self.kernels.submit(kernel)
+        return result
 
     def finished(self, running, block: bool):
         return wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)[0]
 
     def close(self) -> None:
-        self.pool.shutdown(cancel_futures=True)
+        self.kernels.shutdown(cancel_futures=True)  # first: a running kernel still hands its figures on
+        self.figures.shutdown(cancel_futures=True)
 
 
 class _Dask:

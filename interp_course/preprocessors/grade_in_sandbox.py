@@ -125,7 +125,12 @@ class GradeInSandbox(ResilientExecute):
         return nb, resources
 
     def execute_run(self, nb, run: Path, model_ids, resources: dict | None = None):
-        """Run ``nb`` in the sandbox with ``run``'s inbox, outbox and scratch folder ``work``."""
+        """Run ``nb`` in the sandbox with ``run``'s inbox, outbox and scratch folder ``work``,
+        then draw its figures."""
+        return self.draw_figures(self.run_kernel(nb, run, model_ids, resources))
+
+    def run_kernel(self, nb, run: Path, model_ids, resources: dict | None = None):
+        """The kernel half of a run: ``nb`` executed, its figures still plotly JSON."""
         resources = resources if resources is not None else {"metadata": {}}
         saved_path = resources["metadata"].get("path")
         self._handin_dir, self._models = run, tuple(model_ids)
@@ -135,8 +140,12 @@ class GradeInSandbox(ResilientExecute):
         finally:
             resources["metadata"]["path"] = saved_path
             self._handin_dir = None
-        # The figures are drawn as part of the run (in a sandbox of their own): kept with it, and
-        # drawn by whichever worker ran the kernel.
+        return nb
+
+    def draw_figures(self, nb):
+        """The figure half: each plotly figure drawn as a PNG in a sandbox of its own. Part of the
+        run (kept with it, so a regrade does not draw again); it needs nothing of the run folder,
+        so a worker may draw one run's figures while its next kernel runs."""
         nb, _ = RenderFigures(config=self.config, parent=self).preprocess(nb, {})
         return nb
 

@@ -100,3 +100,44 @@ def test_a_worker_starts_kernels_and_reads_hand_ins_without_importing_torch(tmp_
     judging = subprocess.run([sys.executable, "-c", "from interp_course.judging import close, Check; print(close.__module__)"],
                              capture_output=True, text=True, check=True)
     assert judging.stdout == "interp_course.judging.compare\n"  # checks.py still finds every name
+
+
+def test_a_worker_runs_its_next_kernel_while_the_last_runs_figures_are_drawn(monkeypatch):
+    """One worker: plan 2's kernel starts while plan 1's figures are still being drawn, and each
+    run is finished (its future done) only once its figures are; a failure in either half is
+    that run's failure."""
+    import threading
+
+    drawing, second_kernel = threading.Event(), threading.Event()
+    release = threading.Event()
+
+    def run_kernel(plan):
+        if plan["name"] == "broken":
+            raise RuntimeError("no sandbox")
+        if plan["name"] == "two":
+            second_kernel.set()
+        return "grader", plan["name"], {}
+
+    def draw_figures(ran):
+        if ran[1] == "one":
+            drawing.set()
+            assert release.wait(10)
+        if ran[1] == "bad figures":
+            raise RuntimeError("Chromium crashed")
+        return {"notebook": ran[1]}
+
+    monkeypatch.setattr(workers, "run_kernel", run_kernel)
+    monkeypatch.setattr(workers, "draw_figures", draw_figures)
+    local = workers._Local(1)
+    try:
+        one = local.submit("k1", {"name": "one"})
+        two = local.submit("k2", {"name": "two"})
+        assert drawing.wait(10) and second_kernel.wait(10)  # the kernel did not wait for the figures
+        assert not one.done()
+        release.set()
+        assert one.result(10) == {"notebook": "one"} and two.result(10) == {"notebook": "two"}
+        broken, bad = local.submit("k3", {"name": "broken"}), local.submit("k4", {"name": "bad figures"})
+        assert "no sandbox" in str(broken.exception(10)) and "Chromium" in str(bad.exception(10))
+    finally:
+        release.set()
+        local.close()
