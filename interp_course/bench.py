@@ -8,7 +8,9 @@ export):
    zygote), ``--workers`` = the cores, every notebook run afresh (``--no-cache``);
 2. the same with one worker, for the scale-out ratio: of the whole batch, and of the runs alone
    (runs per minute once every worker has done one, from the progress lines: without the
-   batch's fixed costs, which no number of workers shrinks);
+   batch's fixed costs, which no number of workers shrinks), and the cores the machine kept busy
+   in each: one worker already keeps more than one core busy (nbgrader's passes and the figures
+   run beside its kernel), which bounds what more workers can gain;
 3. the same batch again with its runs kept: judged without a kernel (a regrade); then with 2N
    more students handing in copies of those notebooks (their runs are kept too): the cost per
    student of a bigger class, where the fixed cost of the three nbgrader commands is spread wider;
@@ -83,9 +85,17 @@ def _submit(root: Path, assignment: str, notebook: Path, n: int, name: str) -> N
 PROGRESS = re.compile(r"\] (\d+)/\d+")  # a progress line of the workers: "[####....] 3/8  ..."
 
 
-def _timed(argv: list[str], cwd: Path, env: dict, finished: list | None = None) -> float:
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, all) CPU time of the whole machine so far, in jiffies, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]  # user .. steal (guest is within user)
+    return sum(fields) - fields[3] - fields[4], sum(fields)  # less idle and iowait
+
+
+def _timed(argv: list[str], cwd: Path, env: dict, finished: list | None = None, cpu: dict | None = None) -> float:
     """Seconds ``argv`` took; ``finished`` gets (seconds since the start, runs finished) for each
-    progress line it printed."""
+    progress line it printed; ``cpu`` gets the cores the machine kept busy meanwhile, on average."""
+    busy_before, all_before = _cpu_jiffies()
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -96,13 +106,17 @@ def _timed(argv: list[str], cwd: Path, env: dict, finished: list | None = None) 
             finished.append((time.perf_counter() - start, int(found[1])))
     if proc.wait() != 0:
         raise SystemExit(f"bench: {' '.join(argv[:6])}... failed ({proc.returncode}):\n{''.join(lines)[-4000:]}")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if cpu is not None:
+        busy_after, all_after = _cpu_jiffies()
+        cpu["busy cores"] = (os.cpu_count() or 1) * (busy_after - busy_before) / max(1, all_after - all_before)
+    return seconds
 
 
-def ours(root: Path, *options: str, finished: list | None = None) -> float:
+def ours(root: Path, *options: str, finished: list | None = None, cpu: dict | None = None) -> float:
     env = {**cli.nbgrader_env(), "TMPDIR": str(root.parent)}
     return _timed([sys.executable, "-m", "interp_course", "--root", str(root), "grade", *options], root, env,
-                  finished)
+                  finished, cpu)
 
 
 def steady_rate(finished: list[tuple[float, int]], workers: int) -> float:
@@ -395,10 +409,19 @@ def main(argv: list[str] | None = None) -> int:
         _submit(course.root, ASSIGNMENT, full_marks, n, "puzzle1.ipynb")
         figures = {}
         finished_all, finished_one = [], []  # (seconds, runs finished) of each progress line
-        figures["make grade"] = ours(course.root, "--workers", str(cores), "--no-cache", finished=finished_all) / n
+        cpu_all, cpu_one = {}, {}
+        figures["make grade"] = ours(course.root, "--workers", str(cores), "--no-cache", finished=finished_all,
+                                     cpu=cpu_all) / n
         print(f"  make grade, {cores} workers, fresh kernels: {figures['make grade']:.2f} s/submission", flush=True)
-        figures["one worker"] = ours(course.root, "--workers", "1", "--no-cache", finished=finished_one) / n
+        figures["one worker"] = ours(course.root, "--workers", "1", "--no-cache", finished=finished_one, cpu=cpu_one) / n
         print(f"  make grade, 1 worker, fresh kernels:  {figures['one worker']:.2f} s/submission", flush=True)
+        # With one worker, nbgrader's passes (planning, judging, feedback) and the figures already
+        # use the other cores beside the kernel: the same work on all cores can be at most
+        # cores / (cores busy with one worker) times as fast.
+        figures["busy"], figures["busy 1"] = cpu_all["busy cores"], cpu_one["busy cores"]
+        print(f"  cores busy on average: {figures['busy']:.2f} of {cores} with {cores} workers, "
+              f"{figures['busy 1']:.2f} with 1 (CPU time per submission {figures['busy'] * figures['make grade']:.2f} "
+              f"and {figures['busy 1'] * figures['one worker']:.2f} s)", flush=True)
         figures["steady"], figures["steady 1"] = steady_rate(finished_all, cores), steady_rate(finished_one, 1)
         print(f"  the runs alone, once each worker has done one: {figures['steady']:.1f} notebooks/min with "
               f"{cores} workers, {figures['steady 1']:.1f} with 1", flush=True)
@@ -432,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nRatios (targets in parentheses):")
     print(f"  make grade / stock nbgrader, same notebook:   {figures['make grade'] / figures['stock']:.2f} (<= 0.5)")
     print(f"  make grade / stock nbgrader, `import torch`:  {figures['make grade'] / figures['trivial']:.2f} (<= 1.0)")
-    print(f"  throughput, {cores} workers / 1 worker:         {figures['one worker'] / figures['make grade']:.2f} (>= 1.7)")
+    print(f"  throughput, {cores} workers / 1 worker:         {figures['one worker'] / figures['make grade']:.2f} (>= 1.7; "
+          f"at most {cores / figures['busy 1']:.2f} here: {cores} cores / {figures['busy 1']:.2f} busy with 1 worker)")
     print(f"  the same, the runs alone:                     {figures['steady'] / figures['steady 1']:.2f} "
           "(without the batch's fixed costs)")
     print(f"  regrade from kept runs:                       {figures['regrade']:.2f} s/submission (<= 1)")
