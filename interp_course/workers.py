@@ -222,7 +222,7 @@ class _Local:
 
     A run's figures are drawn by a second set of ``workers`` threads, while the worker that ran
     the kernel starts its next one: drawing a notebook's figures is mostly waiting on Chromium
-    (~4 s of wall time for ~1.6 s of CPU), which would otherwise leave that worker's core idle."""
+    (~4 s of wall time for ~1.6 s of CPU), time in which the next kernel can use the core."""
 
     where = "on its worker"
 
