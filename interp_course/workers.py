@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -222,7 +223,9 @@ class _Local:
 
     A run's figures are drawn by a second set of ``workers`` threads, while the worker that ran
     the kernel starts its next one: drawing a notebook's figures is mostly waiting on Chromium
-    (~4 s of wall time for ~1.6 s of CPU), time in which the next kernel can use the core."""
+    (~4 s of wall time for ~1.6 s of CPU), time in which the next kernel can use the core. At most
+    ``workers`` runs wait for or are at their figures (each holds its notebook and hand-ins in
+    memory): a worker with a finished kernel waits for a free place before it starts another."""
 
     where = "on its worker"
 
@@ -230,9 +233,16 @@ class _Local:
         self.workers, self.label = workers, "on this machine"
         self.kernels = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
         self.figures = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="figures")
+        self._at_figures = threading.BoundedSemaphore(workers)
 
     def submit(self, key: str, plan: dict[str, bytes]) -> Future:
         result = Future()  # done when the run and its figures are
+
+        def figures(ran) -> None:
+            try:
+                _settle(result, draw_figures, ran)
+            finally:
+                self._at_figures.release()
 
         def kernel() -> None:
             try:
@@ -240,7 +250,8 @@ class _Local:
             except BaseException as exc:  # noqa: BLE001
                 result.set_exception(exc)
             else:
-                self.figures.submit(_settle, result, draw_figures, ran)
+                self._at_figures.acquire()
+                self.figures.submit(figures, ran)
 
         self.kernels.submit(kernel)
         return result

@@ -103,12 +103,13 @@ def test_a_worker_starts_kernels_and_reads_hand_ins_without_importing_torch(tmp_
 
 
 def test_a_worker_runs_its_next_kernel_while_the_last_runs_figures_are_drawn(monkeypatch):
-    """One worker: plan 2's kernel starts while plan 1's figures are still being drawn, and each
-    run is finished (its future done) only once its figures are; a failure in either half is
-    that run's failure."""
+    """One worker: plan 2's kernel starts while plan 1's figures are still being drawn, but plan
+    3's waits (one run at its figures per worker: each holds its hand-ins in memory); each run is
+    finished (its future done) only once its figures are; a failure in either half is that run's
+    failure."""
     import threading
 
-    drawing, second_kernel = threading.Event(), threading.Event()
+    drawing, second_kernel, third_kernel = threading.Event(), threading.Event(), threading.Event()
     release = threading.Event()
 
     def run_kernel(plan):
@@ -116,6 +117,8 @@ def test_a_worker_runs_its_next_kernel_while_the_last_runs_figures_are_drawn(mon
             raise RuntimeError("no sandbox")
         if plan["name"] == "two":
             second_kernel.set()
+        if plan["name"] == "three":
+            third_kernel.set()
         return "grader", plan["name"], {}
 
     def draw_figures(ran):
@@ -132,10 +135,12 @@ def test_a_worker_runs_its_next_kernel_while_the_last_runs_figures_are_drawn(mon
     try:
         one = local.submit("k1", {"name": "one"})
         two = local.submit("k2", {"name": "two"})
+        three = local.submit("k3", {"name": "three"})
         assert drawing.wait(10) and second_kernel.wait(10)  # the kernel did not wait for the figures
-        assert not one.done()
+        assert not third_kernel.wait(0.5) and not one.done()  # run 2 waits for a place at the figures
         release.set()
         assert one.result(10) == {"notebook": "one"} and two.result(10) == {"notebook": "two"}
+        assert three.result(10) == {"notebook": "three"}
         broken, bad = local.submit("k3", {"name": "broken"}), local.submit("k4", {"name": "bad figures"})
         assert "no sandbox" in str(broken.exception(10)) and "Chromium" in str(bad.exception(10))
     finally:
