@@ -1,8 +1,8 @@
-"""The benchmark's reading of the workers' progress lines (interp_course.bench)."""
+"""The benchmark's reading of the workers' progress lines and of the machine's CPU time (interp_course.bench)."""
 
 import math
 
-from interp_course.bench import PROGRESS, steady_rate
+from interp_course.bench import PROGRESS, _cpu_jiffies, steady_rate
 
 
 def test_progress_lines_give_the_runs_finished():
@@ -17,3 +17,15 @@ def test_the_steady_rate_starts_once_every_worker_has_finished_a_run():
     one = [(20.0, 1), (24.0, 2), (28.0, 3)]
     assert math.isclose(steady_rate(one, 1), 60 * 2 / 8.0)
     assert math.isnan(steady_rate([(20.0, 1), (20.5, 2)], 2))  # no run after the first ones: no rate
+
+
+def test_cpu_time_counts_this_process_spinning_as_busy():
+    import time
+
+    busy_before, all_before = _cpu_jiffies()
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # 0.3 s of CPU: ~30 jiffies busy
+        pass
+    busy_after, all_after = _cpu_jiffies()
+    assert busy_after - busy_before >= 20
+    assert 0 <= busy_after - busy_before <= all_after - all_before
