@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 import nbformat
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool
+from traitlets import Bool, default
 
 from interp_course.feedback_summary import parts, summary_html
 from interp_course.math_render import render_math
@@ -77,13 +78,25 @@ class RememberedHighlight(Highlight2HTML):
                           json.dumps(self.extra_formatter_options, sort_keys=True, default=str))
 
 
+# Templates looked up before nbconvert's and nbgrader's: an empty ``mathjax`` macro.
+OFFLINE_TEMPLATES = str(Path(__file__).resolve().parent.parent / "templates" / "offline")
+
+
 class FeedbackExporter(HTMLExporter):
     """nbconvert's HTMLExporter without its last step, which parses the finished page again with
     BeautifulSoup (~0.15 s for a 0.5 MB page, half of each student's feedback) only to give images
     without alt text a placeholder and ``jp-`` cells a tabindex. ``FeedbackPage`` gives every image
     its alt text before the page is written, and nbgrader's feedback template (classic) has no
     ``jp-`` cells. Its code highlighting is remembered across pages (``RememberedHighlight``).
-    Otherwise what ``HTMLExporter.from_notebook_node`` does (nbconvert 7.17)."""
+    Otherwise what ``HTMLExporter.from_notebook_node`` does (nbconvert 7.17).
+
+    The page loads no MathJax: its math is MathML already (``FeedbackPage``), and the templates'
+    ``mathjax`` macro would make every student's browser fetch a script from a CDN when the page
+    is opened (``OFFLINE_TEMPLATES`` replaces it with nothing)."""
+
+    @default("template_paths")
+    def _template_paths(self, prune=True, root_dirs=None):
+        return [OFFLINE_TEMPLATES, *super()._template_paths(prune, root_dirs)]
 
     def from_notebook_node(self, nb, resources=None, **kw):
         langinfo = nb.metadata.get("language_info", {})

@@ -190,3 +190,33 @@ def test_the_same_graded_notebook_gives_the_same_page_byte_for_byte():
         exporter.register_preprocessor(FeedbackPage)
         pages.append(exporter.from_notebook_node(copy.deepcopy(graded))[0])
     assert 'id="cell-id=interp-summary"' in pages[0] and pages[0] == pages[1]
+
+
+def test_the_page_loads_no_mathjax_from_a_cdn():
+    """Its math is MathML already; nbgrader's feedback template would load MathJax from cdnjs in
+    every student's browser."""
+    import copy
+    import os
+
+    import nbgrader.converters.generate_feedback as generate_feedback
+    from nbconvert.exporters import HTMLExporter
+    from traitlets.config import Config
+
+    from interp_course.preprocessors.feedback_page import FeedbackExporter
+
+    formgrader = os.path.join(os.path.dirname(generate_feedback.__file__), "..", "server_extensions", "formgrader")
+    config = Config()  # what GenerateFeedback configures: nbgrader's own feedback template
+    config.HTMLExporter.template_name = "feedback"
+    config.HTMLExporter.extra_template_basedirs = [os.path.join(formgrader, "templates")]
+    config.HTMLExporter.extra_template_paths = [os.path.join(formgrader, "static", "node_modules", "bootstrap", "dist", "css")]
+    graded = new_notebook(cells=[new_markdown_cell("The mean cosine is $\\approx 0.9$.")])
+    resources = {"nbgrader": {"notebook": "puzzle1", "score": 18.0, "max_score": 25.0, "late_penalty": 0}}
+    stock, _ = HTMLExporter(config=config).from_notebook_node(graded, copy.deepcopy(resources))
+    assert "cdnjs.cloudflare.com/ajax/libs/mathjax" in stock  # what it replaces
+    exporter = FeedbackExporter(config=config)
+    exporter.register_preprocessor(FeedbackPage)
+    page, _ = exporter.from_notebook_node(graded, copy.deepcopy(resources))
+    soup = BeautifulSoup(page, "html.parser")
+    assert [s.get("src") for s in soup.find_all("script") if s.get("src")] == []
+    assert "x-mathjax-config" not in page and "cdnjs" not in page  # (nbgrader's comment stays)
+    assert "<math" in page  # the math is there, as MathML
