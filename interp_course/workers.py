@@ -209,13 +209,6 @@ class Plans:
 POLL_S = 0.2  # how often a following run looks for new plans
 
 
-def _settle(result: Future, work, *args) -> None:
-    try:
-        result.set_result(work(*args))
-    except BaseException as exc:  # noqa: BLE001 - the run's failure, reported by _finish
-        result.set_exception(exc)
-
-
 class _Local:
     """Up to ``workers`` kernels at once on this machine, each driven by a thread of this process:
     its kernel is a process of its own, forked from the one zygote they share (one set of library
@@ -240,7 +233,9 @@ class _Local:
 
         def figures(ran) -> None:
             try:
-                _settle(result, draw_figures, ran)
+                result.set_result(draw_figures(ran))
+            except BaseException as exc:  # noqa: BLE001 - the run's failure, reported by _finish
+                result.set_exception(exc)
             finally:
                 self._at_figures.release()
 
