@@ -3,9 +3,9 @@
 ``GradeInSandbox`` runs it at the end of each sandboxed run (so the images are kept with the run,
 and drawn where the kernel ran, beside that worker's next kernel), before ``SanitizeSubmission``:
 each figure output (``application/vnd.plotly.v1+json``, what the grading kernel's plotly renderer
-emits) is drawn in a sandbox (``interp_course.figures``) and replaced by an ``image/png`` output, so the autograded
-notebook, formgrader and the feedback page show every figure without plotly.js, a CDN or any of
-the student's script. A figure that cannot be drawn (too big, too many, time limit) becomes a
+emits) is drawn in a sandbox (``interp_course.figures``) and replaced by an ``image/png``
+output, so the autograded notebook, formgrader and the feedback page show every figure without
+plotly.js, a CDN or any of the student's script. A figure that cannot be drawn (too big, too many, time limit) becomes a
 one-line note.
 """
 
