@@ -92,21 +92,28 @@ def _cpu_jiffies() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)  # less idle and iowait
 
 
-def _timed(argv: list[str], cwd: Path, env: dict, finished: list | None = None, cpu: dict | None = None) -> float:
+def _timed(argv: list[str], cwd: Path, env: dict, finished: list | None = None, cpu: dict | None = None,
+           output: list | None = None, watch: "PeakSampler | None" = None) -> float:
     """Seconds ``argv`` took; ``finished`` gets (seconds since the start, runs finished) for each
-    progress line it printed; ``cpu`` gets the cores the machine kept busy meanwhile, on average."""
+    progress line it printed; ``cpu`` gets the cores the machine kept busy meanwhile, on average;
+    ``output`` its lines; ``watch`` samples its processes' memory while it runs."""
     busy_before, all_before = _cpu_jiffies()
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
+    if watch is not None:
+        watch.watch(proc.pid)
+    lines = output if output is not None else []
     for line in proc.stdout:
         lines.append(line)
         found = PROGRESS.search(line)
         if found and finished is not None:
             finished.append((time.perf_counter() - start, int(found[1])))
-    if proc.wait() != 0:
-        raise SystemExit(f"bench: {' '.join(argv[:6])}... failed ({proc.returncode}):\n{''.join(lines)[-4000:]}")
+    status = proc.wait()
     seconds = time.perf_counter() - start
+    if watch is not None:
+        watch.stop()
+    if status != 0:
+        raise SystemExit(f"bench: {' '.join(argv[:6])}... failed ({status}):\n{''.join(lines)[-4000:]}")
     if cpu is not None:
         busy_after, all_after = _cpu_jiffies()
         cpu["busy cores"] = (os.cpu_count() or 1) * (busy_after - busy_before) / max(1, all_after - all_before)
@@ -208,12 +215,17 @@ class PeakSampler(threading.Thread):
     VmPeak of each process under ``root_pid``. All are high-water marks, so only growth in the last
     interval before a process or cgroup ends can be missed."""
 
-    def __init__(self, root_pid: int, cgroup_dir: str | None, interval: float = 0.1):
+    def __init__(self, cgroup_dir: str | None, interval: float = 0.1):
         super().__init__(daemon=True)
-        self.root_pid, self.cgroup_dir, self.interval = root_pid, cgroup_dir, interval
+        self.root_pid, self.cgroup_dir, self.interval = 0, cgroup_dir, interval
         self.done = threading.Event()
         self.cgroups: dict[str, dict] = {}  # sandbox cgroup -> {"peak", "limit"} (bytes)
         self.processes: dict[int, dict] = {}  # pid -> {"role", "VmHWM", "VmPeak"}
+
+    def watch(self, root_pid: int) -> None:
+        """Start sampling ``root_pid`` and its descendants."""
+        self.root_pid = root_pid
+        self.start()
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
@@ -317,23 +329,21 @@ def full_size(n: int, hf_home: Path, base: Path) -> dict:
         course = _course(base / "full-size", extra_config=config)
         _submit_distinct(course.root, Course(CHECKOUT).corpus(ASSIGNMENT) / "full-marks.ipynb", n)
         env = {**cli.nbgrader_env(), "TMPDIR": str(base), models.HF_HOME_OVERRIDE: str(hf_home)}
-        argv = [sys.executable, "-m", "interp_course", "--root", str(course.root), "grade", "--workers", "1",
-                "--no-cache"]
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-        sampler = PeakSampler(proc.pid, cgroup_dir)
-        sampler.start()
-        output = proc.communicate()[0]
-        seconds = time.perf_counter() - start
-        sampler.stop()
-        if proc.returncode != 0:
-            raise SystemExit(f"bench: the full-size grade failed ({proc.returncode}):\n{output[-3000:]}")
-        scores = {line.split()[1] for line in output.splitlines() if line.startswith("student")}
-        print(f"  graded in {seconds:.0f} s; autograded score of each copy: {', '.join(sorted(scores))}", flush=True)
-        for line in output.splitlines():
+        argv = [sys.executable, "-m", "interp_course", "--root", str(course.root), "grade", "--no-cache", "--workers"]
+        # 1. One worker, its memory sampled: the peaks of one kernel at a time.
+        sampler, output, finished_one, cpu_one = PeakSampler(cgroup_dir), [], [], {}
+        seconds = _timed([*argv, "1"], course.root, env, finished_one, cpu_one, output, watch=sampler)
+        scores = {line.split()[1] for line in output if line.startswith("student")}
+        print(f"  1 worker: graded in {seconds:.0f} s; autograded score of each copy: {', '.join(sorted(scores))}",
+              flush=True)
+        for line in output:
             if line.startswith(("Grading with", "Kernels:")):
-                print(f"  {line}")
+                print(f"  {line.rstrip()}")
+        # 2. The same batch again with a worker per core: the scale-out at real scale, where the
+        #    kernels are most of the work.
+        cores, finished_all, cpu_all = os.cpu_count() or 1, [], {}
+        seconds_all = _timed([*argv, str(cores)], course.root, env, finished_all, cpu_all)
+        print(f"  {cores} workers: graded in {seconds_all:.0f} s", flush=True)
     finally:
         if cg_parent:
             for d in cg_parent.dirs.values():
@@ -346,6 +356,12 @@ def full_size(n: int, hf_home: Path, base: Path) -> dict:
     kernels = [c for c in sampler.cgroups.values() if c["limit"] == cap]
     return {
         "seconds": seconds / n,
+        "seconds all": seconds_all / n,
+        "workers": cores,
+        "busy": cpu_all["busy cores"],
+        "busy 1": cpu_one["busy cores"],
+        "steady": steady_rate(finished_all, cores),
+        "steady 1": steady_rate(finished_one, 1),
         "sandboxes": len(kernels),
         "kernel cgroup peak": max((c["peak"] for c in kernels), default=0),
         "kernel cap": cap,
@@ -358,9 +374,9 @@ def full_size(n: int, hf_home: Path, base: Path) -> dict:
 
 def print_full_size(n: int, f: dict) -> None:
     mib = lambda b: f"{b / _MiB:,.0f} MiB"  # noqa: E731
-    print(f"\nReal scale: {n} submission(s), 1 worker, fresh kernels, on {os.cpu_count()} cores "
+    print(f"\nReal scale: {n} submission(s), fresh kernels, on {os.cpu_count()} cores "
           f"(load average {os.getloadavg()[0]:.1f}):")
-    print(f"  seconds per submission (autograde, feedback, export): {f['seconds']:.1f}")
+    print(f"  seconds per submission (autograde, feedback, export), 1 worker: {f['seconds']:.1f}")
     print(f"  grading kernel: sandbox cgroup peak {mib(f['kernel cgroup peak'])} (max of {f['sandboxes']} kernel and "
           f"zygote sandboxes); "
           f"kernel process peak RSS {mib(f['kernel VmHWM'])}")
@@ -378,18 +394,23 @@ def print_full_size(n: int, f: dict) -> None:
     print(f"  grading kernel process: peak address space {mib(f['kernel VmPeak'])} of its {mib(rlimit_as)} "
           f"RLIMIT_AS: {mib(rlimit_as - f['kernel VmPeak'])} to spare")
     print(f"  grader: nbgrader peak RSS {mib(f['nbgrader VmHWM'])}; worker processes {mib(f['workers VmHWM'])}")
+    cores = f["workers"]
+    print(f"  the same batch with {cores} workers: {f['seconds all']:.1f} s per submission; cores busy on average "
+          f"{f['busy']:.2f} with {cores} workers, {f['busy 1']:.2f} with 1")
+    print(f"  throughput, {cores} workers / 1 worker:   {f['seconds'] / f['seconds all']:.2f} (>= 1.7)")
+    print(f"  the same, the runs alone:             {f['steady'] / f['steady 1']:.2f} (without the batch's fixed costs)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m interp_course.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--submissions", type=int, default=None, help="default: 8; 3 with --full-size")
+    parser.add_argument("-n", "--submissions", type=int, default=None, help="default: 8; 6 with --full-size")
     parser.add_argument("--full-size", action="store_true",
                         help="only the real-scale report: time and peak memory on the full-size stand-ins")
     parser.add_argument("--hf-home", type=Path, default=models.FULL_SIZE_HF_HOME,
                         help="where the full-size stand-ins are (built there if missing)")
     args = parser.parse_args(argv)
     if args.full_size:
-        n = args.submissions or 3
+        n = args.submissions or 6
         base = Path(tempfile.mkdtemp(prefix="interp-bench-"))
         base.chmod(0o755)
         print(f"Benchmark at real scale: {n} copies of full-marks.ipynb, in {base}", flush=True)

@@ -23,6 +23,7 @@ Run as the grading account, never as root: it handles what kernels produced.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -90,6 +91,16 @@ def run_kernel(plan: dict[str, bytes]):
         return grader, nb, read_outbox(run / "outbox", nb)
     finally:
         workdir.remove_tree(run)
+
+
+def _import_run_kernel() -> None:
+    """Import what ``run_kernel`` needs (nbgrader's preprocessors, nbclient, the sandbox: ~0.7 s)
+    now: a local pool is started while the first plan is still being written, and the first
+    zygote then starts as soon as that plan is there. (``run_kernel`` imports them itself: a Dask
+    worker imports this module too, and needs them only once it runs a plan.)"""
+    for name in ("nbformat", "traitlets.config", "interp_course.judging.judge",
+                 "interp_course.preprocessors.grade_in_sandbox"):
+        importlib.import_module(name)
 
 
 def draw_figures(ran) -> dict[str, bytes]:
@@ -327,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plans = Plans(args.plans, args.follow)
     cache = run_cache.RunCache(args.cache)
+    if not args.scheduler:
+        _import_run_kernel()
     if args.scheduler:
         kept, tried = run(plans, cache, lambda: _Dask(args.scheduler))
     else:

@@ -29,3 +29,22 @@ def test_cpu_time_counts_this_process_spinning_as_busy():
     busy_after, all_after = _cpu_jiffies()
     assert busy_after - busy_before >= 20
     assert 0 <= busy_after - busy_before <= all_after - all_before
+
+
+def test_a_timed_command_gives_its_progress_its_output_and_its_memory_peak(tmp_path):
+    import sys
+
+    from interp_course.bench import PeakSampler, _timed
+
+    script = ("import time\n"
+              "print('  [############............] 1/2  0.1 s/notebook  ETA 0:00', flush=True)\n"
+              "block = bytearray(300 * 2**20)  # 300 MiB, written: resident\n"
+              "time.sleep(0.6)\n"
+              "print('  [########################] 2/2  0.1 s/notebook  ETA 0:00', flush=True)\n")
+    finished, output, sampler = [], [], PeakSampler(cgroup_dir=None, interval=0.05)
+    seconds = _timed([sys.executable, "-c", script], tmp_path, {}, finished, output=output, watch=sampler)
+    assert [k for _, k in finished] == [1, 2]
+    assert 0 < finished[0][0] <= finished[1][0] <= seconds
+    assert "2/2" in output[-1]
+    assert sampler.peak("other") >= 300 * 2**20  # the child's peak RSS, sampled while it ran
+    assert not sampler.is_alive()
