@@ -74,18 +74,19 @@ def sandbox_cgroups(user: str) -> str:
             f"sandbox, and {total / 2**30:.1f} GiB for all sandboxes together")
 
 
-def cache_embeddings(settings: dict) -> None:
+def cache_embeddings(settings: dict, env: dict[str, str] | None = None) -> None:
     """As root: W_E of every model the course's assignments declare, cached read-only for all.
 
     In a child process with the chosen model source's environment (HF_HOME, offline), which
-    huggingface_hub reads once, at import."""
+    huggingface_hub reads once, at import; ``env``: more of it (e.g. $INTERP_COURSE_HF_HOME)."""
     from interp_course.judging.assignment import load_assignment
 
     course = Course(CHECKOUT)
     for model_id in sorted({m for a in course.assignments() for m in load_assignment(course, a).models}):
         done = subprocess.run([sys.executable, "-c", "import sys; from interp_course.models import load_W_E; "
                                "load_W_E(sys.argv[1])", model_id],
-                              env={**os.environ, **models.model_env(settings), "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+                              env={**os.environ, **(env or {}), **models.model_env(settings),
+                                   "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
                               cwd="/", capture_output=True, text=True)
         if done.returncode != 0:
             why = (done.stderr.strip().splitlines() or ["?"])[-1]
