@@ -25,7 +25,9 @@ MODEL_SOURCE ?= auto
 ASSIGNMENT ?=
 ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 # make grade WORKERS=N (default: the cores) SCHEDULER=tcp://HOST:PORT (Dask) NO_CACHE=1 (run all again)
-BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache)
+# RERUN_FAULTED=1 (run again the notebooks whose kept run's kernel faulted)
+BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache) \
+	$(if $(RERUN_FAULTED),--rerun-faulted)
 
 .PHONY: setup demo test test-fast grade collect canvas release corpus verify-real bench formgrader clean
 

@@ -36,6 +36,7 @@ from interp_course.nbgrader_process import Started
 from interp_course.report import closing_lines, feedback_page, nbgrader_failures
 from interp_course.staging import Problem, Submission, stage_all, submission_folders
 from interp_course.inert import one_line
+from interp_course.untrusted_files import UnsafeFile, read_regular_file
 
 # run_nbgrader(*args, check=False): the nbgrader CLI run in the course root (cli.nbgrader).
 RunNbgrader = Callable[..., subprocess.CompletedProcess]
@@ -60,6 +61,7 @@ class Batch:
     workers: int = os.cpu_count() or 1
     scheduler: str = ""  # tcp://HOST:PORT of a Dask scheduler; empty: this machine
     reuse_runs: bool = True  # False: run every notebook again (and keep the new runs)
+    rerun_faulted: bool = False  # True: run again the notebooks whose kept run's kernel faulted
 
     def where(self) -> str:
         return f"the Dask scheduler at {self.scheduler}" if self.scheduler else f"{self.workers} local worker(s)"
@@ -84,7 +86,7 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
     notebooks = course.notebooks(assignment)
     started, start = time.time(), time.perf_counter()
     written_since = {}  # student -> the time their autograded notebook must be newer than
-    log, planned = "", []
+    log, planned, kept_faults = "", [], {}
     # Stage into fresh folders of the course root that only this run uses, and point nbgrader at
     # them; submitted/ is only ever read. (Inside the root, so nbgrader's own path matching sees a
     # plain relative name, whatever $TMPDIR is.)
@@ -103,12 +105,14 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
                 #    students whose run is kept are judged now; the others' runs are written as plans.
                 #    2. The workers run the plans as they are written, side by side, and keep the runs.
                 reuse = [] if batch.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]
+                reuse += ["--GradeInSandbox.rerun_faulted=True"] if batch.rerun_faulted else []
                 planning = autograde if autograde is not None else start_nbgrader("autograde")
                 workers = _Workers(Path(plans), course, batch)
                 log = _autograde(planning, _autograde_args(assignment, staging,
                                                            f"--GradeInSandbox.plan_folder={plans}", *reuse)[1:])
                 workers.planning_done()
                 planned = sorted(p.name for p in (Path(plans) / ".planned").glob("*"))
+                kept_faults = _kept_faults(Path(plans))
                 if planned:
                     # 3. nbgrader judges those students from their kept runs, each as soon as the
                     #    workers have finished it. A run no worker kept is executed by nbgrader itself.
@@ -161,9 +165,34 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
     if gradable:
         print(f"Kernels: {len(planned)} submission(s) run in the sandbox on {batch.where()}, "
               f"{len(gradable) - len(planned)} judged from kept runs (gradebook/runs/).")
+    if kept_faults:
+        print(f"Of those, {len(kept_faults)} faulted when they ran and were not run again "
+              "(`make grade RERUN_FAULTED=1` runs them again):")
+        for student, faults in sorted(kept_faults.items()):
+            print(one_line(f"  {student}: {faults}"))
     for line in closing_lines(assignment, submissions, elapsed, stale, no_feedback):
         print(line)
     return len(graded) == len(submissions) and not no_feedback
+
+
+def _kept_faults(plans: Path) -> dict[str, str]:
+    """Students the planning pass judged from a kept run whose kernel faulted, and the faults
+    (``GradeInSandbox._kept_fault``: written by the grading account; read as untrusted anyway)."""
+    folder = plans / ".kept-faulted"
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return {}
+    found = {}
+    try:
+        for name in sorted(os.listdir(fd)):
+            try:
+                found[name] = read_regular_file(fd, name, limit=4096).decode(errors="replace")
+            except (UnsafeFile, OSError):
+                found[name] = "(a kernel fault)"
+    finally:
+        os.close(fd)
+    return found
 
 
 def _log_name(course: Course) -> str:

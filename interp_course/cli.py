@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="run the kernels on this Dask scheduler's workers instead")
         p.add_argument("--no-cache", action="store_true",
                        help="run every notebook again, even if its run is kept in gradebook/runs/")
+        p.add_argument("--rerun-faulted", action="store_true",
+                       help="run again the notebooks whose kept run's kernel faulted (died, or ran out of time)")
 
     def roster_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--roster", type=Path, required=True, help="the CSV of Canvas's Grades > Export")
@@ -260,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("grade", "demo"):
             if args.workers < 1:
                 raise Refusal(f"--workers must be at least 1, not {args.workers}")
-            batch = Batch(workers=args.workers, scheduler=args.scheduler, reuse_runs=not args.no_cache)
+            batch = Batch(workers=args.workers, scheduler=args.scheduler, reuse_runs=not args.no_cache,
+                          rerun_faulted=args.rerun_faulted)
             status = (grade if args.command == "grade" else demo)(course, assignments, batch=batch)
         else:
             status = {"release": release, "corpus": corpus}[args.command](course, assignments)

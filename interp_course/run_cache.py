@@ -107,6 +107,16 @@ def entry_files(nb, hand_ins: dict[str, RawHandIn]) -> dict[str, bytes]:
     return files
 
 
+FAULTS = ("KernelDied", "CellTimeout", "NotebookTimeLimit")  # ResilientExecute's fault errors
+
+
+def faults(nb) -> list[str]:
+    """The kernel faults of an executed notebook, as "KernelDied in cell 28": what may have been
+    the machine's doing (memory, time) rather than the student's."""
+    return [f"{out.get('ename')} in cell {index}" for index, cell in enumerate(nb.cells)
+            for out in cell.get("outputs", []) if out.get("output_type") == "error" and out.get("ename") in FAULTS]
+
+
 def _check_entry(files: dict[str, bytes]) -> None:
     """Refuse a result that is not the shape ``entry_files`` makes (it travelled from a worker)."""
     if not isinstance(files, dict) or NOTEBOOK not in files or HAND_INS not in files:

@@ -115,9 +115,6 @@ def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
     return draw_figures(run_kernel(plan))
 
 
-FAULTS = ("KernelDied", "CellTimeout", "NotebookTimeLimit")  # ResilientExecute's fault errors
-
-
 def faults(result: dict[str, bytes]) -> list[str]:
     """The kernel faults of a run, as "KernelDied in cell 28"."""
     import nbformat
@@ -126,8 +123,7 @@ def faults(result: dict[str, bytes]) -> list[str]:
         nb = nbformat.reads(result[run_cache.NOTEBOOK].decode(), as_version=4)
     except Exception:  # noqa: BLE001 - _keep refuses it and says so
         return []
-    return [f"{out.get('ename')} in cell {index}" for index, cell in enumerate(nb.cells)
-            for out in cell.get("outputs", []) if out.get("output_type") == "error" and out.get("ename") in FAULTS]
+    return run_cache.faults(nb)
 
 
 def _students(plans: Path) -> dict[str, list[str]]:

@@ -1,10 +1,11 @@
 """Grading at course scale: kept runs, and sandboxed runs sent to a real Dask cluster.
 
-One small course is graded three ways through `python -m interp_course grade` (what `make grade`
+One small course is graded four ways through `python -m interp_course grade` (what `make grade`
 runs): with two local workers; again after a check's message changed, which must judge every
-submission from its kept run without starting a kernel; and, in a copy of the course, on a Dask
-scheduler with two workers started here on loopback, one of which is killed mid-batch. The
-grades must be the same each time.
+submission from its kept run without starting a kernel; again with ``--rerun-faulted``, which runs
+only the notebook whose kernel died; and, in a copy of the course, on a Dask scheduler with two
+workers started here on loopback, one of which is killed mid-batch. The grades must be the same
+each time.
 """
 
 from __future__ import annotations
@@ -87,10 +88,24 @@ def test_a_changed_message_is_regraded_without_a_kernel_and_manual_grades_stay(l
     assert "Running" not in again.stdout  # no plan went to a worker
     assert "Kernels: 0 submission(s) run in the sandbox" in again.stdout
     assert "4 judged from kept runs" in again.stdout
+    # The kernel that died is not run again, and the instructor is told so, with how to.
+    assert "Of those, 1 faulted when they ran and were not run again (`make grade RERUN_FAULTED=1`" in again.stdout
+    assert re.search(r"^  fault-kernel-exit: KernelDied in cell \d+$", again.stdout, re.M), again.stdout[-2000:]
     assert scores(root) == before
     feedback = (root / "feedback" / "fault-kernel-exit" / PUZZLE1 / "puzzle1.html").read_text()
     assert NEW_TEXT in feedback and OLD_TEXT not in feedback
     print(f"\nregraded {len(STUDENTS)} submissions from kept runs in {seconds:.1f} s, in all")
+
+
+def test_rerun_faulted_runs_only_the_notebook_whose_kernel_died_again(local):
+    root, _, _ = local
+    before = scores(root)
+    again = grade(root, "--rerun-faulted")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "Kernels: 1 submission(s) run in the sandbox" in again.stdout and "3 judged from kept runs" in again.stdout
+    assert re.search(r"^  fault-kernel-exit: KernelDied in cell \d+$", again.stdout, re.M)  # the worker's line
+    assert "Of those" not in again.stdout  # its new run is this batch's own
+    assert scores(root) == before
 
 
 def _start(argv: list[str], log: Path) -> subprocess.Popen:

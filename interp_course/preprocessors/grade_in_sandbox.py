@@ -69,6 +69,9 @@ class GradeInSandbox(ResilientExecute):
 
     reuse_runs = Bool(True, help="Judge a notebook from its kept run when there is one "
                       "(False: run it again and keep the new run).").tag(config=True)
+    rerun_faulted = Bool(False, help="Run a notebook again when its kept run's kernel faulted (died, or ran "
+                         "out of time): e.g. after the machine ran short of memory. False: judge it from that "
+                         "run, as any other (and say so).").tag(config=True)
     plan_folder = Unicode("", help="If set, runs that are not kept are written here as plans for "
                           "workers instead of being executed.").tag(config=True)
     runs_from = Unicode("", help="The plans folder of a batch whose workers are still running: a notebook "
@@ -104,9 +107,15 @@ class GradeInSandbox(ResilientExecute):
             if self.runs_from:
                 run_cache.wait_finished(Path(self.runs_from), key, run_cache.OpenInput())
             hit = kept.load(key) if self.reuse_runs else None
+            faulted = run_cache.faults(hit[0]) if hit is not None and not self.runs_from else []
+            if faulted and self.rerun_faulted:
+                self.log.info("The kept run %s faulted (%s): running it again", key[:12], "; ".join(faulted))
+                hit = None
             if hit is not None:
                 nb, hand_ins = hit
                 self.log.info("Judged from the kept run %s (no kernel)", key[:12])
+                if faulted:
+                    self._kept_fault(resources["nbgrader"]["student"], "; ".join(faulted))
             elif self.plan_folder:
                 plans = Path(self.plan_folder)
                 run_cache.write_plan(plans, key, nb, run, assignment.models, self.plan_config())
@@ -123,6 +132,16 @@ class GradeInSandbox(ResilientExecute):
         total = sum(v.points for v in verdicts.values())
         self.log.info("Autograded test cells: %g / %g points", total, sum(v.max_points for v in verdicts.values()))
         return nb, resources
+
+    def _kept_fault(self, student: str, faults: str) -> None:
+        """A student judged from a kept run whose kernel faulted: a warning, and, for the grader's
+        closing lines, a note in the plans folder."""
+        self.log.warning("%s: judged from a kept run whose kernel faulted (%s); "
+                         "--GradeInSandbox.rerun_faulted=True runs it again", student, faults)
+        if self.plan_folder:
+            notes = Path(self.plan_folder) / ".kept-faulted"  # read by autograde._kept_faults
+            notes.mkdir(exist_ok=True)
+            (notes / student).write_text(faults)
 
     def execute_run(self, nb, run: Path, model_ids, resources: dict | None = None):
         """Run ``nb`` in the sandbox with ``run``'s inbox, outbox and scratch folder ``work``,
@@ -153,7 +172,7 @@ class GradeInSandbox(ResilientExecute):
     _PLAN_SECTIONS = ("Execute", "ResilientExecute", "GradeInSandbox", "SandboxedKernelManager", "NotebookClient",
                       "RenderFigures")
 
-    _BATCH_ONLY = ("plan_folder", "reuse_runs", "runs_from")  # how this batch runs, not what a run does
+    _BATCH_ONLY = ("plan_folder", "reuse_runs", "rerun_faulted", "runs_from")  # how this batch runs, not what a run does
 
     def plan_config(self) -> dict:
         sections = {name: {k: v for k, v in self.config[name].items() if k not in self._BATCH_ONLY}

@@ -115,3 +115,21 @@ def test_names_from_students_files_cannot_drive_the_terminal():
 def test_the_not_graded_feedback_page_escapes_what_it_quotes():
     page = feedback_page("puzzle1", 'Your file "<script>.ipynb" could not be graded')
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+# --- students judged from a kept run whose kernel faulted ------------------------------------
+def test_the_kept_faults_the_planning_pass_noted_are_read_without_following_links(tmp_path):
+    from interp_course.autograde import _kept_faults
+
+    assert _kept_faults(tmp_path) == {}  # nothing noted: no folder
+    notes = tmp_path / ".kept-faulted"
+    notes.mkdir()
+    (notes / "bob").write_text("KernelDied in cell 12")
+    (tmp_path / "secret").write_text("not a fault")
+    (notes / "eve").symlink_to(tmp_path / "secret")
+    (notes / "mallory").write_text("x" * 5000)
+    assert _kept_faults(tmp_path) == {"bob": "KernelDied in cell 12", "eve": "(a kernel fault)",
+                                      "mallory": "(a kernel fault)"}
+    notes.rename(tmp_path / "moved")
+    (tmp_path / ".kept-faulted").symlink_to(tmp_path / "moved")  # the folder itself a link: not followed
+    assert _kept_faults(tmp_path) == {}
