@@ -84,10 +84,17 @@ class GradeInSandbox(ResilientExecute):
     def preprocess(self, nb, resources):
         # Imported here, not at the top: every nbgrader command loads the course config, and
         # only autograde needs torch (~2 s to import) for judging.
+        import torch
+
         from interp_course import run_cache
         from interp_course.judging.assignment import load_assignment
         from interp_course.judging.judge import judge_notebook, read_outbox, write_inbox
 
+        # The grader's own tensor work (check inputs, reference results, judging) on one thread,
+        # as each kernel's: the cores are the kernels' (a worker per core), and the math library's
+        # threads then fight them for it (at real scale an eigh took 3 s beside one kernel, 0.1 s
+        # on one thread). One thread also gives the same numbers on any machine.
+        torch.set_num_threads(1)
         course = Course.from_config(self.config)
         guard.check_not_root()  # the kernel's uid maps to ours: never root (last line of defence)
         assignment = load_assignment(course, resources["nbgrader"]["assignment"])
