@@ -16,7 +16,8 @@
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
 # make bench     — seconds per submission of `make grade` beside stock nbgrader's, and the ratios (N=8)
 # make bench FULL_SIZE=1 — at real scale (full-size stand-ins, built on first use): seconds per
-#                  submission and peak memory of the grading kernel and the grader (N=3)
+#                  submission with 1 worker and with all cores, and peak memory of the grading
+#                  kernel and the grader (N=6)
 # ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
 
 PY := .venv/bin/python
