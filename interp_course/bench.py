@@ -26,9 +26,9 @@ It prints each figure and the ratios the scale targets are stated in.
 ``--full-size`` (``make bench FULL_SIZE=1``) instead grades N (default 6) copies at real scale, on
 the full-size stand-ins (``interp_course.standins --full-size``, built on first use; their W_E
 cached as ``make setup`` caches a course's models), with fresh kernels, first with one worker,
-then with a worker per core, then once more from the kept runs, and prints seconds per submission
-of each, the throughput ratio, and the peak memory of the grading kernel (its sandbox cgroup's peak, against the 6 GiB cap) and of
-the grader's processes (sampled with one worker).
+then with a worker per core, then once more from the kept runs, and prints seconds per
+submission of each, the throughput ratio, and the peak memory of the grading kernel (its sandbox
+cgroup's peak, against the 6 GiB cap) and of the grader's processes (sampled with one worker).
 """
 
 from __future__ import annotations
@@ -411,7 +411,8 @@ def print_full_size(n: int, f: dict) -> None:
     print(f"  the same batch with {cores} workers: {f['seconds all']:.1f} s per submission; cores busy on average "
           f"{f['busy']:.2f} with {cores} workers, {f['busy 1']:.2f} with 1")
     print(f"  throughput, {cores} workers / 1 worker:   {f['seconds'] / f['seconds all']:.2f} (>= 1.7)")
-    print(f"  the same, the runs alone:             {f['steady'] / f['steady 1']:.2f} (without the batch's fixed costs)")
+    print(f"  the same, the runs alone:             {f['steady'] / f['steady 1']:.2f} "
+          "(without the batch's fixed costs)")
     print(f"  regrade from kept runs:               {f['regrade']:.2f} s/submission (<= 1)")
 
 

@@ -179,7 +179,8 @@ class GradeInSandbox(ResilientExecute):
     _PLAN_SECTIONS = ("Execute", "ResilientExecute", "GradeInSandbox", "SandboxedKernelManager", "NotebookClient",
                       "RenderFigures")
 
-    _BATCH_ONLY = ("plan_folder", "reuse_runs", "rerun_faulted", "runs_from")  # how this batch runs, not what a run does
+    # How this batch runs, not what a run does:
+    _BATCH_ONLY = ("plan_folder", "reuse_runs", "rerun_faulted", "runs_from")
 
     def plan_config(self) -> dict:
         sections = {name: {k: v for k, v in self.config[name].items() if k not in self._BATCH_ONLY}
