@@ -180,7 +180,7 @@ def _kept_faults(plans: Path) -> dict[str, str]:
     (``GradeInSandbox._kept_fault``: written by the grading account; read as untrusted anyway)."""
     folder = plans / ".kept-faulted"
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return {}
     found = {}

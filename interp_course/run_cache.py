@@ -117,6 +117,11 @@ def faults(nb) -> list[str]:
             for out in cell.get("outputs", []) if out.get("output_type") == "error" and out.get("ename") in FAULTS]
 
 
+def fault_line(found: list[str]) -> str:
+    """``faults``' list as one short line: the first three, then "…"."""
+    return "; ".join(found[:3]) + (" …" if len(found) > 3 else "")
+
+
 def _check_entry(files: dict[str, bytes]) -> None:
     """Refuse a result that is not the shape ``entry_files`` makes (it travelled from a worker)."""
     if not isinstance(files, dict) or NOTEBOOK not in files or HAND_INS not in files:

@@ -138,7 +138,7 @@ def _report_faults(plans: Path, key: str, result) -> None:
     found = faults(result) if isinstance(result, dict) else []
     if found:
         who = ", ".join(_students(plans).get(key, [key[:12]]))
-        print(one_line(f"  {who}: {'; '.join(found[:3])}{' …' if len(found) > 3 else ''}"), flush=True)
+        print(one_line(f"  {who}: {run_cache.fault_line(found)}"), flush=True)
 
 
 def _finish(plans: Path, cache: run_cache.RunCache, key: str, future, where: str) -> bool:

@@ -116,13 +116,14 @@ class GradeInSandbox(ResilientExecute):
             hit = kept.load(key) if self.reuse_runs else None
             faulted = run_cache.faults(hit[0]) if hit is not None and not self.runs_from else []
             if faulted and self.rerun_faulted:
-                self.log.info("The kept run %s faulted (%s): running it again", key[:12], "; ".join(faulted))
+                self.log.info("The kept run %s faulted (%s): running it again", key[:12],
+                              run_cache.fault_line(faulted))
                 hit = None
             if hit is not None:
                 nb, hand_ins = hit
                 self.log.info("Judged from the kept run %s (no kernel)", key[:12])
                 if faulted:
-                    self._kept_fault(resources["nbgrader"]["student"], "; ".join(faulted))
+                    self._kept_fault(resources["nbgrader"]["student"], run_cache.fault_line(faulted))
             elif self.plan_folder:
                 plans = Path(self.plan_folder)
                 run_cache.write_plan(plans, key, nb, run, assignment.models, self.plan_config())
