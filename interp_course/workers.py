@@ -168,22 +168,24 @@ class Progress:
     """One line per finished run: a bar, the count, the seconds per notebook so far and the time
     left. While the plans are still being written the total can grow: it then reads ``3/8+``.
 
-    The time left comes from the rate since every worker finished its first run: before that, the
-    batch's start (the zygote's imports, the first figures) would make it minutes too long (14 s
-    per notebook after the first of 8, for 3 s from then on), so it reads ``ETA …``."""
+    The time left comes from the pace once every worker has finished two runs, over at least one
+    more run per worker: the first runs wait on the batch's start (the zygote's imports, the first
+    figures) and so finish together, which would make the time left minutes too long (14 s per
+    notebook after the first of 8, for 3 s from then on) or nothing at all. Until then it reads
+    ``ETA …``."""
 
     def __init__(self, workers: int, where: str):
         self.workers, self.total, self.done, self.failed, self.more = workers, 0, 0, 0, True
         self.start = time.perf_counter()
-        self._first_wave: tuple[float, int] | None = None  # (when, runs done) once each worker has done one
+        self._since: tuple[float, int] | None = None  # (when, runs done) once each worker has done two
         print(f"Running the notebooks in the sandbox as they are planned: {workers} worker(s) {where}", flush=True)
 
     def tick(self, ok: bool) -> None:
         self.done += 1
         self.failed += not ok
         now = time.perf_counter()
-        if self._first_wave is None and self.done >= self.workers:
-            self._first_wave = (now, self.done)
+        if self._since is None and self.done >= 2 * self.workers:
+            self._since = (now, self.done)
         filled = round(24 * self.done / self.total)
         print(f"  [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}{'+' if self.more else ''}  "
               f"{(now - self.start) / self.done:.1f} s/notebook  ETA {self._eta(now)}"
@@ -192,9 +194,9 @@ class Progress:
     def _eta(self, now: float) -> str:
         if self.done >= self.total:
             return "…" if self.more else "0:00"
-        if self._first_wave is None or self.done == self._first_wave[1]:
+        if self._since is None or self.done - self._since[1] < self.workers:
             return "…"
-        since, done = self._first_wave
+        since, done = self._since
         left = (self.total - self.done) * (now - since) / (self.done - done)
         return f"{int(left) // 60}:{int(left) % 60:02d}"
 
