@@ -71,10 +71,17 @@ c.Execute.timeout = 120
 # grading account; without it, kernels get per-process limits only, and a warning says so.
 c.SandboxedKernelManager.cgroup_parent = "/interp-course"
 # Each kernel is forked from a zygote that has imported these (libraries only, never course
-# material): what the notebooks' first cell imports, ~6 s per kernel otherwise, and what plotly
-# imports when the first figure is shown (its renderers and nbformat, ~1.5 s per kernel).
-c.SandboxedKernelManager.zygote_preload = ["torch", "transformer_lens", "transformer_lens.model_bridge", "plotly.express",
-                                           "plotly.io._renderers", "nbformat"]
+# material): what the notebooks' first cell imports, ~6 s per kernel otherwise; what plotly
+# imports when the first figure is shown (its renderers and nbformat, ~1.5 s per kernel) and when
+# it is made (its figure classes: interp_course.plotly_preload, ~0.25 s); and what booting
+# GPT-Neo and GPT-2 imports (their model classes and tokenizers, ~0.05 s).
+c.SandboxedKernelManager.zygote_preload = [
+    "torch", "transformer_lens", "transformer_lens.model_bridge", "plotly.express", "plotly.io._renderers", "nbformat",
+    "interp_course.plotly_preload",
+    "transformer_lens.model_bridge.sources.transformers_driver", "transformer_lens.utilities.architectures",
+    "transformers.models.gpt_neo.modeling_gpt_neo", "transformers.models.gpt2.modeling_gpt2",
+    "transformers.models.gpt2.tokenization_gpt2", "transformers.generation.utils", "psutil",
+]
 
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,

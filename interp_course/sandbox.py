@@ -923,6 +923,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             z.start(timeout=self.zygote_start_timeout)
             self.log.info("Zygote ready in %.1f s (imports %.1f s)", time.monotonic() - t0,
                           z.info.get("import_s", 0.0))
+            missing = [name for name in self.zygote_preload if name in (z.info.get("missing") or [])]
+            if missing:
+                self.log.warning("The zygote could not import %s (SandboxedKernelManager.zygote_preload): "
+                                 "each kernel that needs it imports it itself", ", ".join(missing))
             _zygotes[key] = z
             return z
 

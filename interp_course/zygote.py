@@ -249,8 +249,13 @@ def serve(ctl_fd: int, preload: list[str]) -> None:
 
     importlib.import_module("ipykernel.kernelapp")
     importlib.import_module("ipykernel.ipkernel")
+    missing = []
     for name in preload:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # renamed or not installed: a kernel that needs it imports it itself
+            missing.append(name)
+            sys.stderr.write(f"zygote: could not import {name}: {exc}\n")
     # The imported libraries live as long as the kernel: keep the garbage collector of every
     # kernel from walking (and so copying, page by page) the zygote's millions of objects.
     gc.collect()
@@ -258,7 +263,7 @@ def serve(ctl_fd: int, preload: list[str]) -> None:
     ctl = socket.socket(fileno=ctl_fd)
     threads = len(os.listdir("/proc/self/task"))
     ctl.send(json.dumps({"ready": True, "import_s": round(time.monotonic() - t0, 3),
-                         "threads": threads, "pid": os.getpid()}).encode())
+                         "threads": threads, "pid": os.getpid(), "missing": missing}).encode())
     if threads != 1:
         # fork() keeps only the calling thread; locks held by the others would stay locked
         sys.stderr.write(f"zygote: {threads} threads after the imports; refusing to fork\n")

@@ -72,6 +72,13 @@ def test_zygote_forks_kernels_quickly_and_holds_no_threads(probe):
 
 
 @needs_root_v1
+def test_a_preload_module_that_is_not_there_is_skipped_not_fatal(probe):
+    # the probe's kernels ran (the tests below) from a zygote told to import a missing module
+    assert probe["zygote_missing"] == ["interp_course_no_such_module"]
+    assert probe["zygote_threads"] == 1
+
+
+@needs_root_v1
 @pytest.mark.parametrize("i", [0, 1])
 def test_kernel_sees_only_its_own_run(probe, i):
     p = probe[f"probe{i}"]

@@ -97,6 +97,9 @@ async def main() -> dict:
         other = works[1 - i]
         km = SandboxedKernelManager(
             zygote=True, kernel_name="python3", cgroup_parent=parent, require_cgroup=True,
+            # a module that is not there: the zygote starts without it (a renamed library must not
+            # stop grading)
+            zygote_preload=["torch", "transformer_lens", "interp_course_no_such_module"],
             cgroup_memory_limit_mb=768, cgroup_pids_limit=64,
             extra_env={"ZYGOTE_RUNS": runs, "GRADER_PORT": str(port),
                        "OTHER_PATHS": ":".join([other, os.path.dirname(other),
@@ -112,6 +115,7 @@ async def main() -> dict:
         kcs.append(kc)
     (zygote,) = _zygotes.values()
     res["zygote_threads"] = zygote.info.get("threads")
+    res["zygote_missing"] = zygote.info.get("missing")
     res["zygote_log_hidden_path"] = zygote.log_path
 
     for i, (km, kc) in enumerate(zip(kms, kcs)):
