@@ -9,11 +9,14 @@ What a zygote is and holds
 The zygote is started by the grader exactly like a kernel (``prlimit`` + ``bwrap``: read-only
 system, venv, package and model folders, no network, unprivileged uid, its own cgroup, cleared
 environment), but instead of a kernel it runs :func:`serve`: it imports ``ipykernel`` and the
-``preload`` modules (library imports only: never checks, solutions, reference results or any
-student's data; it never runs student code) and waits on a socket for spawn requests. The one
-thing it sees beyond a kernel's view is the *runs folder* ``R`` (:func:`runs_root`), where the
-grader makes each run's folders (connection file and sockets, inbox, outbox, scratch). It is not
-forked from the grader (the grader starts it with bwrap and talks to it over a socketpair).
+``preload`` modules (library imports only, such as ``interp_course.plotly_preload``, whose import
+makes and drops two figures of made-up numbers so that plotly's lazily imported classes are
+imported too: never checks, solutions, reference results or any student's data; it never runs
+student code; a module it cannot import is skipped and reported) and waits on a socket for spawn
+requests. The one thing it sees beyond a kernel's view is the *runs folder* ``R``
+(:func:`runs_root`), where the grader makes each run's folders (connection file and sockets, inbox,
+outbox, scratch). It is not forked from the grader (the grader starts it with bwrap and talks to
+it over a socketpair).
 
 Per submission (``spawn``)::
 
