@@ -851,12 +851,6 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._remove_cgroup()  # e.g. joining the cgroup failed: nothing was started
             raise
 
-    async def _async_wait(self, pollinterval: float = 0.1) -> None:
-        # After a kill, jupyter_client looks every 0.1 s whether the kernel is gone; a kernel
-        # stopped after its last cell (SIGKILL: shutdown_kernel "immediate") is gone within
-        # milliseconds, so look more often rather than wait 0.1 s per notebook.
-        await super()._async_wait(pollinterval=min(pollinterval, 0.005))
-
     # --- zygote ---------------------------------------------------------------------------
     def _zygote_env(self, env: dict[str, str], runs: str) -> dict[str, str]:
         """The zygote's environment: the kernel's, less what names one run's folders."""
