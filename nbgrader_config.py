@@ -72,9 +72,9 @@ c.Execute.timeout = 120
 c.SandboxedKernelManager.cgroup_parent = "/interp-course"
 # Each kernel is forked from a zygote that has imported these (libraries only, never course
 # material): what the notebooks' first cell imports, ~6 s per kernel otherwise; what plotly
-# imports when the first figure is shown (its renderers and nbformat, ~1.5 s per kernel) and when
-# it is made (its figure classes: interp_course.plotly_preload, ~0.25 s); and what booting
-# GPT-Neo and GPT-2 imports (their model classes and tokenizers, ~0.05 s).
+# imports when the first figure is shown (its renderers and nbformat, ~1.5 s per kernel); and what
+# making the first figure and booting GPT-Neo and GPT-2 import (plotly's figure classes, by
+# interp_course.plotly_preload; the models' classes and tokenizers: ~0.13 s per kernel together).
 c.SandboxedKernelManager.zygote_preload = [
     "torch", "transformer_lens", "transformer_lens.model_bridge", "plotly.express", "plotly.io._renderers", "nbformat",
     "interp_course.plotly_preload",
