@@ -338,7 +338,8 @@ def full_size(n: int, hf_home: Path, base: Path) -> dict:
         course = _course(base / "full-size", extra_config=config)
         _submit_distinct(course.root, Course(CHECKOUT).corpus(ASSIGNMENT) / "full-marks.ipynb", n)
         env = {**cli.nbgrader_env(), "TMPDIR": str(base), models.HF_HOME_OVERRIDE: str(hf_home)}
-        argv = [sys.executable, "-m", "interp_course", "--root", str(course.root), "grade", "--no-cache", "--workers"]
+        grade = [sys.executable, "-m", "interp_course", "--root", str(course.root), "grade"]
+        argv = [*grade, "--no-cache", "--workers"]
         # 1. One worker, its memory sampled: the peaks of one kernel at a time.
         sampler, output, finished_one, cpu_one = PeakSampler(cgroup_dir), [], [], {}
         seconds = _timed([*argv, "1"], course.root, env, finished_one, cpu_one, output, watch=sampler)
@@ -354,7 +355,7 @@ def full_size(n: int, hf_home: Path, base: Path) -> dict:
         seconds_all = _timed([*argv, str(cores)], course.root, env, finished_all, cpu_all)
         print(f"  {cores} workers: graded in {seconds_all:.0f} s", flush=True)
         # 3. Once more, the runs kept: a regrade at real scale.
-        seconds_regrade = _timed(argv[:-2], course.root, env)
+        seconds_regrade = _timed(grade, course.root, env)
         print(f"  again, runs kept: graded in {seconds_regrade:.0f} s", flush=True)
     finally:
         if cg_parent:
