@@ -250,6 +250,11 @@ def serve(ctl_fd: int, preload: list[str]) -> None:
         del sys.path[0]
     import importlib
 
+    from interp_course.lean_imports import skip_iri_grammars
+
+    # ~0.9 s of the zygote's imports, on the critical path of every batch's start (plotly's
+    # renderers import nbformat, so jsonschema); the kernels inherit it (see lean_imports).
+    skip_iri_grammars()
     importlib.import_module("ipykernel.kernelapp")
     importlib.import_module("ipykernel.ipkernel")
     missing = []

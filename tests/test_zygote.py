@@ -80,6 +80,14 @@ def test_a_preload_module_that_is_not_there_is_skipped_not_fatal(probe):
 
 @needs_root_v1
 @pytest.mark.parametrize("i", [0, 1])
+def test_zygote_kernels_go_without_the_iri_grammars(probe, i):
+    # the zygote skips jsonschema's optional IRI checks (~0.9 s of its imports; lean_imports.py)
+    p = probe[f"probe{i}"]
+    assert p["iri_grammars"] == "None" and p["iri_checked"] is False
+
+
+@needs_root_v1
+@pytest.mark.parametrize("i", [0, 1])
 def test_kernel_sees_only_its_own_run(probe, i):
     p = probe[f"probe{i}"]
     own = "alice" if i == 0 else "bob"

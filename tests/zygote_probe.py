@@ -46,6 +46,9 @@ except OSError as e:
     r["sysctl"] = type(e).__name__
 import torch
 r["torch_threads"] = torch.get_num_threads()
+import jsonschema, sys
+r["iri_checked"] = "iri" in jsonschema.FormatChecker().checkers
+r["iri_grammars"] = repr(sys.modules.get("rfc3987_syntax", "never imported"))
 print(json.dumps(r))
 """
 
