@@ -78,7 +78,7 @@ import torch
 
 import solutions.puzzle1 as ref
 from interp_course.course import GPT2, GPT_NEO
-from interp_course.judging import (Check, Diagnosis, Item, close, diagnose, judge_function, no_inputs,
+from interp_course.judging import (Check, Diagnosis, Item, close, diagnose, how_far, judge_function, no_inputs,
                                    reference_result, value_item)
 
 ATOL = RTOL = 1e-4
@@ -402,7 +402,7 @@ def _mean_judge(inputs, handed, embeddings):
         )
     else:
         hint = diagnose((W.double(),), got, "", MEAN_BUGS, TOL_BIG, 0.0)
-        big.message = f"off by {abs(float(got) - expected):.1e} at {BIG_N:,} rows: {hint}"
+        big.message = f"at {BIG_N:,} rows, {how_far(float(got), expected, TOL_BIG)}: {hint}"
     return [values, contract, big]
 
 

@@ -8,10 +8,10 @@ from interp_course.judging.check import Check, no_inputs
 from interp_course.judging.handin_files import HandIn
 from interp_course.judging.verdict import Item, Verdict
 
-_FROM_COMPARE = ("Diagnosis", "close", "diagnose", "judge_function", "reference_result", "value_item")
+_FROM_COMPARE = ("Diagnosis", "close", "diagnose", "how_far", "judge_function", "reference_result", "value_item")
 
-__all__ = ["Check", "Diagnosis", "HandIn", "Item", "Verdict", "close", "diagnose", "judge_function",
-           "no_inputs", "reference_result", "value_item"]
+__all__ = ["Check", "Diagnosis", "HandIn", "Item", "Verdict", "close", "diagnose", "how_far",
+           "judge_function", "no_inputs", "reference_result", "value_item"]
 
 
 def __getattr__(name: str):

@@ -196,6 +196,16 @@ def judge_function(
     return [values, contract]
 
 
+def how_far(got: float, expected: float, tolerance: float) -> str:
+    """How far a number is from the grader's, without giving the grader's number away: feedback may
+    reach students before the deadline, and "off by d" next to their own value would tell them it.
+    Two bands: within ten times the tolerance (a rounding or precision slip) or beyond (a wrong
+    method)."""
+    if abs(got - expected) <= 10 * tolerance:
+        return f"close to the grader's value but not within the allowed ±{tolerance:.2g}"
+    return f"more than ten times the allowed ±{tolerance:.2g} away from the grader's value"
+
+
 def value_item(handed: HandIn, name: str, expected: float, tolerance: float, description: str,
                points: float, hint: str) -> Item:
     """A variable the student computed, compared with the grader's own number."""
@@ -208,5 +218,5 @@ def value_item(handed: HandIn, name: str, expected: float, tolerance: float, des
     elif abs(got - expected) <= tolerance:
         item.points = points
     else:
-        item.message = f"`{name}` = {got:.4g} is off by {abs(got - expected):.2g} (allowed: {tolerance:.2g}); {hint}"
+        item.message = f"`{name}` = {got:.4g} is {how_far(got, expected, tolerance)}; {hint}"
     return item
