@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from interp_course import grader_user, grading_log
+from interp_course import grader_user, grading_log, run_cache
 from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import REFUSED, Refusal
 from interp_course.exports import write_grades_by_question
@@ -111,7 +111,7 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
                 log = _autograde(planning, _autograde_args(assignment, staging,
                                                            f"--GradeInSandbox.plan_folder={plans}", *reuse)[1:])
                 workers.planning_done()
-                planned = sorted(p.name for p in (Path(plans) / ".planned").glob("*"))
+                planned = sorted(p.name for p in (Path(plans) / run_cache.PLANNED).glob("*"))
                 kept_faults = _kept_faults(Path(plans))
                 if planned:
                     # 3. nbgrader judges those students from their kept runs, each as soon as the
@@ -178,7 +178,7 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
 def _kept_faults(plans: Path) -> dict[str, str]:
     """Students the planning pass judged from a kept run whose kernel faulted, and the faults
     (``GradeInSandbox._kept_fault``: written by the grading account; read as untrusted anyway)."""
-    folder = plans / ".kept-faulted"
+    folder = plans / run_cache.KEPT_FAULTED
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:

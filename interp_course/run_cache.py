@@ -217,7 +217,15 @@ def plan_keys(plans: Path) -> list[str]:
     return sorted(p.name for p in plans.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-FINISHED = ".finished"  # in a plans folder: one empty file per plan a worker has finished
+# What else a plans folder holds, beside the plans (dot names: never a key).
+FINISHED = ".finished"  # one empty file per plan a worker has finished
+PLANNED = ".planned"  # one file per student whose notebook was planned, holding the plan's key
+KEPT_FAULTED = ".kept-faulted"  # one file per student judged from a kept run whose kernel faulted: the faults
+
+
+def mark_planned(plans: Path, student: str, key: str) -> None:
+    (plans / PLANNED).mkdir(exist_ok=True)
+    (plans / PLANNED / student).write_text(key)
 
 
 def mark_finished(plans: Path, key: str) -> None:

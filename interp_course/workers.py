@@ -129,7 +129,7 @@ def faults(result: dict[str, bytes]) -> list[str]:
 def _students(plans: Path) -> dict[str, list[str]]:
     """Which students each plan is for (identical notebooks share one)."""
     found: dict[str, list[str]] = {}
-    for path in sorted((plans / ".planned").glob("*")):
+    for path in sorted((plans / run_cache.PLANNED).glob("*")):
         found.setdefault(path.read_text().strip(), []).append(path.name)
     return found
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from interp_course import cli, corpus, grader_user, manifest
+from interp_course import cli, corpus, grader_user, manifest, run_cache
 from interp_course.cli import nbgrader_env
 from interp_course.course import CHECKOUT, Course
 
@@ -242,7 +242,7 @@ def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), 
     end_input(runner)  # every plan is written
     # As `make grade`: a second pass only if the first planned runs (it judged everyone else),
     # which judges each student as soon as the workers have finished their run.
-    planned = any((plans / ".planned").glob("*"))
+    planned = any((plans / run_cache.PLANNED).glob("*"))
     judging = start_nbgrader(course, "autograde", assignment, "--create", "--force", *only,
                              f"--GradeInSandbox.runs_from={plans}") if planned else None
     out, err = runner.communicate()

@@ -127,8 +127,7 @@ class GradeInSandbox(ResilientExecute):
             elif self.plan_folder:
                 plans = Path(self.plan_folder)
                 run_cache.write_plan(plans, key, nb, run, assignment.models, self.plan_config())
-                (plans / ".planned").mkdir(exist_ok=True)
-                (plans / ".planned" / resources["nbgrader"]["student"]).write_text(key)
+                run_cache.mark_planned(plans, resources["nbgrader"]["student"], key)
                 hand_ins = {}
             else:
                 nb = self.execute_run(nb, run, assignment.models, resources)
@@ -147,7 +146,9 @@ class GradeInSandbox(ResilientExecute):
         self.log.warning("%s: judged from a kept run whose kernel faulted (%s); "
                          "--GradeInSandbox.rerun_faulted=True runs it again", student, faults)
         if self.plan_folder:
-            notes = Path(self.plan_folder) / ".kept-faulted"  # read by autograde._kept_faults
+            from interp_course import run_cache
+
+            notes = Path(self.plan_folder) / run_cache.KEPT_FAULTED  # read by autograde._kept_faults
             notes.mkdir(exist_ok=True)
             (notes / student).write_text(faults)
 

@@ -120,9 +120,10 @@ def test_the_not_graded_feedback_page_escapes_what_it_quotes():
 # --- students judged from a kept run whose kernel faulted ------------------------------------
 def test_the_kept_faults_the_planning_pass_noted_are_read_without_following_links(tmp_path):
     from interp_course.autograde import _kept_faults
+    from interp_course.run_cache import KEPT_FAULTED
 
     assert _kept_faults(tmp_path) == {}  # nothing noted: no folder
-    notes = tmp_path / ".kept-faulted"
+    notes = tmp_path / KEPT_FAULTED
     notes.mkdir()
     (notes / "bob").write_text("KernelDied in cell 12")
     (tmp_path / "secret").write_text("not a fault")
@@ -131,5 +132,5 @@ def test_the_kept_faults_the_planning_pass_noted_are_read_without_following_link
     assert _kept_faults(tmp_path) == {"bob": "KernelDied in cell 12", "eve": "(a kernel fault)",
                                       "mallory": "(a kernel fault)"}
     notes.rename(tmp_path / "moved")
-    (tmp_path / ".kept-faulted").symlink_to(tmp_path / "moved")  # the folder itself a link: not followed
+    (tmp_path / KEPT_FAULTED).symlink_to(tmp_path / "moved")  # the folder itself a link: not followed
     assert _kept_faults(tmp_path) == {}

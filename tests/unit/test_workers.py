@@ -29,9 +29,8 @@ def test_kernel_faults_are_named_with_their_cell():
 
 def test_a_faulted_run_is_reported_once_for_every_student_who_shares_it(tmp_path, capsys):
     key = "d" * 64
-    (tmp_path / ".planned").mkdir()
     for student in ("bob", "alice"):
-        (tmp_path / ".planned" / student).write_text(key)
+        run_cache.mark_planned(tmp_path, student, key)
     timeout = nbformat.v4.new_output("error", ename="CellTimeout", evalue="60 s", traceback=[])
     workers._report_faults(tmp_path, key, result_with(timeout))
     assert capsys.readouterr().out == "  alice, bob: CellTimeout in cell 1\n"
