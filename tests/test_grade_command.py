@@ -127,6 +127,13 @@ def test_the_student_is_told_what_was_wrong_with_the_file(fresh_term):
     assert not (fresh_term.root / "feedback/two-copies").exists()  # the instructor decides, not the student
 
 
+def test_the_log_file_has_every_nbgrader_step_and_no_config_warnings(fresh_term):
+    (log,) = (fresh_term.root / "logs").glob("grade-*.log")
+    text = log.read_text()
+    assert all(f"$ nbgrader {step} " in text for step in ("autograde", "generate_feedback", "export"))
+    assert "not recognized by" not in text  # the course config sets only options its classes have
+
+
 def test_submitted_stays_byte_identical_and_no_staging_is_left(fresh_term):
     assert tree(fresh_term.root / "submitted") == fresh_term.submitted_before
     assert not list(fresh_term.root.glob(".staged-*"))

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from nbgrader.preprocessors import ClearHiddenTests
 from nbgrader.utils import is_grade, is_solution
+from traitlets import List
 
 
 class HideGraderInternals(ClearHiddenTests):
+    display_data_priority = List().tag(config=True)  # as HideRubric's: no traitlets warning in the log
+
     def preprocess_cell(self, cell, resources, cell_index):
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
         if is_grade(cell) and not is_solution(cell):

@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution, is_task
+from traitlets import List
 
 from interp_course.course import Course
 
@@ -98,6 +99,10 @@ class ShowRubric(NbGraderPreprocessor):
 
 class HideRubric(NbGraderPreprocessor):
     """Feedback: remove the rubric cells ShowRubric inserted."""
+
+    # nbgrader's base class makes nbconvert's display_data_priority unconfigurable, and the HTML
+    # exporter configures it for every preprocessor: without this, traitlets warns in the log.
+    display_data_priority = List().tag(config=True)
 
     def preprocess(self, nb, resources):
         nb.cells = [cell for cell in nb.cells if not is_rubric(cell)]
