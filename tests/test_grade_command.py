@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import PUZZLE1, keep_runs_of, make_course
+from conftest import PUZZLE1, make_course
 from interp_course import manifest
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
