@@ -230,8 +230,8 @@ class GradeInSandbox(ResilientExecute):
             "PLOTLY_RENDERER": self.plotly_renderer,
             "PYTHONHASHSEED": "0",
             **dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), str(self.kernel_threads)),
-            # Progress bars become widget JSON in the feedback HTML.
             **KEEP_FREED_MEMORY,
+            # Progress bars become widget JSON in the feedback HTML.
             "TQDM_DISABLE": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         }
