@@ -32,7 +32,7 @@ from pathlib import Path
 
 from traitlets import Bool, Enum, Int, Unicode
 
-from interp_course import guard, workdir, zygote
+from interp_course import guard, run_cache, workdir, zygote
 from interp_course.course import Course
 from interp_course.preprocessors.render_figures import RenderFigures
 from interp_course.preprocessors.resilient_execute import ResilientExecute
@@ -91,7 +91,6 @@ class GradeInSandbox(ResilientExecute):
         # only autograde needs torch (~2 s to import) for judging.
         import torch
 
-        from interp_course import run_cache
         from interp_course.judging.assignment import load_assignment
         from interp_course.judging.judge import judge_notebook, read_outbox, write_inbox
 
@@ -151,8 +150,6 @@ class GradeInSandbox(ResilientExecute):
         self.log.warning("%s: judged from a kept run whose kernel faulted (%s); "
                          "--GradeInSandbox.rerun_faulted=True runs it again", student, faults)
         if self.plan_folder:
-            from interp_course import run_cache
-
             notes = Path(self.plan_folder) / run_cache.KEPT_FAULTED  # read by autograde._kept_faults
             notes.mkdir(exist_ok=True)
             (notes / student).write_text(faults)
