@@ -113,6 +113,10 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
                 workers.planning_done()
                 planned = sorted(p.name for p in (Path(plans) / run_cache.PLANNED).glob("*"))
                 kept_faults = _kept_faults(Path(plans))
+                if planned and workers.refusal():
+                    # The batch's first kernel could not start: nobody is judged, nothing exported.
+                    raise Refusal(f"{workers.refusal()}; nothing was exported and no feedback written. Fix the "
+                                  "cause and run `make grade` again")
                 if planned:
                     # 3. nbgrader judges those students from their kept runs, each as soon as the
                     #    workers have finished it. A run no worker kept is executed by nbgrader itself.
@@ -227,15 +231,29 @@ class _Workers:
             argv, env = grader_user.command(argv), grader_user.environment(env)
         self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace")
+        self._checked, self._refusal = threading.Event(), ""
         self._lines = threading.Thread(target=self._show, args=(grading_log.current(),), daemon=True)
         self._lines.start()
 
     def _show(self, log) -> None:
-        for line in self.proc.stdout:
-            if not line.startswith(grading_log.WORKER_MARK):  # the workers' warnings go to the log file only
-                print(one_line(line.rstrip("\n")), flush=True)
-            if log:
-                log.write(line)
+        try:
+            for line in self.proc.stdout:
+                check = line.removeprefix(grading_log.WORKER_MARK)
+                if check.startswith(grading_log.CHECKED):
+                    self._refusal = check[len(grading_log.REFUSED):].strip() if check.startswith(grading_log.REFUSED) else ""
+                    self._checked.set()
+                if not line.startswith(grading_log.WORKER_MARK):  # the workers' warnings go to the log file only
+                    print(one_line(line.rstrip("\n")), flush=True)
+                if log:
+                    log.write(line)
+        finally:
+            self._checked.set()
+
+    def refusal(self) -> str:
+        """Once the workers have started the batch's first kernel (or exited): why no kernel could
+        start there (``workers.check_kernel``), or empty."""
+        self._checked.wait()
+        return self._refusal
 
     def planning_done(self) -> None:
         """No more plans: the workers finish the ones they have, then exit."""

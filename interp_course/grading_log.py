@@ -24,6 +24,9 @@ from interp_course.inert import one_line
 _current: "GradingLog | None" = None
 
 WORKER_MARK = "[worker] "  # starts each log line of a worker (interp_course.workers): log file only
+# The workers' line once the batch's first kernel has started (or could not: REFUSED), which the
+# grader waits for before it judges anyone (interp_course.workers.check_kernel).
+CHECKED, REFUSED = "Sandbox check: ", "Sandbox check: REFUSED: "
 
 # What a line says -> the notice the terminal gets (once per run). The messages come from
 # sandbox.py and figures.py, run by nbgrader or by the workers (interp_course.workers).

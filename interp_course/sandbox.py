@@ -489,6 +489,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     # --- state ---------------------------------------------------------------------------
     _sbx_run_dir: str | None = None
     _sbx_log = None
+    _sbx_last_log = ""  # the end of the kernel's log, kept when its run folder is removed
     _sbx_log_mark = 0
     _sbx_cgroup: SandboxCgroup | None = None
     last_command: list[str] | None = None
@@ -550,8 +551,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         without ipykernel's start-up banner).
         """
         path = self._log_path()
-        if path is None:
-            return ""
+        if path is None:  # the run is over (e.g. nbclient cleans up a kernel that died at start)
+            return self._sbx_last_log[-nbytes:]
         try:
             with open(path, "rb") as f:
                 f.seek(0, os.SEEK_END)
@@ -599,6 +600,32 @@ class SandboxedKernelManager(AsyncKernelManager):
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.update(self.extra_env)
         return env
+
+    def _host_binds(self, argv: list[str], zygote_runs: str | None = None) -> list[tuple[str, bool, str]]:
+        """The host folders a sandbox binds at their own paths: (path, writable, what), beside the
+        system folders, /tmp and $HOME. A zygote leaves out what lies in its runs folder (each
+        kernel binds its own run) and binds the package it serves from."""
+        def outside_runs(paths):
+            return [p for p in paths if not (zygote_runs and _zygote.under(p, zygote_runs))]
+
+        binds = [(p, False, "") for p in (self._python_paths(argv) if self.bind_python else [])]
+        binds += [(p, False, "readonly") for p in outside_runs(self.readonly_paths)]
+        binds += [(p, True, "writable") for p in outside_runs(self.writable_paths)]
+        if zygote_runs:
+            binds.append((_PACKAGE_DIR, False, ""))
+        return binds
+
+    def _covered_binds(self, argv: list[str], runs: str) -> list[tuple[str, bool]]:
+        """What a zygote's kernel must bind again over its fresh /tmp and $HOME: the zygote's own
+        binds from there, e.g. a course (its venv, package and models) that lives under /tmp."""
+        home = _real(self.home_dir or os.path.expanduser("~"))
+        found = []
+        for path, writable, _what in self._host_binds(argv, runs):
+            if os.path.lexists(path):
+                real = _real(path)
+                if _zygote.under(real, "/tmp") or _zygote.under(real, home):
+                    found.append((real, writable))
+        return found
 
     def build_sandbox_command(
         self, argv: list[str], cwd: str | None = None, zygote_runs: str | None = None
@@ -651,19 +678,10 @@ class SandboxedKernelManager(AsyncKernelManager):
                 mounts.append((p, 1, ["--ro-bind", real, p]))
         tmpfs("/tmp")
         tmpfs(home)
-        if self.bind_python:
-            for p in self._python_paths(argv):
-                bind(p, False)
-        def outside_runs(paths):
-            return [p for p in paths if not (zygote_runs and _zygote.under(p, zygote_runs))]
-
-        for p in outside_runs(self.readonly_paths):
-            bind(p, False, what="readonly")
-        for p in outside_runs(self.writable_paths):
-            bind(p, True, what="writable")
+        for p, writable, what in self._host_binds(argv, zygote_runs):
+            bind(p, writable, what=what)
         if zygote_runs:
             bind(zygote_runs, True, must_exist=True, what="runs")
-            bind(_PACKAGE_DIR, False)
             cwd = None
         elif self.socket_dir:
             bind(self.socket_dir, True, must_exist=True, what="run")
@@ -884,13 +902,15 @@ class SandboxedKernelManager(AsyncKernelManager):
             return False
         return True
 
-    def _zygote_for(self) -> _zygote.Zygote:
-        runs = _zygote.runs_root()
+    def _zygote_argv(self) -> list[str]:
         python = self.kernel_spec.argv[0] if self.kernel_spec and self.kernel_spec.argv else sys.executable
         if python in ("python", "python3", "{python}") or not os.path.isabs(python):
             python = sys.executable
-        argv = [python, "-c", _zygote.LAUNCHER, "{CTL_FD}", *self.zygote_preload]
-        cmd = self.build_sandbox_command(argv, zygote_runs=runs)
+        return [python, "-c", _zygote.LAUNCHER, "{CTL_FD}", *self.zygote_preload]
+
+    def _zygote_for(self) -> _zygote.Zygote:
+        runs = _zygote.runs_root()
+        cmd = self.build_sandbox_command(self._zygote_argv(), zygote_runs=runs)
         key = (tuple(cmd), self.cgroup_memory_limit_mb, self.cgroup_pids_limit, self.cgroup_parent,
                self.cgroup_root)
         with _zygotes_lock:
@@ -928,7 +948,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         runs = _zygote.runs_root()
         cwd = _real(cwd) if cwd else self.socket_dir
         assert self.socket_dir is not None and cwd is not None and self._sbx_log is not None
-        binds: list[tuple[str, bool]] = [(self.socket_dir, True)]
+        binds: list[tuple[str, bool]] = [*self._covered_binds(self._zygote_argv(), runs), (self.socket_dir, True)]
         for paths, writable in ((self.readonly_paths, False), (self.writable_paths, True)):
             binds += [(_real(p), writable) for p in paths if _zygote.under(p, runs)]
         if cwd != self.socket_dir:
@@ -978,6 +998,8 @@ class SandboxedKernelManager(AsyncKernelManager):
                 self._remove_run_dir()
 
     def _remove_run_dir(self) -> None:
+        if self._sbx_run_dir:
+            self._sbx_last_log = self.kernel_log_tail()
         if self._sbx_log is not None:
             try:
                 self._sbx_log.close()

@@ -38,7 +38,7 @@ from interp_course.lean_imports import skip_iri_grammars
 skip_iri_grammars()  # before run_cache imports nbformat; Dask workers import this module too
 
 from interp_course import run_cache  # noqa: E402
-from interp_course.grading_log import WORKER_MARK  # noqa: E402
+from interp_course.grading_log import CHECKED, REFUSED, WORKER_MARK  # noqa: E402
 from interp_course.inert import one_line  # noqa: E402
 
 
@@ -124,6 +124,49 @@ def faults(result: dict[str, bytes]) -> list[str]:
     except Exception:  # noqa: BLE001 - _keep refuses it and says so
         return []
     return run_cache.faults(nb)
+
+
+_CHECK_CELL = """\
+import os
+import interp_course.handin  # the package the hidden tests hand in with (and torch, through it)
+hub = os.path.join(os.environ["HF_HOME"], "hub")
+missing = [m for m in {models!r} if not os.path.isdir(os.path.join(hub, "models--" + m.replace("/", "--")))]
+assert not missing, f"the model cache is not visible in the sandbox: {{missing}} under {{hub}}"
+"""
+
+
+def check_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
+    """A plan with ``plan``'s settings and models (so a kernel started exactly as the batch's) whose
+    notebook only imports what every run imports and looks for the model cache."""
+    import nbformat
+
+    meta = json.loads(plan[run_cache.PLAN_META])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_CHECK_CELL.format(models=meta["models"]))])
+    return {run_cache.PLAN_META: plan[run_cache.PLAN_META], run_cache.NOTEBOOK: nbformat.writes(nb).encode()}
+
+
+def check_failure(result: dict[str, bytes]) -> str:
+    """What went wrong in a check run's result (``execute_plan``'s files); empty if nothing did."""
+    import nbformat
+
+    nb = nbformat.reads(result[run_cache.NOTEBOOK].decode(), as_version=4)
+    errors = [f"{o.get('ename')}: {o.get('evalue')}" for cell in nb.cells for o in cell.get("outputs", [])
+              if o.get("output_type") == "error"]
+    return "; ".join(errors)
+
+
+def check_kernel(runner, plan: dict[str, bytes]) -> bool:
+    """Run ``check_plan(plan)`` where the batch's runs will run; say how it went (``CHECKED``
+    or ``REFUSED``); whether a kernel could start there and import the course package."""
+    try:
+        why = check_failure(runner.run_now(check_plan(plan)))
+    except Exception as exc:  # noqa: BLE001 - e.g. KernelStartFailed, with the kernel's own last lines
+        why = f"{type(exc).__name__}: {exc}"
+    if why:
+        print(WORKER_MARK + one_line(f"{REFUSED}no sandboxed kernel could start on the workers {runner.label} ({why})"), flush=True)
+        return False
+    print(f"{WORKER_MARK}{CHECKED}a kernel started on the workers {runner.label} and imported the course package", flush=True)
+    return True
 
 
 def _students(plans: Path) -> dict[str, list[str]]:
@@ -274,6 +317,9 @@ class _Local:
         self.kernels.submit(kernel)
         return result
 
+    def run_now(self, plan: dict[str, bytes]) -> dict[str, bytes]:
+        return self.submit("", plan).result()
+
     def finished(self, running, block: bool):
         return wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)[0]
 
@@ -299,6 +345,9 @@ class _Dask:
         self.running.add(future)
         return future
 
+    def run_now(self, plan: dict[str, bytes]) -> dict[str, bytes]:
+        return self.client.submit(execute_plan, plan, pure=False).result()
+
     def finished(self, running, block: bool):
         return self.running.next_batch(block=block)
 
@@ -306,15 +355,18 @@ class _Dask:
         self.client.close()
 
 
-def run(plans: Plans, cache: run_cache.RunCache, start) -> tuple[int, int]:
+def run(plans: Plans, cache: run_cache.RunCache, start) -> tuple[int, int] | None:
     """Execute the plans on ``start()`` (``_Local`` or ``_Dask``), made when the first plan is
-    there, and keep their runs; (runs kept, runs tried)."""
+    there, and keep their runs; (runs kept, runs tried), or None if no kernel could start there
+    (``check_kernel``: then no plan is run)."""
     runner, progress, running, kept = None, None, {}, 0
     try:
         while True:
             for key in plans.new():
                 if runner is None:
                     runner = start()
+                    if not check_kernel(runner, run_cache.plan_data(plans.folder / key)):
+                        return None
                     progress = Progress(runner.workers, runner.label)
                 running[runner.submit(key, run_cache.plan_data(plans.folder / key))] = key
                 progress.total += 1
@@ -353,9 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.scheduler:
         _import_run_kernel()
     if args.scheduler:
-        kept, tried = run(plans, cache, lambda: _Dask(args.scheduler))
+        ran = run(plans, cache, lambda: _Dask(args.scheduler))
     else:
-        kept, tried = run(plans, cache, lambda: _Local(max(1, args.workers)))
+        ran = run(plans, cache, lambda: _Local(max(1, args.workers)))
+    if ran is None:
+        return 2
+    kept, tried = ran
     if tried:
         print(f"Kept {kept} of {tried} run(s)", flush=True)
     return 0

@@ -59,7 +59,7 @@ from traitlets import Bool, Float, Int, Unicode
 from interp_course.inert import terminal_safe
 from interp_course.sandbox import SandboxedKernelManager
 
-__all__ = ["ResilientExecute"]
+__all__ = ["KernelStartFailed", "ResilientExecute"]
 
 _RED = "\x1b[0;31m"
 _RESET = "\x1b[0m"
@@ -72,6 +72,18 @@ class _KernelFault(Exception):
         super().__init__(kind, detail)
         self.kind = kind  # "died" or "timeout"
         self.detail = detail
+
+
+class KernelStartFailed(RuntimeError):
+    """The sandboxed kernel did not come up. Its message is one line: what went wrong and the
+    last lines the kernel itself wrote (the cause, e.g. a missing module), for the grader's closing
+    lines and for the refusal of a batch whose first kernel cannot start."""
+
+    def __init__(self, error: BaseException, km: t.Any) -> None:
+        tail = km.kernel_log_tail(1500) if isinstance(km, SandboxedKernelManager) else ""
+        lines = [line.strip() for line in terminal_safe(tail).splitlines() if line.strip()][-3:]
+        said = f"; the kernel's last lines: {' | '.join(lines)}" if lines else "; the kernel wrote nothing"
+        super().__init__(f"the sandboxed kernel did not start ({type(error).__name__}: {error}){said}")
 
 
 def _plain_execution_counts(nb: NotebookNode) -> None:
@@ -509,9 +521,13 @@ class ResilientExecute(Execute):
     async def _async_start_kernel(self) -> None:
         if self.km is None:
             self.km = self.create_kernel_manager()
-        if not self.km.has_kernel:
-            await self.async_start_new_kernel()
-        await self.async_start_new_kernel_client()
+        km = self.km  # nbclient drops it when a kernel that failed to start is cleaned up
+        try:
+            if not km.has_kernel:
+                await self.async_start_new_kernel()
+            await self.async_start_new_kernel_client()
+        except Exception as exc:
+            raise KernelStartFailed(exc, km) from exc
         if isinstance(self.km, SandboxedKernelManager):
             self.km.mark_log()
 
