@@ -1,24 +1,20 @@
-# make demo      — set up, release, grade the bundled example submissions, print the table
-# make test      — set up, then the whole test suite (fast unit tests first, then end to end)
-# make test-fast — the unit tests of the pure parts (no kernel, no nbgrader run): seconds
-# make grade     — autograde whatever is in submitted/, write feedback/, grades.csv and
-#                  grades_by_question.csv
-#                  (exit status: the tool's is 0 all graded, 3 some not, 2 refused; make reports
-#                  a failing one as "Error 3" or "Error 2" and itself exits 2)
-# make collect ZIP=<download.zip> ROSTER=<roster.csv> — a Canvas bulk download into submitted/
-#                  (ROSTER_COLUMN=<column> if student ids are not the roster's "SIS Login ID")
-# make canvas ROSTER=<roster.csv> — an assignment's scores as a CSV for Canvas's gradebook import
-#                  (COLUMN="<assignment column>", ROSTER_COLUMN=<column>, OUT=<file>; default
-#                  canvas_grades.csv)
-# make release   — regenerate release/ from source/ and record the course files grading checks
-# make corpus    — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
-# make formgrader — grade by hand: formgrader on 127.0.0.1, as the grading account (PORT=8899)
+# make help       — this list
+# make setup      — once: venv, bubblewrap, grading account, cgroup, model source (MODEL_SOURCE=auto|stand-ins|hub)
+# make demo       — set up, release, grade the bundled example students, print the table
+# make release    — regenerate release/ from source/ and record the course files grading checks
+# make collect    — a Canvas bulk download into submitted/ (ZIP=<download.zip> ROSTER=<roster.csv>)
+# make grade      — autograde submitted/; feedback/, grades.csv, grades_by_question.csv (exit 0 / 3 some not / 2 refused)
+# make formgrader — grade by hand: formgrader on 127.0.0.1 as the grading account (PORT=8899)
+# make canvas     — an assignment's scores as a CSV for Canvas's gradebook import (ROSTER=<roster.csv>)
+# make corpus     — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
-# make bench     — seconds per submission of `make grade` beside stock nbgrader's, and the ratios (N=8)
-# make bench FULL_SIZE=1 — at real scale (full-size stand-ins, built on first use): seconds per
-#                  submission with 1 worker and with all cores, and peak memory of the grading
-#                  kernel and the grader (N=6)
-# ASSIGNMENT=<a> limits release, grade and corpus to one assignment (default: all of them).
+# make bench      — seconds per submission of `make grade` beside stock nbgrader's (N=8; FULL_SIZE=1: real scale)
+# make test-fast  — the unit tests (no kernel, no nbgrader run): under a minute
+# make test       — set up, then the whole test suite (unit, then end to end)
+# make clean      — remove grading state: submitted/, autograded/, feedback/, gradebook/, CSVs, settings
+# Options (docs/instructors.md): ASSIGNMENT=<a>, WORKERS=N, SCHEDULER=tcp://HOST:PORT, NO_CACHE=1,
+# RERUN_FAULTED=1; collect: ROSTER_COLUMN=; canvas: COLUMN=, ROSTER_COLUMN=, OUT=.
+# Only setup, demo and test set up: the others refuse (exit 2) until `make setup` has run.
 
 PY := .venv/bin/python
 # auto: the real models when the Hugging Face hub answers, else the offline stand-ins.
@@ -30,7 +26,7 @@ ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache) \
 	$(if $(RERUN_FAULTED),--rerun-faulted)
 
-.PHONY: setup demo test test-fast grade collect canvas release corpus verify-real bench formgrader clean
+.PHONY: help setup demo test test-fast grade collect canvas release corpus verify-real bench formgrader clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -60,10 +56,10 @@ setup: .venv/.installed /usr/bin/bwrap /usr/bin/setfacl /usr/bin/chromium
 demo: setup
 	$(PY) -m interp_course demo $(BATCH_ARGS)
 
-grade: setup
+grade: .venv/.installed
 	$(PY) -m interp_course grade $(ASSIGNMENT_ARGS) $(BATCH_ARGS)
 
-collect: setup
+collect: .venv/.installed
 	$(PY) -m interp_course collect --zip "$(ZIP)" --roster "$(ROSTER)" $(ASSIGNMENT_ARGS) \
 		$(if $(ROSTER_COLUMN),--roster-column "$(ROSTER_COLUMN)")
 
@@ -71,13 +67,13 @@ canvas: .venv/.installed
 	$(PY) -m interp_course canvas --roster "$(ROSTER)" $(ASSIGNMENT_ARGS) $(if $(COLUMN),--column "$(COLUMN)") \
 		$(if $(ROSTER_COLUMN),--roster-column "$(ROSTER_COLUMN)") $(if $(OUT),--out "$(OUT)")
 
-release: setup
+release: .venv/.installed
 	$(PY) -m interp_course release $(ASSIGNMENT_ARGS)
 
 corpus: release
 	$(PY) -m interp_course corpus $(ASSIGNMENT_ARGS)
 
-formgrader: setup
+formgrader: .venv/.installed
 	$(PY) -m interp_course formgrader --port $(or $(PORT),8899)
 
 verify-real: .venv/.installed
@@ -96,6 +92,9 @@ test: setup
 	@# that need the machine to themselves.
 	$(PY) -m pytest tests --ignore=tests/unit -n 2 --dist loadscope -m "not alone" --durations=30
 	$(PY) -m pytest tests --ignore=tests/unit -m alone
+
+help:
+	@sed -n 's/^# //p; /^$$/q' Makefile
 
 clean:
 	rm -rf submitted autograded feedback downloaded gradebook logs grades.csv grades_by_question.csv canvas_grades.csv \

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interp_course import grader_user, manifest
+from interp_course import grader_user, manifest, models
 from interp_course.course import Course
 from interp_course.exit_status import Refusal
 
@@ -224,9 +224,17 @@ def check_env_guard() -> None:
         raise Refusal(f"the nbgrader guard is not installed at {ENV_GUARD_PATH}: run `make setup`")
 
 
+def check_setup() -> None:
+    """Set-up has run in this checkout: the model source it chose, and nbgrader's guard."""
+    if not (models.SETTINGS_FILE.is_file() or os.environ.get(models.HF_HOME_OVERRIDE)):
+        raise Refusal(f"set-up has not run here (no {models.SETTINGS_FILE.name}): run `make setup` once "
+                      "(MODEL_SOURCE=auto, stand-ins or hub chooses the models), then this command again")
+    check_env_guard()
+
+
 def check_grading(course: Course) -> None:
     """Everything ``python -m interp_course grade`` needs before it hands nbgrader a submission."""
-    check_env_guard()
+    check_setup()
     if grader_user.is_root():
         grader_user.account()  # the account nbgrader will run as must exist
     # The files first: loading the config runs it, here possibly as root.
