@@ -1,4 +1,4 @@
-"""Collect an LMS's bulk download into submitted/, with nbgrader's own ``zip_collect``.
+"""Collect an LMS's bulk download into submitted/, unpacking it as a careful archiver does.
 
 Canvas ("Download Submissions" on an assignment) hands over one zip with every student's latest
 submission at its top level, each file named by Canvas's ``ContentZipper``
@@ -9,39 +9,58 @@ submission at its top level, each file named by Canvas's ``ContentZipper``
     <lastfirst>_LATE_<user id>_<file id>_<file name>     roesmith_LATE_2345_6789_puzzle1-1.ipynb
 
 ``<lastfirst>`` is the student's sortable name lower-cased with everything but letters, digits
-and ``_`` removed; ``<user id>`` is the Canvas user id; ``<file id>`` the uploaded file's id (a
-later upload has a larger one); ``<file name>`` what the student uploaded (Canvas renames a
-re-upload ``puzzle1-1.ipynb``, which ``make grade`` then rescues). With anonymous grading on,
-Canvas writes ``anon_<anonymous id>`` instead of name and user id, and no roster can name them.
+and ``_`` removed (so it can hold ``_`` and digits, and be empty); ``<user id>`` is the Canvas
+user id; ``<file id>`` the uploaded file's id (a later upload has a larger one); ``<file name>``
+what the student uploaded, with any of ``/ : * ? " < > |`` and backslash made ``_`` (Canvas renames a re-upload
+``puzzle1-1.ipynb``, which ``make grade`` then rescues). With anonymous grading on, Canvas writes
+``anon_<anonymous id>`` instead of name and user id, and no roster can name them.
+
+A student chooses their file name and, where the institution lets them, their display name: both
+can hold ``_<digits>_<digits>_`` (Canvas's own scrubbing of ``_<digits>_`` from names is undone by
+punctuation it removes afterwards). So a name is split every way Canvas could have written it
+(``splits``), and the roster decides: the one split whose user id is in the roster is the
+student; a name that splits to two users in the roster is nobody's (refused as ambiguous).
 
 The Canvas user id becomes the nbgrader student id through a roster: the CSV of Canvas's
 Gradebook > Export, whose ``ID`` column is the Canvas user id and whose ``SIS Login ID`` column
 (by default; any column can be chosen) is the id students have in this course.
 
-``interp_course.canvas_collector.CanvasCollector`` is nbgrader's ``FileNameCollectorPlugin``
-with that ``named_regexp`` and the roster lookup; ``plan`` decides, for the plugin and for the
-summary alike, what is collected and why anything is not. (The plugin is a module of its own so
-that importing this one, as every command of the CLI does, does not import nbgrader.)
+``collect_download`` runs as root (the instructor's step), so it takes files out of the zip with
+``interp_course.safe_unpack``: only the notebooks it collects, each a plain file checked and read
+to a cap, written 0644; never anything inside a student's upload (an uploaded archive is named
+as not collected). A member that fails is refused alone, and named in the summary.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
-import subprocess
+import stat
+import tempfile
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from interp_course import safe_unpack
 from interp_course.course import Course
 from interp_course.exit_status import GRADED, SOME_UNGRADED, Refusal
 from interp_course.inert import one_line
 
-CANVAS_FILE = re.compile(
-    r"(?P<lastfirst>[^/]+?)_(?P<late>LATE_)?(?P<student_id>\d+)_(?P<canvas_file_id>\d+)_(?P<file_id>[^/]+)$")
+# Canvas's lastfirst: word characters, lower-cased (so never the "LATE" that may follow it).
+_LASTFIRST = r"[^\WA-Z]*"
+_AFTER_NAME = r"_(?P<late>LATE_)?(?P<student_id>[0-9]+)_(?P<canvas_file_id>[0-9]+)_(?P<file_id>.+)\Z"
+# One way to read a Canvas file name (the one with the longest lastfirst); ``splits`` gives every way.
+CANVAS_FILE = re.compile(rf"(?P<lastfirst>{_LASTFIRST}){_AFTER_NAME}", re.DOTALL)
+_LASTFIRST_RE = re.compile(_LASTFIRST)
+_AFTER_NAME_RE = re.compile(_AFTER_NAME, re.DOTALL)
 ANONYMOUS = re.compile(r"(LATE_)?anon_[^_/]+_\d+_")
+# What a student may upload that holds other files: collect never unpacks one.
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".gz",
+            ".bz2", ".xz", ".zst", ".7z", ".rar", ".jar", ".whl", ".egg")
 ROSTER_ID_COLUMN = "ID"
 ROSTER_STUDENT_COLUMN = "SIS Login ID"
 # What an nbgrader student id must look like to be a folder name under submitted/.
@@ -86,45 +105,94 @@ def read_roster(path: Path, student_column: str = ROSTER_STUDENT_COLUMN) -> tupl
     return ids, problems
 
 
+@dataclass(frozen=True)
+class Split:
+    """One way to read a Canvas file name."""
+
+    lastfirst: str
+    late: bool
+    user: str  # Canvas user id
+    canvas_file_id: int
+    file_name: str
+
+
+def splits(name: str) -> list[Split]:
+    """Every way ``name`` reads as ``<lastfirst>_[LATE_]<user id>_<file id>_<file name>``, first
+    the one with the shortest lastfirst. A name of Canvas's has one unless the student's display
+    name or file name holds ``_<digits>_<digits>_``."""
+    found = []
+    if len(name) > safe_unpack.MAX_NAME:
+        return found
+    # Where lastfirst may end: at any "_" up to the first character lastfirst cannot hold.
+    limit = _LASTFIRST_RE.match(name).end()
+    start = name.find("_")
+    while 0 <= start <= limit:
+        match = _AFTER_NAME_RE.match(name, start)
+        if match:
+            found.append(Split(name[:start], bool(match["late"]), match["student_id"],
+                               int(match["canvas_file_id"]), match["file_id"]))
+        start = name.find("_", start + 1)
+    return found
+
+
 def plan(names: list[str], roster: dict[str, str], roster_problems: dict[str, str] | None = None) -> list[Entry]:
     """What becomes of each file of a Canvas download (file names at the zip's top level)."""
     roster_problems = roster_problems or {}
+    known = roster.keys() | roster_problems.keys()
     entries, newest = [], {}
     for name in sorted(names):
-        match = CANVAS_FILE.match(name)
-        if ANONYMOUS.match(name):
+        problem = safe_unpack.name_problem(name)
+        every = splits(name) if not problem else []
+        ours = [s for s in every if s.user in known]
+        split = ours[0] if ours else every[-1] if every else None
+        if problem:
+            entries.append(Entry(name, why_not=f"{problem}, unlike every name Canvas writes (was the zip re-packed?)"))
+        elif ANONYMOUS.match(name):
             entries.append(Entry(name, why_not="Canvas anonymized it (anonymous grading is on), so no roster can "
                                  "name the student: turn anonymous grading off for the download, or collect it by hand"))
-        elif not match:
+        elif split is None:
             entries.append(Entry(name, why_not="not named as Canvas names submissions "
                                  "(<lastfirst>_[LATE_]<user id>_<file id>_<file name>): was the zip re-packed?"))
-        elif not name.lower().endswith(".ipynb"):
+        elif len(ours) > 1:
+            users = " or ".join(dict.fromkeys(f"{s.user} ({roster.get(s.user, 'roster row without an id')})"
+                                              for s in ours))
+            entries.append(Entry(name, why_not=f"ambiguous: its name reads as Canvas user {users} (a display name or "
+                                 "file name holding _<digits>_<digits>_), so it is collected for nobody: check "
+                                 "whose it is in Canvas and collect it by hand"))
+        elif split.file_name.lower().endswith(ARCHIVES):
+            entries.append(Entry(name, why_not="an archive: collect never unpacks what a student uploads (a notebook "
+                                 "inside could claim to be anyone's): ask the student to upload the .ipynb itself"))
+        elif not split.file_name.lower().endswith(".ipynb"):
             entries.append(Entry(name, why_not="not a notebook: if it holds the work, ask the student for the .ipynb"))
-        elif match["student_id"] in roster_problems:
-            entries.append(Entry(name, why_not=f"{roster_problems[match['student_id']]}: fix that row of the roster"))
-        elif match["student_id"] not in roster:
-            entries.append(Entry(name, why_not=f"Canvas user {match['student_id']} is not in the roster: export a "
+        elif split.user in roster_problems:
+            entries.append(Entry(name, why_not=f"{roster_problems[split.user]}: fix that row of the roster"))
+        elif split.user not in roster:
+            users = sorted({s.user for s in every}, key=int)
+            who = f"user {users[0]} is" if len(users) == 1 else f"users {', '.join(users)} (its name reads as any) are"
+            entries.append(Entry(name, why_not=f"Canvas {who} not in the roster: export a "
                                  "current one (Grades > Export) or add the student to it"))
         else:
-            entry = Entry(name, roster[match["student_id"]], match["file_id"], bool(match["late"]))
+            entry = Entry(name, roster[split.user], split.file_name, split.late)
             entries.append(entry)
             key = (entry.student, entry.file_id)
-            # Two uploads of one name by one student (nbgrader would stop at the duplicate): the
-            # later upload, with the larger Canvas file id, is kept.
-            if key not in newest or int(match["canvas_file_id"]) > int(CANVAS_FILE.match(newest[key])["canvas_file_id"]):
-                newest[key] = name
-    return [e if e.student is None or newest[(e.student, e.file_id)] == e.name else
+            # Two uploads of one name by one student: the later upload, with the larger Canvas
+            # file id, is kept.
+            if key not in newest or split.canvas_file_id > newest[key][1]:
+                newest[key] = (name, split.canvas_file_id)
+    return [e if e.student is None or newest[(e.student, e.file_id)][0] == e.name else
             Entry(e.name, why_not=f"an earlier upload of {e.file_id} by {e.student}; "
-                  f"{newest[(e.student, e.file_id)]} was collected instead") for e in entries]
+                  f"{newest[(e.student, e.file_id)][0]} was collected instead") for e in entries]
 
 
 def collect_download(course: Course, assignment: str, download: Path, roster_path: Path, student_column: str,
-                     run_nbgrader: Callable[..., subprocess.CompletedProcess]) -> int:
-    """Put a Canvas download into submitted/ with ``nbgrader zip_collect``; the exit status.
+                     run_nbgrader: Callable | None = None, limits: safe_unpack.Limits = safe_unpack.Limits()) -> int:
+    """Put the notebooks of a Canvas download into submitted/<student>/<assignment>/; the exit status.
 
-    zip_collect works in downloaded/<assignment>/ (archive/ -> extracted/), which this owns and
-    empties first. With --force it replaces the submitted/<student>/<assignment>/ folder of each
-    student in the download (their newer submission), and leaves everyone else's alone.
+    Each student in the download gets a new submitted/<student>/<assignment>/ holding what was
+    collected of theirs (their newer submission); a student none of whose files could be taken
+    out, and everyone not in the download, keeps theirs. The files are first taken out into a
+    scratch folder in the course root, removed at the end. (``run_nbgrader`` is not used: nbgrader's
+    ``zip_collect`` unpacks archives inside uploads, as root, keeping their modes.)
     """
     if not str(download).strip() or not str(roster_path).strip():
         raise Refusal("give the download and the roster: make collect ZIP=<download.zip> ROSTER=<roster.csv>")
@@ -132,27 +200,81 @@ def collect_download(course: Course, assignment: str, download: Path, roster_pat
         raise Refusal(f"{download} is not a zip file: pass the zip Canvas gives for the assignment's "
                       f"\"Download Submissions\"")
     roster, roster_problems = read_roster(roster_path, student_column)
-    with zipfile.ZipFile(download) as z:
-        members = {i.filename: i for i in z.infolist() if not i.is_dir()}
-        # Canvas puts every file at the top; anything in a folder was not named by Canvas.
-        entries = plan([n for n in members if "/" not in n], roster, roster_problems)
-        entries += [Entry(n, why_not="inside a folder of the zip, where Canvas puts nothing: was the zip re-packed?")
-                    for n in members if "/" in n]
-        contents = {e.name: z.read(e.name) for e in entries if e.student}
-    work = course.root / "downloaded" / assignment
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "archive").mkdir(parents=True)
-    shutil.copyfile(download, work / "archive" / "download.zip")
-    run_nbgrader("zip_collect", assignment, "--force", "--log-level=WARN",
-                 "--collector=interp_course.canvas_collector.CanvasCollector",
-                 f"--CanvasCollector.roster={roster_path.resolve()}",
-                 f"--CanvasCollector.student_column={student_column}", check=False)
+    try:
+        z = zipfile.ZipFile(download)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise Refusal(f"cannot read the zip {download} ({error}): download it from Canvas again") from None
+    with z:
+        by_name = {safe_unpack.member_name(i): i for i in z.infolist()}
+        names = [safe_unpack.member_name(i) for i in z.infolist()]
+        times = Counter(names)
+        refused = {}  # name -> why, for members no name could make good
+        for name, info in by_name.items():
+            problem = "in the zip more than once" if times[name] > 1 else safe_unpack.member_problem(info)
+            if problem and not safe_unpack.name_problem(name) and not name.endswith("/"):
+                refused[name] = problem  # plan() says what is wrong with a bad name
+        members = [n for n in by_name if not n.endswith("/")]  # a folder entry makes nothing
+        entries = plan([n for n in members if n not in refused], roster, roster_problems)
+        entries += [Entry(n, why_not=f"{why}, unlike every file Canvas writes (was the zip re-packed?)")
+                    for n, why in refused.items()]
+        scratch = Path(tempfile.mkdtemp(prefix=f".collect-{assignment}-", dir=course.root))
+        try:
+            staged = _take_out(z, by_name, entries, scratch, limits)
+            _place(course, assignment, entries, staged, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _summary(assignment, sorted(entries, key=lambda e: e.name), roster)
+
+
+def _take_out(z: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], entries: list[Entry], scratch: Path,
+              limits: safe_unpack.Limits) -> dict[str, Path]:
+    """Take each collected notebook out of the zip into scratch/taken/<student>/; {student: that
+    folder}. A notebook that cannot be taken out becomes an entry saying why."""
+    budget, staged = safe_unpack.Budget(limits), {}
+    (scratch / "taken").mkdir()
     for i, entry in enumerate(entries):
-        target = course.submitted / (entry.student or "") / assignment / entry.file_id
-        if entry.student and not (target.is_file() and target.read_bytes() == contents[entry.name]):
-            entries[i] = Entry(entry.name, why_not=f"nbgrader zip_collect did not put it at {target.relative_to(course.root)} "
-                               "(see its errors above)")
-    return _summary(assignment, entries, roster)
+        if not entry.student:
+            continue
+        folder = scratch / "taken" / entry.student
+        if entry.student not in staged:
+            folder.mkdir(mode=0o755)
+            folder.chmod(0o755)
+        staged[entry.student] = folder
+        try:
+            safe_unpack.extract(z, members[entry.name], str(folder / entry.file_id), budget, entry.student)
+        except safe_unpack.Rejected as rejected:
+            entries[i] = Entry(entry.name, why_not=f"{rejected}: look at the upload in Canvas")
+    return {student: folder for student, folder in staged.items() if any(folder.iterdir())}
+
+
+def _place(course: Course, assignment: str, entries: list[Entry], staged: dict[str, Path], scratch: Path) -> None:
+    """Make each staged folder the student's submitted/<student>/<assignment>/ (never through a
+    link); what it replaces goes to scratch/replaced/, removed with the scratch folder."""
+    (scratch / "replaced").mkdir()
+    for student, folder in staged.items():
+        target = course.submitted / student / assignment
+        try:
+            for path in (course.submitted, target.parent):
+                if os.path.islink(path) or (os.path.lexists(path) and not path.is_dir()):
+                    raise OSError(f"{path.relative_to(course.root)} is not a folder: move it away")
+                if not os.path.lexists(path):
+                    path.mkdir(mode=0o755)
+                    path.chmod(0o755)
+            old = scratch / "replaced" / student
+            if os.path.lexists(target):
+                if stat.S_ISDIR(os.lstat(target).st_mode):
+                    os.rename(target, old)
+                else:
+                    os.unlink(target)
+            try:
+                os.rename(folder, target)
+            except OSError:
+                if os.path.lexists(old):
+                    os.rename(old, target)
+                raise
+        except OSError as error:
+            why = f"could not be put in submitted/{student}/{assignment}/ ({error}): not collected"
+            entries[:] = [Entry(e.name, why_not=why) if e.student == student else e for e in entries]
 
 
 def _summary(assignment: str, entries: list[Entry], roster: dict[str, str]) -> int:
@@ -171,5 +293,5 @@ def _summary(assignment: str, entries: list[Entry], roster: dict[str, str]) -> i
         return GRADED
     print(f"NOT COLLECTED: {len(skipped)} file{'s' * (len(skipped) != 1)} of the download:")
     for entry in skipped:
-        print(one_line(f"  {entry.name}: {entry.why_not}."))
+        print(one_line(f"  {safe_unpack.shown(entry.name)}: {entry.why_not}."))
     return SOME_UNGRADED

@@ -7,6 +7,7 @@ lib/content_zipper.rb); the roster is Canvas's Grades > Export CSV.
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 import zipfile
@@ -56,6 +57,9 @@ def test_a_canvas_download_lands_in_submitted_by_roster_id(tmp_path):
     assert sorted(str(p.relative_to(course / "submitted")) for p in (course / "submitted").rglob("*") if p.is_file()) == [
         "jdoe/puzzle1/puzzle1.ipynb", "rsmith/puzzle1/puzzle1-1.ipynb"]
     assert (course / "submitted/jdoe/puzzle1/puzzle1.ipynb").read_bytes() == FULL_MARKS
+    # Written 0644 whatever the zip says, and no working folder is left in the course.
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (course / "submitted").rglob("*") if p.is_file()} == {0o644}
+    assert not list(course.glob(".collect-*")) and not (course / "downloaded").exists()
     lines = result.stdout.splitlines()
     assert "Collected 2 notebooks of 2 students into submitted/<student>/puzzle1/." in lines
     assert "  Late, as Canvas marks it: rsmith" in lines
