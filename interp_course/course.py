@@ -131,3 +131,12 @@ class Course:
         """
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
+
+
+def locate(folder: Path) -> tuple[Course, str]:
+    """The course and assignment of a notebook folder such as ``<root>/source/<a>``."""
+    folder = folder.resolve()
+    for parent in [folder, *folder.parents]:
+        if parent.parent.name == "source" and (parent.parent.parent / "grader_tests").is_dir():
+            return Course(parent.parent.parent), parent.name
+    raise LookupError(f"{folder} is not inside <course>/source/<assignment>/")

@@ -23,12 +23,11 @@ import sys
 
 from interp_course import grader_user, guard
 from interp_course.course import Course
+from interp_course.nbgrader_process import nbgrader_env
 
 
 def server_command(course: Course, port: int, token: str) -> tuple[list[str], dict[str, str]]:
     """argv and environment of the server (as the grading account when the caller is root)."""
-    from interp_course.cli import nbgrader_env
-
     argv = [sys.executable, "-m", "interp_course.formgrader", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={course.root}", "--ServerApp.open_browser=False"]
     env = grader_user.environment(nbgrader_env())

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from interp_course.course import Course
+from interp_course.exit_status import Refusal
 
 ACCOUNT = "interp-grader"
 HOME = Path("/var/lib") / ACCOUNT
@@ -41,6 +42,13 @@ class AccountMissing(RuntimeError):
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+def check_not_root() -> None:
+    """nbgrader's grading steps never run as root: a sandboxed kernel's uid maps to the grader's."""
+    if is_root():
+        raise Refusal(f"nbgrader is running as root; grade with `make grade` (it runs nbgrader as "
+                      f"{ACCOUNT}) or `runuser -u {ACCOUNT} -- nbgrader ...`")
 
 
 def account() -> pwd.struct_passwd:

@@ -138,12 +138,6 @@ def check_bwrap(as_grader: bool = False) -> None:
         raise Refusal(f"bubblewrap cannot start a sandbox here ({detail})")
 
 
-def check_not_root() -> None:
-    if grader_user.is_root():
-        raise Refusal(f"nbgrader is running as root; grade with `make grade` (it runs nbgrader as "
-                      f"{grader_user.ACCOUNT}) or `runuser -u {grader_user.ACCOUNT} -- nbgrader ...`")
-
-
 def check_integrity(course: Course) -> None:
     found = manifest.differences(course)
     if found:
@@ -253,7 +247,7 @@ _checked_roots: set[str] = set()
 def _course_checks(course: Course, command: str) -> None:
     if str(course.root) in _checked_roots:
         return
-    check_not_root()
+    grader_user.check_not_root()
     check_integrity(course)
     check_protected(course)
     if command == "autograde":

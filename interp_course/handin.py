@@ -208,13 +208,20 @@ def hand_in(grade_id: str, *names: str) -> None:
 
 
 def _preview(grade_id: str, objects: dict) -> None:
-    """Instructor convenience: judge in this process (never used while autograding)."""
+    """Instructor convenience: judge in this process (never used while autograding): the same
+    checks, with the arguments as the kernel would read them, minus the sandbox."""
     try:
-        from interp_course.judging.judge import judge_in_process
+        from interp_course.course import locate
+        from interp_course.judging.assignment import load_assignment
+        from interp_course.judging.handin_files import HandIn
     except ImportError:
         print("(Hidden checks run only when the notebook is autograded.)")
         return
-    verdict = judge_in_process(grade_id, objects)
+    course, name = locate(Path.cwd())
+    assignment = load_assignment(course, name)
+    inputs = assignment.inputs(grade_id)
+    tensors, report = collect(objects, {key: arguments(case) for key, case in inputs.items()})
+    verdict = assignment.checks[grade_id].verdict(inputs, HandIn(tensors=tensors, report=report), assignment.context())
     print(verdict.text())
     if not math.isclose(verdict.points, verdict.max_points):
         raise AssertionError(f"{grade_id}: {verdict.points:g}/{verdict.max_points:g} points")

@@ -12,7 +12,6 @@ from pathlib import Path
 import nbformat
 from nbgrader.utils import is_grade, is_solution
 
-from interp_course.course import Course
 from interp_course.judging.assignment import Assignment, load_assignment
 from interp_course.judging.handin_files import HandIn, RawHandIn, parse_hand_in, read_raw_hand_in
 from interp_course.judging.verdict import Item, Verdict
@@ -94,25 +93,3 @@ def _safe_verdict(check, inputs, handed, context) -> Verdict:
     except Exception as exc:  # noqa: BLE001 - odd data (NaN shapes, dtypes) must not stop the batch
         item = Item(check.grade_id, check.points, 0.0, f"the hand-in could not be judged ({type(exc).__name__})")
         return Verdict(check.grade_id, [item])
-
-
-def locate(folder: Path) -> tuple[Course, str]:
-    """The course and assignment of a notebook folder such as ``<root>/source/<a>``."""
-    folder = folder.resolve()
-    for parent in [folder, *folder.parents]:
-        if parent.parent.name == "source" and (parent.parent.parent / "grader_tests").is_dir():
-            return Course(parent.parent.parent), parent.name
-    raise LookupError(f"{folder} is not inside <course>/source/<assignment>/")
-
-
-def judge_in_process(grade_id: str, objects: dict, folder: Path | None = None) -> Verdict:
-    """Preview for an instructor running the source notebook: same checks, one process."""
-    from interp_course import handin
-
-    course, name = locate(folder or Path.cwd())
-    assignment = load_assignment(course, name)
-    inputs = assignment.inputs(grade_id)
-    # The same round trip as grading, minus the sandbox: arguments as the kernel would read them.
-    cases = {key: handin.arguments(case) for key, case in inputs.items()}
-    tensors, report = handin.collect(objects, cases)
-    return assignment.checks[grade_id].verdict(inputs, HandIn(tensors=tensors, report=report), assignment.context())

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from traitlets import Bool, Enum, Int, Unicode
 
-from interp_course import guard, run_cache, workdir, zygote
+from interp_course import grader_user, run_cache, workdir, zygote
 from interp_course.course import Course
 from interp_course.preprocessors.render_figures import RenderFigures
 from interp_course.preprocessors.resilient_execute import ResilientExecute
@@ -100,7 +100,7 @@ class GradeInSandbox(ResilientExecute):
         # on one thread). One thread also gives the same numbers on any machine.
         torch.set_num_threads(1)
         course = Course.from_config(self.config)
-        guard.check_not_root()  # the kernel's uid maps to ours: never root (last line of defence)
+        grader_user.check_not_root()  # the kernel's uid maps to ours: never root (last line of defence)
         assignment = load_assignment(course, resources["nbgrader"]["assignment"])
         # nbclient starts the kernel in resources["metadata"]["path"]: nbgrader sets it to its own
         # output folder, which it writes and copies from after the run. Point it at scratch instead.

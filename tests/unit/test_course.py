@@ -8,7 +8,7 @@ import pytest
 
 from interp_course.course import CHECKOUT, GPT2, GPT_NEO, Course
 from interp_course.judging.assignment import load_assignment
-from interp_course.judging.judge import locate
+from interp_course.course import locate
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_course"
 
