@@ -257,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        args.column, args.roster_column)
         elif args.command == "collect":
             # The instructor's own step (it writes submitted/, which the grading account only reads).
-            status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column,
-                                          functools.partial(nbgrader, course, as_grader=False))
+            status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column)
         elif args.command in ("grade", "demo"):
             if args.workers < 1:
                 raise Refusal(f"--workers must be at least 1, not {args.workers}")

@@ -43,7 +43,6 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from interp_course import safe_unpack
 from interp_course.course import Course
@@ -185,14 +184,14 @@ def plan(names: list[str], roster: dict[str, str], roster_problems: dict[str, st
 
 
 def collect_download(course: Course, assignment: str, download: Path, roster_path: Path, student_column: str,
-                     run_nbgrader: Callable | None = None, limits: safe_unpack.Limits = safe_unpack.Limits()) -> int:
+                     limits: safe_unpack.Limits = safe_unpack.Limits()) -> int:
     """Put the notebooks of a Canvas download into submitted/<student>/<assignment>/; the exit status.
 
     Each student in the download gets a new submitted/<student>/<assignment>/ holding what was
     collected of theirs (their newer submission); a student none of whose files could be taken
     out, and everyone not in the download, keeps theirs. The files are first taken out into a
-    scratch folder in the course root, removed at the end. (``run_nbgrader`` is not used: nbgrader's
-    ``zip_collect`` unpacks archives inside uploads, as root, keeping their modes.)
+    scratch folder in the course root, removed at the end. (Not nbgrader's ``zip_collect``: it
+    unpacks archives inside uploads, as root, keeping their modes.)
     """
     if not str(download).strip() or not str(roster_path).strip():
         raise Refusal("give the download and the roster: make collect ZIP=<download.zip> ROSTER=<roster.csv>")
