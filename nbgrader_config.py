@@ -35,7 +35,7 @@ from nbgrader.preprocessors import (  # noqa: E402
     SaveAutoGrades,
 )
 
-from interp_course.preprocessors.check_cell_metadata import CheckCellMetadataOnce  # noqa: E402
+from interp_course.patches.check_cell_metadata import CheckCellMetadataOnce  # noqa: E402
 from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox  # noqa: E402
 from interp_course.preprocessors.feedback_page import FeedbackExporter, FeedbackPage  # noqa: E402
 from interp_course.preprocessors.hide_grader_internals import HideGraderInternals  # noqa: E402

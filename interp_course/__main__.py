@@ -1,6 +1,6 @@
 import sys
 
-from interp_course.lean_imports import skip_iri_grammars
+from interp_course.patches.lean_imports import skip_iri_grammars
 
 skip_iri_grammars()  # before cli imports nbformat and nbgrader
 

@@ -1,9 +1,9 @@
 """``python -m interp_course.nbgrader_cli [--when-told] ARGS``: nbgrader's own command line, started faster.
 
 Everything is ``nbgrader`` itself (same apps, config files and guard) except what
-``interp_course.lean_imports`` leaves out (1-3 s of start-up for each of the three nbgrader
+``interp_course.patches.lean_imports`` leaves out (1-3 s of start-up for each of the three nbgrader
 commands of a grading run) and that its gradebook openings share one SQLAlchemy engine
-(``interp_course.gradebook_engine``: ~40 ms less for each notebook autograded).
+(``interp_course.patches.gradebook_engine``: ~40 ms less for each notebook autograded).
 
 ``--when-told``: import the libraries the command will use (``PRELOAD``: nbgrader's apps, and
 torch for autograde; ~1-3 s), then wait for one line on stdin. ``go`` runs the command, ``go``
@@ -28,7 +28,7 @@ DEFAULT_PRELOAD = ["nbgrader.apps.nbgraderapp"]
 
 
 if __name__ == "__main__":
-    from interp_course.lean_imports import skip_iri_grammars
+    from interp_course.patches.lean_imports import skip_iri_grammars
 
     skip_iri_grammars()
     if sys.argv[1:2] == ["--when-told"]:
@@ -43,7 +43,7 @@ if __name__ == "__main__":
             if not (isinstance(added, list) and all(isinstance(a, str) for a in added)):
                 sys.exit("nbgrader_cli: 'go' takes a JSON list of strings")
             sys.argv += added
-    from interp_course.gradebook_engine import share_engines
+    from interp_course.patches.gradebook_engine import share_engines
 
     share_engines()
     from nbgrader.apps.nbgraderapp import main

@@ -140,12 +140,10 @@ import threading
 import time
 import typing as t
 from multiprocessing import util as _mp_util
-from queue import Empty
 
-from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
-from traitlets import Bool, CaselessStrEnum, Dict, DottedObjectName, Int, List, Type, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Dict, Int, List, Unicode, default
 
 from interp_course import zygote as _zygote
 from interp_course.cgroups import CgroupStats, CgroupUnavailable, SandboxCgroup, open_parent
@@ -270,35 +268,6 @@ def _depth(path: str) -> int:
     return len([p for p in path.split("/") if p])
 
 
-class _PromptClient(AsyncKernelClient):
-    """jupyter_client's kernel client (8.10's ``wait_for_ready``, for a client of a kernel manager),
-    less the 0.2 s of IOPub silence it waits out once the kernel has answered, to drain the
-    start-up's messages: nbclient takes only the messages of the requests it sends, so nothing
-    needs draining. 0.2 s of every notebook's run, ~6% of a worker's time at stand-in scale."""
-
-    async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
-        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
-        while True:
-            self.kernel_info()
-            try:
-                msg = await self.shell_channel.get_msg(timeout=1)
-            except Empty:
-                pass
-            else:
-                if msg["msg_type"] == "kernel_info_reply":
-                    try:  # IOPub is connected once a message (the request's status) comes through
-                        await self.iopub_channel.get_msg(timeout=0.2)
-                    except Empty:
-                        pass
-                    else:
-                        self._handle_kernel_info_reply(msg)
-                        return
-            if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
-
-
 class SandboxedKernelManager(AsyncKernelManager):
     """An ``AsyncKernelManager`` that starts the kernel inside bubblewrap.
 
@@ -307,9 +276,6 @@ class SandboxedKernelManager(AsyncKernelManager):
     and creates a private run directory (connection file, IPC sockets, kernel
     log) that is removed again by :meth:`cleanup_resources`.
     """
-
-    client_class = DottedObjectName("interp_course.sandbox._PromptClient", config=True)
-    client_factory = Type(_PromptClient, klass=AsyncKernelClient, config=True)
 
     # --- policy --------------------------------------------------------------------------
     readonly_paths = List(

@@ -33,7 +33,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from interp_course.lean_imports import skip_iri_grammars
+from interp_course.patches.lean_imports import skip_iri_grammars
 
 skip_iri_grammars()  # before run_cache imports nbformat; Dask workers import this module too
 

@@ -250,7 +250,7 @@ def serve(ctl_fd: int, preload: list[str]) -> None:
         del sys.path[0]
     import importlib
 
-    from interp_course.lean_imports import skip_iri_grammars
+    from interp_course.patches.lean_imports import skip_iri_grammars
 
     # ~0.9 s of the zygote's imports, on the critical path of every batch's start (plotly's
     # renderers import nbformat, so jsonschema); the kernels inherit it (see lean_imports).

@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 from nbgrader.utils import is_grade, is_solution
 
-from interp_course.judging.assignment import Assignment, load_assignment
-from interp_course.judging.handin_files import HandIn, RawHandIn, parse_hand_in, read_raw_hand_in
+from interp_course.judging.assignment import Assignment
+from interp_course.judging.handin_files import RawHandIn, parse_hand_in, read_raw_hand_in
 from interp_course.judging.verdict import Item, Verdict
 
 

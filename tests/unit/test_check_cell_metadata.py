@@ -11,7 +11,7 @@ from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 from nbgrader.preprocessors import CheckCellMetadata
 
 from interp_course.course import Course
-from interp_course.preprocessors.check_cell_metadata import CheckCellMetadataOnce, _Validator
+from interp_course.patches.check_cell_metadata import CheckCellMetadataOnce, _Validator
 
 
 def _corruptions(nb):

@@ -1,4 +1,4 @@
-"""interp_course.gradebook_engine: nbgrader's gradebook openings share one engine per database."""
+"""interp_course.patches.gradebook_engine: nbgrader's gradebook openings share one engine per database."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import nbgrader.api
 import pytest
 from nbgrader.api import Gradebook
 
-from interp_course import gradebook_engine
+from interp_course.patches import gradebook_engine
 from interp_course.nbgrader_process import nbgrader_env
 
 

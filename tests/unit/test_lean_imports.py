@@ -1,4 +1,4 @@
-"""`python -m interp_course.nbgrader_cli` is nbgrader, without the IRI grammars (`interp_course.lean_imports`)."""
+"""`python -m interp_course.nbgrader_cli` is nbgrader, without the IRI grammars (`interp_course.patches.lean_imports`)."""
 
 from __future__ import annotations
 
