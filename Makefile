@@ -80,7 +80,7 @@ verify-real: .venv/.installed
 	$(PY) -m grader_tests.puzzle1.verify_real
 
 bench: setup
-	$(PY) -m interp_course.bench $(if $(N),--submissions $(N)) $(if $(FULL_SIZE),--full-size) \
+	$(PY) -m benchmarks.bench $(if $(N),--submissions $(N)) $(if $(FULL_SIZE),--full-size) \
 		$(if $(FULL_SIZE_HF_HOME),--hf-home $(FULL_SIZE_HF_HOME))
 
 test-fast: .venv/.installed

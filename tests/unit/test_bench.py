@@ -1,8 +1,8 @@
-"""The benchmark's reading of the workers' progress lines and of the machine's CPU time (interp_course.bench)."""
+"""The benchmark's reading of the workers' progress lines and of the machine's CPU time (benchmarks.bench)."""
 
 import math
 
-from interp_course.bench import PROGRESS, _cpu_jiffies, steady_rate
+from benchmarks.bench import PROGRESS, _cpu_jiffies, steady_rate
 
 
 def test_progress_lines_give_the_runs_finished():
@@ -34,7 +34,7 @@ def test_cpu_time_counts_this_process_spinning_as_busy():
 def test_a_timed_command_gives_its_progress_its_output_and_its_memory_peak(tmp_path):
     import sys
 
-    from interp_course.bench import PeakSampler, _timed
+    from benchmarks.bench import PeakSampler, _timed
 
     script = ("import time\n"
               "print('  [############............] 1/2  0.1 s/notebook  ETA 0:00', flush=True)\n"

@@ -1,5 +1,7 @@
 """`make bench`: seconds per submission of `make grade`, measured side by side with stock nbgrader.
 
+A tool of this repository, not part of the installed package (it names the course's assignment).
+
 In one run on this machine, in scratch courses under $TMPDIR, each grading the same N copies of
 the corpus's full-marks notebook with the same three steps (autograde, generate_feedback,
 export):
@@ -418,7 +420,7 @@ def print_full_size(n: int, f: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m interp_course.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--submissions", type=int, default=None, help="default: 8; 6 with --full-size")
     parser.add_argument("--full-size", action="store_true",
                         help="only the real-scale report: time and peak memory on the full-size stand-ins")
