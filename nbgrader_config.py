@@ -68,8 +68,11 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Loading two models and running every cell takes seconds; a runaway cell is stopped after this.
 c.Execute.timeout = 120
 # Each sandbox's cgroup (memory and process caps) is made in the parent `make setup` gave the
-# grading account; without it, kernels get per-process limits only, and a warning says so.
+# grading account. Without one, grading refuses (exit 2) before anyone is judged, unless the
+# instructor says `make grade ALLOW_NO_CGROUP=1`: kernels then get per-process limits only, and
+# the closing lines say so.
 c.SandboxedKernelManager.cgroup_parent = "/interp-course"
+c.SandboxedKernelManager.require_cgroup = os.environ.get("ALLOW_NO_CGROUP") != "1"
 # Each kernel is forked from a zygote that has imported these (libraries only, never course
 # material): what the notebooks' first cell imports, ~6 s per kernel otherwise; what plotly
 # imports when the first figure is shown (its renderers and nbformat, ~1.5 s per kernel); and what

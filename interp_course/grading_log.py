@@ -32,8 +32,8 @@ CHECKED, REFUSED = "Sandbox check: ", "Sandbox check: REFUSED: "
 # sandbox.py and figures.py, run by nbgrader or by the workers (interp_course.workers).
 NOTICES = {
     "Sandbox cgroup limits are NOT enforced": (
-        "kernels ran WITHOUT cgroup limits (memory and process count per notebook): run `make setup` as "
-        "root, or set c.SandboxedKernelManager.require_cgroup = True to refuse instead"),
+        "kernels ran WITHOUT cgroup limits (memory and process count per notebook), as ALLOW_NO_CGROUP=1 "
+        "allows: their memory was capped per process only; `make setup` as root makes the cgroups"),
     "Figures not drawn": "some students' figures were not drawn (no Chromium, or no cgroup for its sandbox)",
 }
 

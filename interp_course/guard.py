@@ -58,8 +58,11 @@ GUARDED_COMMANDS = ("autograde", "generate_feedback")
 
 
 
+REFUSING = "interp-course: refusing to grade: "  # how nbgrader's guard says it refuses
+
+
 def refuse(reason: Refusal | str) -> None:
-    sys.stderr.write(f"interp-course: refusing to grade: {reason}\n")
+    sys.stderr.write(f"{REFUSING}{reason}\n")
     sys.stderr.flush()
     sys.exit(2)
 

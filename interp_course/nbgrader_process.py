@@ -52,9 +52,10 @@ class Started:
         """
         self.args = (*self.args, *more)
         log = grading_log.current()
-        print(one_line("$ nbgrader " + shlex.join(self.args)) + "\n", end="", flush=True)  # one write: feedback and export start side by side
-        if log:
+        if log:  # while grading, the command lines (and nbgrader's own) go to the log file only
             log.write("$ nbgrader " + shlex.join(self.args))
+        else:  # one write: feedback and export start side by side
+            print(one_line("$ nbgrader " + shlex.join(self.args)) + "\n", end="", flush=True)
         self._tell(f"go {json.dumps(list(more))}\n" if more else "go\n", close=stdin_until is None)
         if stdin_until is not None:
             threading.Thread(target=lambda: (stdin_until(), self._tell("")), daemon=True).start()

@@ -746,7 +746,8 @@ class SandboxedKernelManager(AsyncKernelManager):
                 raise SandboxUnavailableError(
                     f"No cgroup for the sandbox ({reason}), and "
                     "c.SandboxedKernelManager.require_cgroup is set: refusing to start a "
-                    "kernel without a total memory and process limit."
+                    "kernel without a total memory and process limit (run `make setup` as root; "
+                    "`make grade ALLOW_NO_CGROUP=1` grades with per-process limits instead)."
                 ) from None
             if reason not in _cgroup_warned:
                 _cgroup_warned.add(reason)
@@ -896,7 +897,9 @@ class SandboxedKernelManager(AsyncKernelManager):
                                               max(0, self.cgroup_pids_limit))
                 except CgroupUnavailable as exc:
                     if self.require_cgroup:
-                        raise SandboxUnavailableError(f"No cgroup for the zygote ({exc})") from None
+                        raise SandboxUnavailableError(
+                            f"No cgroup for the zygote ({exc}): run `make setup` as root; `make grade "
+                            "ALLOW_NO_CGROUP=1` grades with per-process limits instead") from None
             log_path = os.path.join(runs, f"zygote-{len(_zygotes)}-{os.getpid()}.log")
             z = _zygote.Zygote(key, cmd, cgroup, log_path)
             t0 = time.monotonic()
