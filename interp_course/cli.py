@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p = command("canvas", "Write a CSV of scores for Canvas's gradebook import.")
     assignment_option(p, "the one released assignment", "the assignment to export")
     roster_options(p)
-    p.add_argument("--column", help="the roster's column to fill, e.g. \"Puzzle 1 (12345)\" (default: the one "
+    p.add_argument("--column", help="the roster's column to fill, e.g. \"Homework 1 (12345)\" (default: the one "
                    "whose name starts with the assignment's)")
     p.add_argument("--out", type=Path, help="where to write it (default: canvas_grades.csv in the course root)")
     p = command("formgrader", "Grade by hand: formgrader on 127.0.0.1 as the grading account.")

@@ -5,14 +5,14 @@ submission at its top level, each file named by Canvas's ``ContentZipper``
 (instructure/canvas-lms, ``lib/content_zipper.rb``: ``get_filename`` and
 ``add_upload_submission``)::
 
-    <lastfirst>_<user id>_<file id>_<file name>          doejane_1234_5678_puzzle1.ipynb
-    <lastfirst>_LATE_<user id>_<file id>_<file name>     roesmith_LATE_2345_6789_puzzle1-1.ipynb
+    <lastfirst>_<user id>_<file id>_<file name>          doejane_1234_5678_hw1.ipynb
+    <lastfirst>_LATE_<user id>_<file id>_<file name>     roesmith_LATE_2345_6789_hw1-1.ipynb
 
 ``<lastfirst>`` is the student's sortable name lower-cased with everything but letters, digits
 and ``_`` removed (so it can hold ``_`` and digits, and be empty); ``<user id>`` is the Canvas
 user id; ``<file id>`` the uploaded file's id (a later upload has a larger one); ``<file name>``
 what the student uploaded, with any of ``/ : * ? " < > |`` and backslash made ``_`` (Canvas renames a re-upload
-``puzzle1-1.ipynb``, which ``make grade`` then rescues). With anonymous grading on, Canvas writes
+``hw1-1.ipynb``, which ``make grade`` then rescues). With anonymous grading on, Canvas writes
 ``anon_<anonymous id>`` instead of name and user id, and no roster can name them.
 
 A student chooses their file name and, where the institution lets them, their display name: both

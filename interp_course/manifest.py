@@ -78,7 +78,7 @@ def write(course: Course) -> Path:
 
 
 def differences(course: Course) -> list[str]:
-    """What differs from the manifest, e.g. ``changed: solutions/puzzle1/__init__.py``; [] if nothing."""
+    """What differs from the manifest, e.g. ``changed: solutions/<a>/__init__.py``; [] if nothing."""
     try:
         fd = os.open(course.manifest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd) as f:

@@ -13,7 +13,7 @@ stand-ins). The grading account keeps it (``grader_user``), so every step sees t
 
 Basis: ``W_E`` is TransformerBridge's default, the raw Hugging Face ``wte`` weight. We never
 call ``enable_compatibility_mode()``: it subtracts each token's mean over d_model, which is a
-different operation from the vocabulary-mean centering this puzzle is about.
+different operation from centering over the vocabulary (what an assignment may be about).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 That module is content only. It defines::
 
     CHECKS = [Check("test_foo", 2.0, inputs_fn, judge_fn), ...]   # one per graded test cell
-    MODELS = ("EleutherAI/gpt-neo-125M", ...)                        # optional: W_E it needs
+    MODELS = ("<org>/<model>", ...)                                  # optional: W_E it needs
 
 The grader loads it once per process; the models it declares, and the inputs of every check,
 are computed once and shared by every submission of a batch.
