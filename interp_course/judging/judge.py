@@ -13,6 +13,7 @@ import nbformat
 from nbgrader.utils import is_grade, is_solution
 
 from interp_course.judging.assignment import Assignment
+from interp_course.judging.cascade import name_first_wrong
 from interp_course.judging.handin_files import RawHandIn, parse_hand_in, read_raw_hand_in
 from interp_course.judging.verdict import Item, Verdict
 
@@ -82,6 +83,8 @@ def judge_notebook(nb, hand_ins: dict[str, RawHandIn], inputs: dict, assignment:
                 verdict = missing_hand_in(grade_id, check.points, handed.problem, _kernel_error(cell))
             else:
                 verdict = _safe_verdict(check, inputs.get(grade_id, {}), handed, assignment.context())
+        # a missed number computed with a function an earlier cell found wrong: that function first
+        verdict = name_first_wrong(verdict, verdicts, inputs)
         cell.outputs = verdict_outputs(verdict)
         verdicts[grade_id] = verdict
     return verdicts
