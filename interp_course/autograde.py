@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import stat
@@ -27,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from interp_course import grader_user, grading_log, run_cache
+from interp_course import grader_user, grading_log, run_cache, student_id
 from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import REFUSED, Refusal
-from interp_course.exports import write_grades_by_question
+from interp_course.exports import GRADES_EXPORTER, assignment_scores, write_grades_by_question
 from interp_course.gradebook import ensure_gradebook
 from interp_course.nbgrader_process import Started
 from interp_course.report import closing_lines, feedback_page, nbgrader_failures
@@ -150,7 +149,8 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
         apply_manual_grades(course, assignment, {k: v for k, v in manual.items() if k in {s.student for s in graded}})
     # Feedback and export only read the gradebook: they run side by side.
     with ThreadPoolExecutor(max_workers=1) as background:
-        exported = background.submit(run_nbgrader, "export", "--to", str(course.grades_csv), "--log-level=WARN")
+        exported = background.submit(run_nbgrader, "export", "--to", str(course.grades_csv),
+                                     f"--exporter={GRADES_EXPORTER}", "--log-level=WARN")
         if graded:
             if feedback.go(check=False).returncode == REFUSED:
                 raise Refusal("nbgrader's own guard refused to generate feedback (its reason is above)")
@@ -308,15 +308,24 @@ def _write_not_graded_feedback(course: Course, assignment: str, submission: Subm
 
 
 def read_grades(course: Course, assignment: str, students: list[str]) -> list[dict]:
-    with open(course.grades_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment and r["student_id"] in students]
-    return sorted(rows, key=lambda r: r["student_id"])
+    """grades.csv's row ({student_id, score, max_score}) of each of ``students`` the gradebook has,
+    sorted by id: read from the gradebook itself (read-only), so the table shows every student as
+    the gradebook holds them, whatever grades.csv's cells had to be quoted or neutralised into."""
+    if not students:
+        return []
+    try:
+        scores, max_score = assignment_scores(course, assignment)
+    except Refusal:  # no gradebook, or no such assignment in it: nothing to show
+        return []
+    return [{"student_id": s, "score": scores[s] or 0.0, "max_score": max_score}
+            for s in sorted(set(students)) if s in scores]
 
 
 def print_table(assignment: str, rows: list[dict]) -> None:
     print(f"\n{assignment:<24}{'score':>8}{'max score':>11}")
     for row in rows:
-        print(f"{one_line(row['student_id']):<24}{float(row['score']):>8g}{float(row['max_score']):>11g}")
+        print(f"{one_line(student_id.shown(row['student_id'])):<24}{float(row['score']):>8g}"
+              f"{float(row['max_score']):>11g}")
     print()
 
 

@@ -16,7 +16,9 @@ grade_id used in more than one notebook is qualified as ``<notebook>/<grade_id>`
 ``<assignment>/<notebook>/<grade_id>``). ``score`` is grades.csv's: the total less any late
 penalty.
 
-The gradebook belongs to the grading account; it is only ever opened read-only here.
+The gradebook belongs to the grading account; it is only ever opened read-only here. Every CSV the
+course writes (these, grades.csv through ``grades_csv.GradesCsv``, canvas_grades.csv) goes through
+``write_csv``: quoted by the ``csv`` module, and no cell a spreadsheet would run as a formula.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -36,6 +39,9 @@ from interp_course.exit_status import Refusal
 
 MAX_ROW = "Points Possible"  # the student_id of each assignment's max-score row, as Canvas names it
 TOTALS = ["late_submission_penalty", "score", "max_score"]
+# nbgrader's exporter of grades.csv, quoted (``nbgrader export --exporter=...``): grades_csv.GradesCsv,
+# named here so that choosing it does not import nbgrader.
+GRADES_EXPORTER = "interp_course.grades_csv.GradesCsv"
 
 
 @contextlib.contextmanager
@@ -147,10 +153,28 @@ def assignment_scores(course: Course, assignment: str) -> tuple[dict[str, float 
         return scores, record.max_score
 
 
+# A cell a spreadsheet would run as a formula (= + - @; tab and CR start one in some of them, after
+# the field is split): a student id such as `=HYPERLINK(...)`, `+1+1` or `-rf`, or a name in a roster.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value) -> str:
+    """A value as a CSV cell a spreadsheet shows as text: one that would start a formula gets a
+    leading ``'`` (OWASP's CSV-injection defence); a plain number (``-1.5``) is left a number."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def write_csv(path: Path, rows: list[list[str]]) -> Path:
-    """Replace ``path`` with ``rows``, never writing through a link planted there."""
+    """Replace ``path`` with ``rows``, never writing through a link planted there. Written by the
+    ``csv`` module (a cell holding ``,``, ``"``, ``\\n`` or ``\\r`` is quoted, so it cannot make columns
+    or rows of its own: rows end in ``\\r\\n`` as RFC 4180 has them, which is what makes the csv
+    module quote a lone ``\\r``), every cell through ``csv_cell``."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    csv.writer(buffer, lineterminator="\r\n").writerows([[csv_cell(cell) for cell in row] for row in rows])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
         f.write(buffer.getvalue())

@@ -37,6 +37,11 @@ from safetensors.torch import load_file, save_file
 ENV_VAR = "INTERP_COURSE_HANDIN"
 MAX_TEXT = 2000  # characters kept of any string or error message handed in
 MAX_JSON = 20_000  # characters of JSON kept for one non-tensor value (lists, dicts)
+# Bytes of one tensor kept: 5x Puzzle 1's largest value, a 256 x 768 result in float64 (1.5 MiB).
+# A bigger one (W_E itself handed in where a vector is asked) is left out with its size, so only
+# the items that need it lose points; the grader reads a cell's hand-in only up to a cap of its own
+# (judging.handin_files.MAX_TENSOR_FILE), which this keeps an honest hand-in under.
+MAX_VALUE_BYTES = 8 * 2**20
 
 
 def _short(text: str) -> str:
@@ -118,6 +123,11 @@ def _record(value, key: str, tensors: dict, entry: dict) -> None:
     except Exception as exc:  # noqa: BLE001 - a hostile object fails only its own conversion
         tensor, kind = None, f"unconvertible ({type(exc).__name__})"
     entry["type"] = kind
+    if tensor is not None and tensor.numel() * tensor.element_size() > MAX_VALUE_BYTES:
+        # Left out with its size (the grader reads a cell's hand-in only up to a cap): only the
+        # items that need this value lose points, and the verdict says why.
+        entry["too_large_bytes"] = tensor.numel() * tensor.element_size()
+        return
     if tensor is not None:
         tensors[key] = tensor
     if tensor is None or tensor.numel() == 1:

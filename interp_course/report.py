@@ -2,7 +2,8 @@
 
 The closing lines list what was rescued (graded, but worth a look) and then every submission not
 graded: the student, the reason in words, and the fix. Names and nbgrader's messages come from
-students' files, so everything printed goes through ``inert.one_line``.
+students' files, so everything printed goes through ``inert.one_line``; a folder name that is not a
+safe student id is shown escaped (``Submission.shown``), so a newline in it shows as ``\n``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def closing_lines(assignment: str, submissions: list[Submission], seconds: float
     rescued = [s for s in submissions if s.problem is None and s.notes]
     if rescued:
         lines.append("Rescued (graded; have a look):")
-        lines += [f"  {s.student}: {'; '.join(s.notes)}" for s in rescued]
+        lines += [f"  {s.shown}: {'; '.join(s.notes)}" for s in rescued]
     graded = [s for s in submissions if s.problem is None]
     count = f"Autograded {len(graded)} of {len(submissions)} submissions of {assignment}"
     if graded:
@@ -63,7 +64,7 @@ def closing_lines(assignment: str, submissions: list[Submission], seconds: float
     if ungraded:
         lines.append(f"NOT GRADED: {len(ungraded)} submission{'s' if len(ungraded) > 1 else ''} of {assignment}:")
     for s in ungraded:
-        line = f"  {s.student}: {s.problem.reason}. Fix: {s.problem.fix}"
+        line = f"  {s.shown}: {s.problem.reason}. Fix: {s.problem.fix}"
         if s.problem.for_student:
             line += f"; feedback/{s.student}/{assignment}/ tells them what was wrong with the file"
         if s.student in stale_rows:

@@ -37,8 +37,8 @@ from pathlib import Path
 import nbformat
 
 from interp_course import models
-from interp_course.judging.handin_files import (MAX_REPORT_FILE, MAX_TENSOR_FILE, RawHandIn, UnsafeFile,
-                                                read_regular_file)
+from interp_course.judging.handin_files import (MAX_REPORT_FILE, MAX_RUN_HAND_INS, MAX_TENSOR_FILE, RawHandIn,
+                                                UnsafeFile, cap_run, hand_in_bytes, read_regular_file)
 
 PACKAGE = Path(__file__).resolve().parent
 # The engine files that decide what happens inside the kernel (not the judging: that re-runs).
@@ -49,6 +49,12 @@ LIBRARIES = ["torch", "transformer-lens", "transformers", "ipykernel", "plotly",
 NOTEBOOK = "notebook.ipynb"
 HAND_INS = "hand_ins.json"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+# A kept run is at most its executed notebook and its hand-ins (``handin_files.MAX_RUN_HAND_INS``).
+# The notebook is what was staged (at most staging.MAX_NOTEBOOK_BYTES, 64 MiB) plus its outputs,
+# capped while it ran (ResilientExecute.max_notebook_output_chars) and its figures' PNGs (at most
+# 30 x 300 kB): within this by construction.
+MAX_KEPT_NOTEBOOK = 128 * 2**20
+MAX_KEPT_RUN = MAX_KEPT_NOTEBOOK + MAX_RUN_HAND_INS + MAX_REPORT_FILE
 
 
 def _engine_digest() -> str:
@@ -77,18 +83,33 @@ def _files(folder: Path) -> list[tuple[str, bytes]]:
     return found
 
 
+def _without_cell_ids(nb) -> dict:
+    """``nb`` as plain data with each cell's ``id`` replaced by its position. nbformat gives a 4.5
+    notebook's cells without an id a new random one on every read, so the planning pass and the
+    judging pass (and every regrade) would see different notebooks; no cell's id decides what the
+    kernel computes."""
+    plain = dict(nb)
+    if isinstance(plain.get("cells"), list):
+        plain["cells"] = [{**cell, "id": str(index)} if isinstance(cell, dict) and "id" in cell else cell
+                          for index, cell in enumerate(plain["cells"])]
+    return plain
+
+
 def run_key(nb, inbox: Path, work: Path, model_ids, settings: dict) -> str:
-    """The hash of everything that decides what a run of ``nb`` produces."""
+    """The hash of everything that decides what a run of ``nb`` produces. Each part is fed with
+    its label's length and its data's length in front, so no two sets of parts (extra files named
+    ``x`` and ``y``, or one named ``x:2:ABwork/y``) feed the same bytes."""
     h = hashlib.sha256()
 
     def feed(label: str, data: bytes) -> None:
-        h.update(f"{label}:{len(data)}:".encode() + data)
+        tag = label.encode("utf-8", "surrogateescape")
+        h.update(f"{len(tag)}:".encode() + tag + f"{len(data)}:".encode() + data)
 
     feed("engine", _engine_digest().encode())
     feed("versions", json.dumps(_versions(), sort_keys=True).encode())
     feed("settings", json.dumps(settings, sort_keys=True, default=repr).encode())
     feed("models", json.dumps({m: models.revision(m) for m in sorted(model_ids)}).encode())
-    feed("notebook", json.dumps(nb, sort_keys=True).encode())
+    feed("notebook", json.dumps(_without_cell_ids(nb), sort_keys=True).encode())
     for label, folder in (("inbox", inbox), ("work", work)):
         for name, data in _files(folder):
             feed(f"{label}/{name}", data)
@@ -97,7 +118,9 @@ def run_key(nb, inbox: Path, work: Path, model_ids, settings: dict) -> str:
 
 # --- a run's result: the executed notebook and its raw hand-ins ------------------------------
 def entry_files(nb, hand_ins: dict[str, RawHandIn]) -> dict[str, bytes]:
-    """A run's result as flat files (what is stored, and what a worker sends back)."""
+    """A run's result as flat files (what is stored, and what a worker sends back); the hand-ins
+    within a notebook's cap (``judge.read_outbox`` has applied it already: this changes nothing then)."""
+    hand_ins = cap_run(hand_ins)
     files = {NOTEBOOK: nbformat.writes(nb).encode(),
              HAND_INS: json.dumps({g: {"problem": r.problem} for g, r in hand_ins.items()}).encode()}
     for grade_id, raw in hand_ins.items():
@@ -126,12 +149,18 @@ def _check_entry(files: dict[str, bytes]) -> None:
     """Refuse a result that is not the shape ``entry_files`` makes (it travelled from a worker)."""
     if not isinstance(files, dict) or NOTEBOOK not in files or HAND_INS not in files:
         raise ValueError("not a run result")
+    hand_ins = 0
     for name, data in files.items():
         if not isinstance(name, str) or not _SAFE_NAME.match(name) or not isinstance(data, bytes):
             raise ValueError(f"unexpected file in a run result: {name!r}")
-        limit = MAX_REPORT_FILE if name.endswith(".json") else MAX_TENSOR_FILE
-        if len(data) > max(limit, 64 * 2**20):
-            raise ValueError(f"{name} is too large")
+        limit = (MAX_KEPT_NOTEBOOK if name == NOTEBOOK else MAX_REPORT_FILE if name.endswith(".json")
+                 else MAX_TENSOR_FILE)
+        if len(data) > limit:
+            raise ValueError(f"{name} is too large ({len(data):,} bytes, at most {limit:,} are kept)")
+        if name not in (NOTEBOOK, HAND_INS):
+            hand_ins += len(data)
+    if hand_ins > MAX_RUN_HAND_INS:
+        raise ValueError(f"the hand-ins are too large together ({hand_ins:,} bytes, at most {MAX_RUN_HAND_INS:,})")
 
 
 class RunCache:
@@ -174,17 +203,20 @@ class RunCache:
             return None
         try:
             problems = json.loads(read_regular_file(fd, HAND_INS, MAX_REPORT_FILE))
-            nb = nbformat.reads(read_regular_file(fd, NOTEBOOK, 256 * 2**20).decode(), as_version=4)
-            hand_ins = {}
+            nb = nbformat.reads(read_regular_file(fd, NOTEBOOK, MAX_KEPT_NOTEBOOK).decode(), as_version=4)
+            hand_ins, total = {}, 0
             for grade_id, entry in problems.items():
                 if entry.get("problem") is not None:
                     hand_ins[grade_id] = RawHandIn(problem=entry["problem"])
                 else:
                     hand_ins[grade_id] = RawHandIn(read_regular_file(fd, f"{grade_id}.safetensors", MAX_TENSOR_FILE),
                                                    read_regular_file(fd, f"{grade_id}.json", MAX_REPORT_FILE))
+                    total += hand_in_bytes(hand_ins[grade_id])
+                    if total > MAX_RUN_HAND_INS:
+                        raise ValueError("the hand-ins are too large together")
             return nb, hand_ins
-        except (OSError, UnsafeFile, ValueError, KeyError, AttributeError, TypeError):
-            return None  # incomplete or damaged: run again
+        except (OSError, UnsafeFile, ValueError, KeyError, AttributeError, TypeError, RecursionError):
+            return None  # incomplete, damaged or too large: run again
         finally:
             os.close(fd)
 

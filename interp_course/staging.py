@@ -12,7 +12,13 @@ grader owns (``stage``), which nbgrader is then pointed at (``CourseDirectory.su
 - an older nbformat is upgraded to 4 on the copy;
 - a file that is not a readable notebook (cut off, not JSON, a zip, an HTML page, too large, a
   link) is not staged: the submission is reported with the reason, the fix, and words for the
-  student.
+  student;
+- a notebook is parsed only within bounds (``json_problem``: nesting depth, digits of a number,
+  how many values), so a 4 KB file nested 2,000 deep or a 5,000-digit integer is that student's
+  NOT GRADED line, never an exception that stops the batch;
+- a folder whose name is not a safe student id (``student_id``: a comma, a quote, a newline,
+  control characters...) is not staged, and is named (escaped) on a NOT GRADED line; nbgrader
+  never sees it, so it can neither stop the batch there nor forge a row of a CSV.
 
 The originals are only ever read (without following links, a bounded number of bytes), so
 submitted/ stays byte-identical, and a rerun after the instructor fixes a folder starts afresh.
@@ -31,12 +37,23 @@ from pathlib import Path
 
 import nbformat
 
+from interp_course import student_id
+
 # More than any notebook of this course with its outputs; a bigger file is almost certainly
 # huge outputs saved in it, and is not worth holding in memory to find out.
 MAX_NOTEBOOK_BYTES = 64 * 2**20
 CURRENT_NBFORMAT = 4
 # The same cap as the sandbox's on any file a kernel writes.
 OTHER_FILE_BYTES = 256 * 2**20
+# Bounds on the JSON of a notebook, checked before any parser sees it. A notebook is ~10 deep
+# (plotly figures in outputs ~15); nbformat's validator itself fails past a few hundred. Numbers
+# are execution counts, sizes and floats (a float64 needs ~25 characters); Python refuses integers
+# over 4,300 digits with a ValueError. A value costs the parser ~50-100 bytes of memory, so 4
+# million of them bound a 64 MiB file's parse to a few hundred MB (a notebook with big outputs
+# has ~1 per line of output).
+MAX_JSON_DEPTH = 64
+MAX_NUMBER_CHARS = 100
+MAX_JSON_VALUES = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,11 @@ class Submission:
     files: dict[str, str] = field(default_factory=dict)  # assignment's notebook -> file handed in
     notes: list[str] = field(default_factory=list)  # rescues the instructor should know about
     problem: Problem | None = None
+
+    @property
+    def shown(self) -> str:
+        """The student id as a line may show it (escaped when it is not a safe id)."""
+        return student_id.shown(self.student)
 
 
 def name_key(name: str) -> str:
@@ -101,6 +123,40 @@ def _file_problem(name: str, what: str, for_student: str, student: str) -> Probl
                    f'Your file "{name}" could not be graded: {for_student}')
 
 
+# One JSON token: a string (possessive, so an unterminated one costs one pass, never a quadratic
+# search), a bracket, a number or a literal. What lies between tokens (spaces, ",", ":") is skipped.
+_JSON_TOKEN = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)|[\[{]|[\]}]|[-+0-9.eE]++|[A-Za-z]++')
+
+
+def json_problem(text: str, max_depth: int = MAX_JSON_DEPTH, max_number: int = MAX_NUMBER_CHARS,
+                 max_values: int = MAX_JSON_VALUES) -> str | None:
+    """Why ``text`` is not JSON any parser here should be given (None: it is within bounds), found
+    in one linear pass without building anything: nested deeper than ``max_depth``, a number
+    longer than ``max_number`` characters, or more than ``max_values`` values."""
+    depth = values = 0
+    for token in _JSON_TOKEN.finditer(text):
+        first = text[token.start()]
+        if first in "]}":
+            depth -= 1
+            continue
+        values += 1
+        if first in "[{":
+            depth += 1
+            if depth > max_depth:
+                return f"is nested more than {max_depth} levels deep"
+        elif first != '"' and token.end() - token.start() > max_number:
+            return f"holds a number of {token.end() - token.start():,} characters (at most {max_number} are read)"
+        if values > max_values:
+            return f"holds more than {max_values:,} values"
+    return None
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of {len(text):,} digits")
+    return int(text)
+
+
 def parse_notebook(data: bytes, name: str, student: str) -> tuple[nbformat.NotebookNode | None, list[str], Problem | None]:
     """The notebook in ``data`` as nbformat 4, notes on what was done to it, or why it is unreadable."""
     again = "Open it in Jupyter to check that it is your work, save it, and hand it in again."
@@ -120,9 +176,17 @@ def parse_notebook(data: bytes, name: str, student: str) -> tuple[nbformat.Noteb
             name, "is an HTML page, not a notebook (saved from a browser page?)",
             "it is a web page (HTML), not a notebook; this happens when a notebook is saved with the "
             "browser's \"Save page as\". In Jupyter use File > Download (.ipynb) and hand that file in.", student)
+    bounds = json_problem(text)
+    if bounds:
+        return None, [], _file_problem(
+            name, f"{bounds}: not a notebook Jupyter saved, and more than the grader parses",
+            f"it {bounds}, which is not what Jupyter saves. {again}", student)
     try:
-        content = json.loads(text)
-    except json.JSONDecodeError as error:
+        content = json.loads(text, parse_int=_bounded_int)
+    except (RecursionError, ValueError) as error:
+        if not isinstance(error, json.JSONDecodeError):  # bounds json_problem should have caught
+            return None, [], _file_problem(name, f"cannot be parsed ({type(error).__name__}: {str(error)[:200]})",
+                                           f"it is not a notebook the grader can read. {again}", student)
         if not text.rstrip().endswith("}"):
             return None, [], _file_problem(
                 name, f"is cut off after {len(data):,} bytes (not a complete notebook): the upload or "
@@ -146,7 +210,8 @@ def parse_notebook(data: bytes, name: str, student: str) -> tuple[nbformat.Noteb
     try:
         notebook = nbformat.reads(text, as_version=CURRENT_NBFORMAT)
     except Exception as error:  # noqa: BLE001 - nbformat raises many kinds for a malformed notebook
-        return None, [], _file_problem(name, f"is not a readable notebook ({type(error).__name__}: {error})",
+        said = str(error).splitlines()[0][:300] if str(error) else ""  # a schema error quotes the whole value
+        return None, [], _file_problem(name, f"is not a readable notebook ({type(error).__name__}: {said})",
                                        f"Jupyter's notebook reader cannot read it. {again}", student)
     notes = []
     if version < CURRENT_NBFORMAT:
@@ -203,9 +268,11 @@ def timestamp_problem(data: bytes) -> str | None:
 
     text = data.decode("utf-8", "replace").strip()
     try:
+        if len(text) > 100:
+            raise ValueError("longer than any timestamp")
         if text:
             parse_utc(text)
-    except (ValueError, OverflowError):
+    except Exception:  # noqa: BLE001 - dateutil raises more than ValueError on what a student wrote
         return f'timestamp.txt is not a time ("{text[:40]}"): graded without a submission time, so never late'
     return None
 
@@ -322,10 +389,27 @@ def submission_folders(submitted: Path, assignment: str) -> list[tuple[str, Path
             if not entry.name.startswith(".") and (Path(entry.path) / assignment).is_dir()]
 
 
+def unsafe_folder(student: str, submitted: str = "submitted") -> Problem | None:
+    """Why a folder of submitted/ cannot be graded as a student's (None: it can). Its name becomes
+    the nbgrader student id: folders, gradebook rows and CSV cells. No words for the student: a
+    feedback folder is never made under such a name."""
+    why = student_id.why_unsafe(student)
+    if why is None:
+        return None
+    return Problem(f"the folder name {student_id.shown(student)} {why}: not a student id the grader accepts "
+                   "(letters, digits and @ + _ - ., not beginning with .)",
+                   f"rename {submitted}/{student_id.shown(student)} to the student's id (e.g. their SIS login) "
+                   "and run again")
+
+
 def stage_all(submitted: Path, assignment: str, expected: list[str], staging: Path) -> list[Submission]:
     """Read every submission of ``assignment`` and stage the gradable ones under ``staging``."""
     submissions = []
     for student, folder in submission_folders(submitted, assignment):
+        unsafe = unsafe_folder(student, submitted.name)
+        if unsafe:
+            submissions.append(Submission(student, folder, problem=unsafe))
+            continue
         where = f"{submitted.name}/{student}/{assignment}/"
         submission, contents = read_submission(student, folder, expected, where)
         if submission.problem is None:

@@ -19,8 +19,12 @@ from interp_course.untrusted_files import UnsafeFile, read_regular_file
 if TYPE_CHECKING:  # torch is imported where tensors are read (parse_hand_in)
     import torch
 
-MAX_TENSOR_FILE = 512 * 2**20  # a hand-in is a few MB; anything bigger is refused, not loaded
-MAX_REPORT_FILE = 2 * 2**20
+# Puzzle 1's largest hand-in at real scale is 3.4 MiB of tensors (normalize's and center's results
+# on 256 × 768 rows, in float64); all ten cells together ~11 MiB. Anything bigger is padding or a
+# mistake: refused unread, and the cell's verdict says what was too large.
+MAX_TENSOR_FILE = 16 * 2**20  # one cell's tensors
+MAX_REPORT_FILE = 2 * 2**20  # one cell's report
+MAX_RUN_HAND_INS = 64 * 2**20  # all of a notebook's hand-ins together (what a kept run holds besides the notebook)
 
 
 @dataclass
@@ -39,7 +43,11 @@ class HandIn:
         return self.tensors.get(key)
 
     def kind(self, key: str) -> str:
-        return str(self.entry(key).get("type", "nothing"))
+        kind = str(self.entry(key).get("type", "nothing"))
+        size = self.entry(key).get("too_large_bytes")
+        if type(size) is int:  # handin.py left a too-large tensor out (handin.MAX_VALUE_BYTES)
+            kind += f" of {_size(size)}, too large for the grader to take as one value"
+        return kind
 
     def error(self, key: str) -> str:
         return str(self.entry(key).get("error", ""))
@@ -74,21 +82,64 @@ class RawHandIn:
     problem: str | None = None
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB" if n >= 2**10 else f"{n} bytes"
+
+
+def too_large(what: str, size: int | None, limit: int, per: str = "for one cell") -> str:
+    """A hand-in's problem when ``what`` came to more than ``limit`` bytes, for the cell's verdict."""
+    came = f" came to {_size(size)}," if size else " came to"
+    return (f"the hand-in was too large to read: {what}{came} more than the {_size(limit)} the grader reads {per} "
+            "(hand in only what the exercise asks for; a result far larger than that is usually the wrong tensor)")
+
+
 def read_raw_hand_in(outbox: Path, grade_id: str) -> RawHandIn:
     try:
         folder_fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return RawHandIn(problem="nothing was handed in")
     try:
-        tensor_bytes = read_regular_file(folder_fd, f"{grade_id}.safetensors", MAX_TENSOR_FILE)
-        report_bytes = read_regular_file(folder_fd, f"{grade_id}.json", MAX_REPORT_FILE)
+        files = ((f"{grade_id}.safetensors", MAX_TENSOR_FILE, f"its tensors ({grade_id}.safetensors)"),
+                 (f"{grade_id}.json", MAX_REPORT_FILE, f"its report ({grade_id}.json)"))
+        read = []
+        for name, limit, what in files:
+            try:
+                read.append(read_regular_file(folder_fd, name, limit))
+            except UnsafeFile as exc:
+                if "too large" not in str(exc):
+                    raise
+                try:
+                    size = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_size
+                except OSError:
+                    size = None
+                return RawHandIn(problem=too_large(what, size, limit))
     except FileNotFoundError:
         return RawHandIn(problem="nothing was handed in")
     except UnsafeFile as exc:
         return RawHandIn(problem=f"the hand-in could not be read ({exc})")
     finally:
         os.close(folder_fd)
-    return RawHandIn(tensor_bytes, report_bytes)
+    return RawHandIn(*read)
+
+
+def hand_in_bytes(raw: RawHandIn) -> int:
+    return len(raw.tensor_bytes) + len(raw.report_bytes)
+
+
+def cap_run(hand_ins: dict[str, RawHandIn]) -> dict[str, RawHandIn]:
+    """A notebook's hand-ins, in notebook order, up to ``MAX_RUN_HAND_INS`` bytes together: a cell
+    whose hand-in would take them past it is not read, and its verdict says so. What is judged
+    now and what a kept run holds (and is judged from at a regrade) are then the same."""
+    capped, total = {}, 0
+    for grade_id, raw in hand_ins.items():
+        size = hand_in_bytes(raw)
+        if raw.problem is None and total + size > MAX_RUN_HAND_INS:
+            capped[grade_id] = RawHandIn(problem=too_large("this cell's hand-in with those of the cells above it",
+                                                           total + size, MAX_RUN_HAND_INS, "for one notebook"))
+            continue
+        total += size
+        capped[grade_id] = raw
+    return capped
 
 
 def parse_hand_in(raw: RawHandIn) -> HandIn:

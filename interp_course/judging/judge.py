@@ -14,7 +14,7 @@ from nbgrader.utils import is_grade, is_solution
 
 from interp_course.judging.assignment import Assignment
 from interp_course.judging.cascade import name_first_wrong
-from interp_course.judging.handin_files import RawHandIn, parse_hand_in, read_raw_hand_in
+from interp_course.judging.handin_files import RawHandIn, cap_run, parse_hand_in, read_raw_hand_in
 from interp_course.judging.verdict import Item, Verdict
 
 
@@ -60,8 +60,9 @@ def verdict_outputs(verdict: Verdict) -> list:
 
 
 def read_outbox(outbox: Path, nb) -> dict[str, RawHandIn]:
-    """What the kernel handed in for each graded test cell, read as untrusted files."""
-    return {grade_id: read_raw_hand_in(outbox, grade_id) for _, grade_id in graded_test_cells(nb)}
+    """What the kernel handed in for each graded test cell, read as untrusted files: each cell's
+    within its size, and all of them together within a notebook's (``handin_files.cap_run``)."""
+    return cap_run({grade_id: read_raw_hand_in(outbox, grade_id) for _, grade_id in graded_test_cells(nb)})
 
 
 def judge_notebook(nb, hand_ins: dict[str, RawHandIn], inputs: dict, assignment: Assignment,

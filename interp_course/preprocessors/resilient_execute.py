@@ -35,8 +35,10 @@ Differences from the stock ``Execute``:
   exception (their partial effects are reproduced); cells that timed out or
   killed the kernel are never replayed.
 * Outputs are capped while executing: once a cell has produced more than
-  ``max_output_chars`` characters, further output is dropped and one note is
-  added, so the grader process never accumulates gigabytes.
+  ``max_output_chars`` characters (or the notebook ``max_notebook_output_chars``),
+  further output is dropped and one note is added, so the grader process never
+  accumulates gigabytes. Every channel counts: streams, displays, results,
+  errors, display updates (``DisplayHandle.update``) and widget messages.
 """
 
 from __future__ import annotations
@@ -125,6 +127,12 @@ class ResilientExecute(Execute):
         100_000,
         help="Per-cell cap on output kept while executing (characters of text; other "
         "outputs counted by their size). -1 disables the cap.",
+    ).tag(config=True)
+
+    max_notebook_output_chars = Int(
+        5_000_000,
+        help="Cap on all of a notebook's outputs together (counted as max_output_chars counts them); "
+        "Puzzle 1's honest outputs are a few hundred kB. -1 disables the cap.",
     ).tag(config=True)
 
     max_error_chars = Int(
@@ -599,25 +607,154 @@ class ResilientExecute(Execute):
                 pass
 
     # ------------------------------------------------------------------ output cap
-    def _reset_output_budget(self) -> None:
+    # Every channel by which a kernel puts data into the notebook counts against the same
+    # budgets: stream, display_data, execute_result, error (each error also capped on its own),
+    # update_display_data (which rewrites every earlier output with that display id, in any
+    # cell: its size counts once per output it rewrites), and comm messages (widget state, which
+    # nbclient stores in the notebook's metadata). A cell gets ``max_output_chars``; all cells
+    # together ``max_notebook_output_chars`` (a cleared output gives its share back). Past a
+    # budget, further output is dropped and one note says so; data nested deeper than
+    # ``_MAX_OUTPUT_DEPTH`` counts as over any budget.
+    _MAX_OUTPUT_DEPTH = 64
+    _MESSAGE_COST = 16  # what any message costs, empty or not: a flood of empty outputs is not free
+
+    def reset_execution_trackers(self) -> None:
+        super().reset_execution_trackers()
+        self._nb_out_used = 0
         self._out_used = 0
         self._out_truncated = False
+        self._out_errors = 0
 
-    @staticmethod
-    def _content_size(msg: dict[str, t.Any]) -> int:
-        content = msg.get("content", {})
-        if msg["msg_type"] == "stream":
-            return len(content.get("text", ""))
-        size = 0
-        for value in (content.get("data") or {}).values():
-            size += len(value) if isinstance(value, str) else len(repr(value)[:10_000_000])
+    def _reset_output_budget(self, refund: bool = False) -> None:
+        """A new cell's budget (what the last cell used stays spent); ``refund``: the cell's
+        outputs were cleared, so what they used is given back."""
+        if not refund:
+            self._nb_out_used = getattr(self, "_nb_out_used", 0) + getattr(self, "_out_used", 0)
+        self._out_used = 0
+        self._out_truncated = False
+        self._out_errors = 0
+
+    def _cell_limit(self) -> int:
+        """What the running cell may use: its own cap, or what is left of the notebook's."""
+        if self.max_notebook_output_chars < 0:
+            return self.max_output_chars
+        return max(0, min(self.max_output_chars, self.max_notebook_output_chars - getattr(self, "_nb_out_used", 0)))
+
+    @classmethod
+    def _data_size(cls, value: t.Any, stop_at: int) -> int:
+        """Characters of plain data (strings, bytes, numbers, lists, dicts), counted without
+        recursion and stopped once past ``stop_at``; deeper than _MAX_OUTPUT_DEPTH: past it."""
+        size, stack = 0, [(value, 0)]
+        while stack:
+            item, depth = stack.pop()
+            if depth > cls._MAX_OUTPUT_DEPTH:
+                return stop_at + 1
+            if isinstance(item, str):
+                size += len(item)
+            elif isinstance(item, (bytes, bytearray, memoryview)):
+                size += len(item)
+            elif isinstance(item, dict):
+                size += 2 * len(item)
+                for key, sub in item.items():
+                    size += len(key) if isinstance(key, str) else 8
+                    stack.append((sub, depth + 1))
+            elif isinstance(item, (list, tuple)):
+                size += 2 * len(item)
+                stack.extend((sub, depth + 1) for sub in item)
+            else:
+                size += 8
+            if size > stop_at:
+                return stop_at + 1
         return size
 
+    @classmethod
+    def _content_size(cls, msg: dict[str, t.Any], stop_at: int = 2**62) -> int:
+        """What a kernel message would add to the notebook, in characters (stopped past ``stop_at``)."""
+        content = msg.get("content") or {}
+        if not isinstance(content, dict):
+            return cls._MESSAGE_COST
+        msg_type = msg.get("msg_type")
+        if msg_type == "stream":
+            parts: t.Any = content.get("text", "")
+        elif msg_type == "error":
+            parts = [content.get("ename"), content.get("evalue"), content.get("traceback")]
+        elif str(msg_type).startswith("comm"):
+            parts = [content.get("data"), list(msg.get("buffers") or [])]
+        else:
+            parts = [content.get("data"), content.get("metadata")]
+        return cls._MESSAGE_COST + cls._data_size(parts, stop_at)
+
     def _truncation_note(self) -> str:
+        if self.max_notebook_output_chars >= 0 and self._cell_limit() < self.max_output_chars:
+            return (
+                f"\n... [output truncated: this notebook's outputs reached {self.max_notebook_output_chars} "
+                "characters in all; the rest was discarded]\n"
+            )
         return (
             f"\n... [output truncated: this cell produced more than {self.max_output_chars} "
             "characters of output; the rest was discarded]\n"
         )
+
+    def _fits(self, size: int) -> bool:
+        return not self._out_truncated and self._out_used + size <= self._cell_limit()
+
+    def _over_budget(
+        self, outs: list[NotebookNode], msg: dict[str, t.Any], cell_index: int, text: str = ""
+    ) -> NotebookNode | None:
+        """Stop this cell's output: what fits of ``text``, then one note."""
+        if self._out_truncated:
+            return None
+        self._out_truncated = True
+        room = max(0, self._cell_limit() - self._out_used)
+        self._out_used = max(self._out_used, self._cell_limit())
+        name = "stderr"
+        if msg.get("msg_type") == "stream":
+            name = str((msg.get("content") or {}).get("name", "stdout"))
+        note = {
+            "msg_type": "stream",
+            "header": {**(msg.get("header") or {}), "msg_type": "stream"},  # nbformat reads the header's type
+            "parent_header": msg.get("parent_header", {}),
+            "metadata": {},
+            "content": {"name": name, "text": text[:room] + self._truncation_note()},
+        }
+        self.log.warning("Cell %d: output truncated at %d characters", cell_index, self._cell_limit())
+        return super().output(outs, note, None, cell_index)
+
+    def process_message(
+        self, msg: dict[str, t.Any], cell: NotebookNode, cell_index: int
+    ) -> NotebookNode | None:
+        """Count what nbclient would store without calling ``output``: display updates (which
+        rewrite earlier outputs) and comm messages (widget state)."""
+        if self.max_output_chars < 0:
+            return super().process_message(msg, cell, cell_index)
+        if not hasattr(self, "_out_used"):
+            self._reset_output_budget()
+        msg_type = msg.get("msg_type", "")
+        content = msg.get("content") or {}
+        transient = content.get("transient") if isinstance(content, dict) else None
+        display_id = transient.get("display_id") if isinstance(transient, dict) else None
+        if display_id and msg_type in ("update_display_data", "display_data", "execute_result"):
+            targets = sum(len(ix) for ix in self._display_id_map.get(display_id, {}).values())
+            if targets:
+                limit = max(0, self._cell_limit() - self._out_used)
+                size = self._content_size(msg, stop_at=limit) * targets
+                if not self._fits(size):
+                    if msg_type == "update_display_data":
+                        self._over_budget(cell.outputs, msg, cell_index)
+                        return None
+                    # A new output with that id: shown (if it fits) but rewrites no earlier one.
+                    msg = {**msg, "content": {**content, "transient": {}}}
+                else:
+                    self._out_used += size
+        elif msg_type.startswith("comm"):
+            size = self._content_size(msg, stop_at=max(0, self._cell_limit() - self._out_used))
+            if not self._fits(size):
+                if not self._out_truncated:
+                    self.log.warning("Cell %d: widget messages dropped (output budget used up)", cell_index)
+                    self._over_budget(cell.outputs, msg, cell_index)
+                return None
+            self._out_used += size
+        return super().process_message(msg, cell, cell_index)
 
     def output(
         self,
@@ -632,54 +769,51 @@ class ResilientExecute(Execute):
             self._reset_output_budget()
         msg_type = msg["msg_type"]
         if self.clear_before_next_output:
-            self._reset_output_budget()
+            self._reset_output_budget(refund=True)
         if msg_type == "error":
             content = dict(msg["content"])
-            tb = list(content.get("traceback") or [])
+            tb = [str(x) for x in list(content.get("traceback") or [])[-50:]]
             evalue = str(content.get("evalue", ""))
+            content["ename"] = str(content.get("ename", ""))[:200]
+            content["evalue"], content["traceback"] = evalue, tb
             if len(evalue) + sum(len(x) for x in tb) > self.max_error_chars:
                 half = self.max_error_chars // 2
                 content["evalue"] = evalue[:half] + (" ... [truncated]" if len(evalue) > half else "")
                 kept, used = [], 0
-                for line in tb[-50:]:
+                for line in tb:
                     if used + len(line) > half:
                         kept.append(line[: max(0, half - used)] + " ... [truncated]")
                         break
                     kept.append(line)
                     used += len(line)
                 content["traceback"] = kept
-                msg = {**msg, "content": content}
+            msg = {**msg, "content": content}
+            size = self._content_size(msg)
+            # The cell's first error is always kept (it says why the cell failed); more count.
+            if self._out_errors and not self._fits(size):
+                return self._over_budget(outs, msg, cell_index)
+            self._out_errors += 1
+            self._out_used += size
             return super().output(outs, msg, display_id, cell_index)
         if msg_type not in ("stream", "display_data", "execute_result"):
+            size = self._content_size(msg, stop_at=max(0, self._cell_limit() - self._out_used))
+            if not self._fits(size):
+                return self._over_budget(outs, msg, cell_index)
+            self._out_used += size
             return super().output(outs, msg, display_id, cell_index)
         if self._out_truncated:
             return None
-        size = self._content_size(msg)
-        if self._out_used + size <= self.max_output_chars:
+        size = self._content_size(msg, stop_at=max(0, self._cell_limit() - self._out_used))
+        if self._fits(size):
             self._out_used += size
             return super().output(outs, msg, display_id, cell_index)
         # over budget: keep what fits of a stream, then one note
-        self._out_truncated = True
-        room = max(0, self.max_output_chars - self._out_used)
-        self._out_used = self.max_output_chars
-        if msg_type == "stream":
-            text = msg["content"].get("text", "")[:room] + self._truncation_note()
-            name = msg["content"].get("name", "stdout")
-        else:
-            text, name = self._truncation_note(), "stderr"
-        note = {
-            "msg_type": "stream",
-            "header": msg.get("header", {}),
-            "parent_header": msg.get("parent_header", {}),
-            "metadata": {},
-            "content": {"name": name, "text": text},
-        }
-        self.log.warning("Cell %d: output truncated at %d characters", cell_index, self.max_output_chars)
-        return super().output(outs, note, None, cell_index)
+        text = (msg.get("content") or {}).get("text", "") if msg_type == "stream" else ""
+        return self._over_budget(outs, msg, cell_index, text if isinstance(text, str) else "")
 
     def clear_output(
         self, outs: list[NotebookNode], msg: dict[str, t.Any], cell_index: int
     ) -> None:
         super().clear_output(outs, msg, cell_index)
         if not msg["content"].get("wait") and not outs:
-            self._reset_output_budget()
+            self._reset_output_budget(refund=True)
