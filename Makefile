@@ -97,5 +97,5 @@ help:
 	@sed -n 's/^# //p; /^$$/q' Makefile
 
 clean:
-	rm -rf submitted autograded feedback downloaded gradebook logs grades.csv grades_by_question.csv canvas_grades.csv \
+	rm -rf submitted autograded feedback downloaded gradebook logs grades.csv grades_by_question.csv points_possible.csv canvas_grades.csv \
 		course-manifest.json .cache course_settings.json

@@ -109,6 +109,8 @@ c.Autograde.autograde_preprocessors = [
 # (readable offline, and by a screen reader).
 c.GenerateFeedback.preprocessors = [HideRubric, HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor, FeedbackPage]
 c.GenerateFeedback.exporter_class = FeedbackExporter  # FeedbackPage's alt text: no second parse of each page
+# Plain `nbgrader export` too writes grades.csv quoted, with formula-like cells neutralised.
+c.ExportApp.plugin_class = "interp_course.grades_csv.GradesCsv"
 # Feedback pages and formgrader (whose HTMLExporter reads this file) sanitize again as they render,
 # which also covers notebooks autograded before SanitizeSubmission; clean_html gets its allowlist.
 c.HTMLExporter.preprocessors = [SanitizeSubmission]

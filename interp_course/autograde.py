@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from interp_course import grader_user, grading_log, run_cache, student_id
+from interp_course import grader_user, grading_log, guard, run_cache, student_id
 from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import REFUSED, Refusal
 from interp_course.exports import GRADES_EXPORTER, assignment_scores, write_grades_by_question
@@ -152,8 +152,9 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
         exported = background.submit(run_nbgrader, "export", "--to", str(course.grades_csv),
                                      f"--exporter={GRADES_EXPORTER}", "--log-level=WARN")
         if graded:
-            if feedback.go(check=False).returncode == REFUSED:
-                raise Refusal("nbgrader's own guard refused to generate feedback (its reason is above)")
+            made = feedback.go(check=False)
+            if made.returncode == REFUSED:
+                raise _guard_refused("generate feedback", made.stdout)
             no_feedback = {s.student for s in graded if not all(
                 _written_since(course.feedback / s.student / assignment / f"{n}.html", started) for n in s.files)}
         exported.result()
@@ -214,8 +215,14 @@ def _autograde(started: Started, more: tuple[str, ...] = (), stdin_until=None) -
     """Run a started ``nbgrader autograde`` (with the arguments ``more`` added); its log."""
     result = started.go(check=False, more=more, stdin_until=stdin_until)
     if result.returncode == REFUSED:
-        raise Refusal("nbgrader's own guard refused to autograde (its reason is above)")
+        raise _guard_refused("autograde", result.stdout)
     return result.stdout
+
+
+def _guard_refused(step: str, output: str) -> Refusal:
+    """nbgrader's own guard refused (``guard.refuse``): its reason, from nbgrader's output."""
+    reasons = [line.partition(guard.REFUSING)[2].strip() for line in output.splitlines() if guard.REFUSING in line]
+    return Refusal(f"nbgrader's own guard refused to {step}: {reasons[-1] if reasons else 'see the log'}")
 
 
 class _Workers:

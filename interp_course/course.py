@@ -120,6 +120,11 @@ class Course:
         """Per-question scores, written next to grades.csv by the course's grade command."""
         return self.root / "grades_by_question.csv"
 
+    @property
+    def points_possible_csv(self) -> Path:
+        """Each question's maximum, beside grades_by_question.csv (which holds students only)."""
+        return self.root / "points_possible.csv"
+
     def make_importable(self) -> None:
         """Put the course root on sys.path, so ``grader_tests.<a>`` and ``solutions.<a>`` import.
 

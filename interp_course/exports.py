@@ -6,8 +6,13 @@ grades.csv after each export, with the same rows: one per student and assignment
 gradebook knows, including students with no submission (blank cells, score 0, as grades.csv)::
 
     assignment,student_id,timestamp,<grade_id>...,late_submission_penalty,score,max_score
-    puzzle1,Points Possible,,2.0,2.0,...,,25.0,25.0       each assignment's first row: max scores
-    puzzle1,jdoe,2025-01-31 12:00:00,2.0,1.5,...,0.0,19.5,25.0
+    hw1,jdoe,2025-01-31 12:00:00,2.0,1.5,...,0.0,19.5,25.0
+
+Students only, so a spreadsheet's average of a column is the class's. Each question's maximum is in
+``points_possible.csv`` beside it, one row per assignment with the same question columns::
+
+    assignment,<grade_id>...,max_score
+    hw1,2.0,2.0,...,25.0
 
 A question's column holds its final score: the TA's manual score where one was given, else the
 autograder's (plus any extra credit), as nbgrader totals it. Columns are the assignments' graded
@@ -37,7 +42,6 @@ from urllib.parse import quote
 from interp_course.course import Course
 from interp_course.exit_status import Refusal
 
-MAX_ROW = "Points Possible"  # the student_id of each assignment's max-score row, as Canvas names it
 TOTALS = ["late_submission_penalty", "score", "max_score"]
 # nbgrader's exporter of grades.csv, quoted (``nbgrader export --exporter=...``): grades_csv.GradesCsv,
 # named here so that choosing it does not import nbgrader.
@@ -99,8 +103,8 @@ def number(value: float | None) -> str:
     return "" if value is None else str(float(value))
 
 
-def grades_by_question(course: Course) -> list[list[str]]:
-    """The rows of grades_by_question.csv, header first."""
+def grades_by_question(course: Course) -> tuple[list[list[str]], list[list[str]]]:
+    """The rows of grades_by_question.csv and of points_possible.csv, each header first."""
     from nbgrader.api import MissingEntry
 
     with read_only_gradebook(course) as gb:
@@ -108,14 +112,14 @@ def grades_by_question(course: Course) -> list[list[str]]:
         questions = _questions(course, assignments)
         labels = _labels(questions)
         rows = [["assignment", "student_id", "timestamp", *labels, *TOTALS]]
+        possible = [["assignment", *labels, "max_score"]]
         students = sorted(s.id for s in gb.students)
         for assignment in assignments:
             mine = [i for i, q in enumerate(questions) if q[0] == assignment.name]
             cells = [""] * len(questions)
             for i in mine:
                 cells[i] = number(questions[i][3])
-            rows.append([assignment.name, MAX_ROW, "", *cells, "", number(assignment.max_score),
-                         number(assignment.max_score)])
+            possible.append([assignment.name, *cells, number(assignment.max_score)])
             for student in students:
                 cells = [""] * len(questions)
                 try:
@@ -129,7 +133,7 @@ def grades_by_question(course: Course) -> list[list[str]]:
                 penalty = submission.late_submission_penalty or 0.0
                 rows.append([assignment.name, student, str(submission.timestamp or ""), *cells, number(penalty),
                              number(max(0.0, submission.score - penalty)), number(assignment.max_score)])
-    return rows
+    return rows, possible
 
 
 def assignment_scores(course: Course, assignment: str) -> tuple[dict[str, float | None], float]:
@@ -182,4 +186,7 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
 
 
 def write_grades_by_question(course: Course) -> Path:
-    return write_csv(course.grades_by_question_csv, grades_by_question(course))
+    """grades_by_question.csv, and points_possible.csv beside it."""
+    rows, possible = grades_by_question(course)
+    write_csv(course.points_possible_csv, possible)
+    return write_csv(course.grades_by_question_csv, rows)

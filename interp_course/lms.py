@@ -44,7 +44,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp_course import safe_unpack
+from interp_course import safe_unpack, student_id
 from interp_course.course import Course
 from interp_course.exit_status import GRADED, SOME_UNGRADED, Refusal
 from interp_course.inert import one_line
@@ -62,8 +62,6 @@ ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".ta
             ".bz2", ".xz", ".zst", ".7z", ".rar", ".jar", ".whl", ".egg")
 ROSTER_ID_COLUMN = "ID"
 ROSTER_STUDENT_COLUMN = "SIS Login ID"
-# What an nbgrader student id must look like to be a folder name under submitted/.
-_SAFE_STUDENT_ID = re.compile(r"[A-Za-z0-9@+_-][A-Za-z0-9@+_.-]*")
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ def read_roster(path: Path, student_column: str = ROSTER_STUDENT_COLUMN) -> tupl
         if not user.isdigit():
             continue  # Canvas's "Points Possible" row and the like
         student = (row[student_column] or "").strip()
-        if not _SAFE_STUDENT_ID.fullmatch(student):
+        if not student_id.is_safe(student):
             problems[user] = (f"the roster gives Canvas user {user} ({row.get('Student', '').strip()}) "
                               f"{'no' if not student else 'an unusable'} {student_column!r}")
         else:
