@@ -55,8 +55,10 @@ def prepare_gradebook(course: Course, assignments: list[str], run_nbgrader: RunN
 
 @dataclass(frozen=True)
 class Batch:
-    """How a batch runs its sandboxed kernels (``make grade WORKERS= SCHEDULER= NO_CACHE=``)."""
+    """Whom a batch grades and how it runs its sandboxed kernels (``make grade WORKERS= SCHEDULER=
+    NO_CACHE= STUDENTS=``)."""
 
+    students: tuple[str, ...] = ()  # only these students' submissions; empty: everyone's
     workers: int = os.cpu_count() or 1
     scheduler: str = ""  # tcp://HOST:PORT of a Dask scheduler; empty: this machine
     reuse_runs: bool = True  # False: run every notebook again (and keep the new runs)
@@ -78,7 +80,11 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
     def run_nbgrader(*args, check=True):
         return start_nbgrader(*args).go(check)
 
-    if not submission_folders(course.submitted, assignment):
+    found = submission_folders(course.submitted, assignment, batch.students)
+    missing = sorted(set(batch.students) - {student for student, _ in found})
+    if missing:
+        print(one_line(f"No submission of {', '.join(map(student_id.shown, missing))} for {assignment} in submitted/"))
+    if not found:
         print(f"Nothing in submitted/ for {assignment}: put notebooks at "
               f"submitted/<student>/{assignment}/<notebook>.ipynb")
         return True
@@ -92,7 +98,7 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
     with tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as staging, \
             tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as second, \
             tempfile.TemporaryDirectory(prefix=".plans-", dir=course.root) as plans:
-        submissions = stage_all(course.submitted, assignment, notebooks, Path(staging))
+        submissions = stage_all(course.submitted, assignment, notebooks, Path(staging), batch.students)
         for folder in (staging, second, plans):
             grader_user.hand_over(Path(folder))  # nbgrader reads and writes them as the grading account
         gradable = [s for s in submissions if s.problem is None]

@@ -379,14 +379,15 @@ def stage(submission: Submission, contents: dict[str, bytes | nbformat.NotebookN
             nbformat.write(content, str(path))
 
 
-def submission_folders(submitted: Path, assignment: str) -> list[tuple[str, Path]]:
+def submission_folders(submitted: Path, assignment: str, students=()) -> list[tuple[str, Path]]:
     """(student, submitted/<student>/<assignment>) for every student who handed in ``assignment``,
-    as nbgrader finds them (hidden folders are not students)."""
+    as nbgrader finds them (hidden folders are not students); only ``students`` if any are named."""
     if not submitted.is_dir():
         return []
     return [(entry.name, Path(entry.path) / assignment)
             for entry in sorted(os.scandir(submitted), key=lambda e: e.name)
-            if not entry.name.startswith(".") and (Path(entry.path) / assignment).is_dir()]
+            if not entry.name.startswith(".") and (Path(entry.path) / assignment).is_dir()
+            and (not students or entry.name in students)]
 
 
 def unsafe_folder(student: str, submitted: str = "submitted") -> Problem | None:
@@ -402,10 +403,11 @@ def unsafe_folder(student: str, submitted: str = "submitted") -> Problem | None:
                    "and run again")
 
 
-def stage_all(submitted: Path, assignment: str, expected: list[str], staging: Path) -> list[Submission]:
-    """Read every submission of ``assignment`` and stage the gradable ones under ``staging``."""
+def stage_all(submitted: Path, assignment: str, expected: list[str], staging: Path, students=()) -> list[Submission]:
+    """Read every submission of ``assignment`` (of ``students`` if any are named) and stage the
+    gradable ones under ``staging``."""
     submissions = []
-    for student, folder in submission_folders(submitted, assignment):
+    for student, folder in submission_folders(submitted, assignment, students):
         unsafe = unsafe_folder(student, submitted.name)
         if unsafe:
             submissions.append(Submission(student, folder, problem=unsafe))
