@@ -16,12 +16,10 @@ export):
 3. the same batch again with its runs kept: judged without a kernel (a regrade); then with 2N
    more students handing in copies of those notebooks (their runs are kept too): the cost per
    student of a bigger class, where the fixed cost of the three nbgrader commands is spread wider;
-4. `make grade` with each kernel started by bwrap instead (``c.SandboxedKernelManager.zygote =
-   False``);
-5. stock nbgrader (its own ``Execute``: no sandbox, the test cells in the kernel) on the same
+4. stock nbgrader (its own ``Execute``: no sandbox, the test cells in the kernel) on the same
    notebook. Its test cells find no grader to hand in to and raise, so it does a little less
    work than a real stock grader would: the ratio against it is, if anything, pessimistic;
-6. stock nbgrader on a notebook that only does ``import torch``.
+5. stock nbgrader on a notebook that only does ``import torch``.
 
 It prints each figure and the ratios the scale targets are stated in.
 
@@ -473,11 +471,6 @@ def main(argv: list[str] | None = None) -> int:
         figures["marginal"] = (figures["regrade 3n"] * 3 * n - figures["regrade"] * n) / (2 * n)
         print(f"  the same with {3 * n} students, runs kept:  {figures['regrade 3n']:.2f} s/submission "
               f"(each student beyond {n}: {figures['marginal']:.2f} s)", flush=True)
-        bwrap = _course(base / "bwrap", "\nc.SandboxedKernelManager.zygote = False\n")
-        _submit(bwrap.root, ASSIGNMENT, full_marks, n, "puzzle1.ipynb")
-        figures["bwrap"] = ours(bwrap.root, "--workers", str(cores), "--no-cache") / n
-        print(f"  the same, each kernel started by bwrap: {figures['bwrap']:.2f} s/submission", flush=True)
-
         stock_root = _stock_course(base / "stock", ASSIGNMENT, course.source(ASSIGNMENT) / "puzzle1.ipynb")
         _submit(stock_root, ASSIGNMENT, full_marks, n, "puzzle1.ipynb")
         figures["stock"] = stock(stock_root, ASSIGNMENT) / n
@@ -501,8 +494,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  regrade from kept runs:                       {figures['regrade']:.2f} s/submission (<= 1)")
     print(f"  regrade from kept runs, {3 * n} students:          {figures['regrade 3n']:.2f} s/submission "
           f"({figures['marginal']:.2f} s for each student beyond {n})")
-    print(f"  with bwrap kernels / stock, same notebook:    {figures['bwrap'] / figures['stock']:.2f} (option: "
-          "c.SandboxedKernelManager.zygote = False)")
     return 0
 
 

@@ -1,15 +1,21 @@
-"""Run Jupyter kernels inside a bubblewrap sandbox with resource limits.
+"""Run Jupyter kernels in a sandbox with resource limits: one way, forked from a zygote.
 
-:class:`SandboxedKernelManager` is a drop-in ``AsyncKernelManager`` whose kernel
-process is started as::
+:class:`SandboxedKernelManager` is a drop-in ``AsyncKernelManager`` whose every kernel is a fork
+of a *zygote* (:mod:`interp_course.zygote`): one sandboxed process per grader process that has
+imported the heavy libraries once. The zygote itself is started as::
 
     prlimit --as=... --fsize=... --core=0 -- \\
-        bwrap --unshare-all ... --chdir <notebook dir> -- \\
-        <venv python> -c <ipykernel launcher> -f <connection file>
+        bwrap --unshare-all ... -- <venv python> -c <zygote launcher> <preload modules>
 
-and, where the machine allows it, inside a cgroup of its own (see
-:mod:`interp_course.cgroups`) that caps the memory and the number of processes of
-everything in the sandbox together.
+and each kernel it forks gets namespaces, ``/proc``, tmpfs mounts, an unprivileged uid and, where
+the machine allows it, a cgroup of its own (see :mod:`interp_course.cgroups`) that caps the memory
+and the number of processes of everything in that kernel's sandbox together. There is no other
+launch path: the tests drive this one (as the grading account), and so does every grading run.
+
+Kernels start only as an unprivileged account (``interp-grader``; ``make grade`` runs nbgrader as
+it): a manager used as root refuses (:class:`SandboxUnavailableError`). The sandbox uid maps to the
+grader's uid, so it must never be root; and run by root, bwrap covers parts of ``/proc`` with
+read-only binds, after which Linux refuses a forked kernel a ``/proc`` of its own.
 
 It is meant for ``nbgrader autograde`` (see
 :class:`interp_course.preprocessors.resilient_execute.ResilientExecute`), where each kernel runs
@@ -17,52 +23,46 @@ one student's notebook.
 
 What the sandbox guarantees
 ---------------------------
-* **Filesystem.** The kernel sees a fresh, read-only root that contains only:
+* **Filesystem.** The kernel sees a read-only root that contains only:
   ``/usr`` and the ``/bin``, ``/sbin``, ``/lib*`` links or dirs (read-only); a
   short list of harmless files from ``/etc`` (``etc_paths``: passwd, group,
   ld.so.cache, ssl certificates, fonts, ...; *not* ``/etc/shadow``); the Python
-  installation (``sys.prefix`` i.e. the venv, ``sys.base_prefix``) read-only;
+  installation (``sys.prefix`` i.e. the venv, ``sys.base_prefix``) and the package read-only;
   ``readonly_paths`` read-only; ``writable_paths`` and the notebook's working
   directory read-write; a private per-kernel directory holding the connection
-  file and the IPC sockets; size-limited tmpfs on ``/tmp``, ``/dev/shm`` and
-  ``$HOME``; a new ``/proc`` (only the sandbox's own processes; ``/proc/sys``
+  file and the IPC sockets; its own size-limited tmpfs on ``/tmp``, ``/dev/shm`` and
+  ``$HOME``; its own ``/proc`` (only the kernel's own processes; ``/proc/sys``
   read-only) and a minimal ``/dev``.  Everything else (sibling directories of the working directory,
-  other students' submissions, the gradebook, ``solutions/``, the grader's
-  home directory, SSH keys, ...) does not exist inside.  Bind destinations are
-  the same paths as outside, so absolute paths keep working.
-* **Network.** A new, empty network namespace: no TCP/UDP at all, not even to
+  other students' runs, the gradebook, ``solutions/``, the grader's
+  home directory, SSH keys, ...) does not exist inside: the grader's runs folder, where every
+  run's folders are made, is covered by an empty tmpfs with only this run's folders bound back.
+  Bind destinations are the same paths as outside, so absolute paths keep working.
+* **Network.** A new, empty network namespace per kernel: no TCP/UDP at all, not even to
   127.0.0.1 of the host; the kernel talks to the grader over ZMQ IPC sockets in
   the private directory.  Abstract unix sockets of the host are unreachable too.
-* **Processes / IPC.** New pid, ipc, uts and cgroup namespaces: the kernel
-  cannot see or signal grader processes.  When the kernel manager kills the
-  sandbox (or the grader dies: ``--die-with-parent``), the pid namespace is torn
-  down, so every process the notebook spawned (daemons, forks) dies with it.
-* **Privileges.** By default the kernel runs as uid/gid 65534 ("nobody") in a
-  new user namespace (mapped to the grader's uid outside, so files it writes in
-  the working directory belong to the grader), with no capabilities,
-  ``no_new_privs`` and no further user namespaces (``--disable-userns``).
-  With ``sandbox_uid = None`` it keeps the grader's uid but still drops all
-  capabilities (``--cap-drop ALL``).  Note that uid 65534 is a *view*: towards
-  the host kernel the process still has the grader's uid.  When the grader is
-  root that matters for checks made by uid rather than capability; the one that
-  is exploitable, writing ``/proc/sys`` (e.g. ``kernel.core_pattern``), is
-  closed by mounting ``/proc/sys`` read-only.  Running the grader as an
-  unprivileged user is stronger still.
+* **Processes / IPC.** New pid, ipc, uts and cgroup namespaces per kernel: the kernel
+  cannot see or signal grader processes, the zygote or another kernel.  When the kernel manager
+  kills the kernel, its pid namespace is torn down, so every process the notebook spawned
+  (daemons, forks) dies with it; the zygote dies with the grader (``--die-with-parent``).
+* **Privileges.** The kernel runs as ``sandbox_uid``/``sandbox_gid`` (65534, "nobody") in user
+  namespaces mapped to the grading account's uid outside (files it writes in the working
+  directory belong to that account), with no capabilities, ``no_new_privs`` and no further user
+  namespaces. The grader is never root (see above), so uid 65534 is a view of an unprivileged uid.
 * **Environment.** The environment is cleared; only ``env_passthrough`` variables
   (locale, thread counts, ...) and ``extra_env`` reach the kernel, plus
   ``HOME``, ``PATH``, ``TMPDIR``.  Grader secrets in environment variables do
-  not leak.  ``JPY_PARENT_PID`` is never set (with a pid namespace ipykernel's
-  parent poller would otherwise see its parent as gone and exit).
+  not leak.  ``JPY_PARENT_PID`` is never set.
 * **Limits per process (prlimit).** ``RLIMIT_AS`` (``memory_limit_mb``):
   big allocations fail with ``MemoryError`` instead of exhausting the machine;
   ``RLIMIT_FSIZE`` (``file_size_limit_mb``): no single file larger than that;
-  no core dumps; optional ``RLIMIT_CPU`` / ``RLIMIT_NPROC``.
+  no core dumps; optional ``RLIMIT_CPU`` / ``RLIMIT_NPROC``. Set on the zygote, inherited by
+  every kernel it forks.
 * **Limits per sandbox (cgroup), when a cgroup can be used.**  Each kernel start
-  gets a fresh cgroup (v2, or v1 ``memory`` + ``pids``) that the kernel process
-  joins before it execs prlimit/bwrap, so nothing in the sandbox runs outside it:
+  gets a fresh cgroup (v2, or v1 ``memory`` + ``pids``): the forked kernel waits until the grader
+  has moved it in before it unshares or runs anything, so nothing of the notebook runs outside it:
   ``cgroup_memory_limit_mb`` bounds the memory (+ swap) of all its processes
   together, including its tmpfs files; beyond it the OOM killer stops one of the
-  sandbox's processes (not the grader, not another sandbox).
+  sandbox's processes (not the grader, not the zygote, not another sandbox).
   ``cgroup_pids_limit`` bounds its processes + threads: a fork bomb gets
   ``EAGAIN`` at that count instead of filling the machine's pid table.  When the
   kernel ends (shutdown, restart, death) every process left in the cgroup is
@@ -70,15 +70,14 @@ What the sandbox guarantees
   reports the peak memory, OOM kills and refused forks (``describe()`` turns
   them into a sentence for the student).  Where no cgroup can be used (no
   controller mounted, no permission) the kernel runs with the per-process limits
-  only and one warning says so, or, with ``require_cgroup = True``, it is not
-  started at all (:class:`SandboxUnavailableError`).
-* **Kernel integrity.** ``python -m ipykernel_launcher`` is replaced by an
-  equivalent ``python -c`` launcher that imports ipykernel before the notebook
-  directory goes on ``sys.path``, so a file such as ``ipykernel_launcher.py``
-  shipped in the student's directory cannot replace the kernel itself.
+  only and one warning says so, or, with ``require_cgroup = True`` (``nbgrader_config.py`` sets
+  it unless ``ALLOW_NO_CGROUP=1``), it is not started at all (:class:`SandboxUnavailableError`).
+* **Kernel integrity.** The zygote imports ipykernel (and its preload) before anything of the
+  notebook's directory is on ``sys.path``, so a file such as ``ipykernel_launcher.py`` or
+  ``zmq.py`` shipped in the student's directory cannot replace the kernel itself.
 * Interrupts are sent as ``interrupt_request`` messages (``interrupt_mode =
-  "message"``), because signals sent to the bwrap process do not reach a kernel
-  in its own session/pid namespace.
+  "message"``): a signal to the kernel's first process does not reach the kernel in its own
+  pid namespace.
 
 What it does NOT guarantee
 --------------------------
@@ -92,8 +91,8 @@ What it does NOT guarantee
 * **Total memory and processes without a cgroup** (the fallback above):
   ``RLIMIT_AS`` is per process and is about *virtual* memory, so a notebook that
   forks can use ``n * memory_limit_mb``, plus ``tmpfs_size_mb`` per tmpfs
-  mount; ``max_processes`` (``RLIMIT_NPROC``) counts per real uid and is
-  *ignored by Linux for root*.  A fork bomb then runs until the cell timeout and
+  mount; ``max_processes`` (``RLIMIT_NPROC``) counts per real uid (all the grading account's
+  processes).  A fork bomb then runs until the cell timeout and
   the whole pid namespace is killed.
 * **Which process the OOM killer picks.**  Over ``cgroup_memory_limit_mb`` the
   kernel kills the sandbox's largest process: a forked child, or the kernel
@@ -113,18 +112,15 @@ What it does NOT guarantee
 
 Operational notes
 -----------------
-* ``--die-with-parent`` uses ``PR_SET_PDEATHSIG``, which fires when the *thread*
-  that started the kernel exits.  nbclient starts kernels from its event-loop
-  thread, which lives as long as the executor, so this is fine; do not start
-  kernels from short-lived threads.
-* bwrap's pid-1 reaper is re-parented to the host's init when the sandbox ends,
-  so a ``[bwrap] <defunct>`` zombie can be visible for a moment until init reaps
-  it.  No sandboxed process keeps running.
-* Kernel start-up inside the sandbox costs no measurable extra time (~1 s either
-  way on the development machine).
-* The cgroup is joined from ``Popen``'s ``preexec_fn``, which only writes the
-  child's pid to ``cgroup.procs`` (no locks, no logging), so it is safe although
-  the grader has threads.  ``last_command`` stays the prlimit/bwrap command line.
+* The zygote is started from a thread that lives as long as the grader process (bwrap's
+  ``--die-with-parent`` uses ``PR_SET_PDEATHSIG``, which fires when the *thread* that started
+  it exits); each kernel dies with its first process, which the grader kills to stop it.
+* Kernels whose policy differs (binds, environment, limits) fork from different zygotes; a
+  grader process keeps at most two.
+* A kernel's working directory and run directory must lie in the grader's runs folder
+  (:func:`interp_course.zygote.runs_root`, under ``$TMPDIR``): the only folder a zygote's
+  kernels can be given. ``GradeInSandbox`` makes its run folders there.
+* ``last_command`` is the prlimit/bwrap command line of the zygote the kernel was forked from.
 """
 
 from __future__ import annotations
@@ -133,7 +129,6 @@ import atexit
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -242,20 +237,6 @@ _DEFAULT_ENV_PASSTHROUGH = [
 ]
 
 
-# Equivalent of `python -m ipykernel_launcher`: with `-m`, sys.path[0] is the working
-# directory while ipykernel_launcher itself is looked up, so a student's
-# ipykernel_launcher.py would *be* the kernel.  With `-c`, nothing is imported from
-# sys.path before this code drops the cwd entry; IPython's init_path() puts it back
-# (before site-packages) during kernel initialisation, as it does in plain Jupyter.
-_LAUNCHER = (
-    "import sys\n"
-    "if sys.path and sys.path[0] == '':\n"
-    "    del sys.path[0]\n"
-    "from ipykernel import kernelapp as app\n"
-    "app.launch_new_instance()\n"
-)
-
-
 # reasons already warned about: one warning per reason and grader process, not per kernel
 _cgroup_warned: set[str] = set()
 
@@ -269,12 +250,12 @@ def _depth(path: str) -> int:
 
 
 class SandboxedKernelManager(AsyncKernelManager):
-    """An ``AsyncKernelManager`` that starts the kernel inside bubblewrap.
+    """An ``AsyncKernelManager`` whose kernels fork from a sandboxed zygote (the module's docstring).
 
     All options are traitlets and can be set from ``nbgrader_config.py`` as
     ``c.SandboxedKernelManager.<name> = ...``.  Each instance manages one kernel
-    and creates a private run directory (connection file, IPC sockets, kernel
-    log) that is removed again by :meth:`cleanup_resources`.
+    and creates a private run directory in the grader's runs folder (connection file, IPC
+    sockets, kernel log) that is removed again by :meth:`cleanup_resources`.
     """
 
     # --- policy --------------------------------------------------------------------------
@@ -332,7 +313,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     max_processes = Int(
         0,
         help="RLIMIT_NPROC; 0 = unlimited. Counts all processes of the grader's real uid "
-        "and is ignored by Linux when the grader runs as root.",
+        "(the grading account's), not the sandbox's: cgroup_pids_limit is the sandbox's bound.",
     ).tag(config=True)
 
     cgroup_memory_limit_mb = Int(
@@ -391,8 +372,10 @@ class SandboxedKernelManager(AsyncKernelManager):
     sandbox_uid = Int(
         65534,
         allow_none=True,
-        help="uid inside the sandbox (new user namespace, mapped to the grader's uid). "
-        "None keeps the grader's uid (capabilities are dropped either way).",
+        help="uid inside the sandbox (new user namespace, mapped to the grader's uid). Kernels "
+        "need one (each forked from the zygote makes a user namespace of its own); None, for "
+        "sandboxed commands that are not kernels only, keeps the grader's uid (capabilities are "
+        "dropped either way).",
     ).tag(config=True)
 
     sandbox_gid = Int(65534, allow_none=True, help="gid inside the sandbox.").tag(config=True)
@@ -405,13 +388,6 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     hostname = Unicode("sandbox", help="Hostname inside the sandbox.").tag(config=True)
 
-    protect_launcher = Bool(
-        True,
-        help="Replace `python -m ipykernel_launcher` by an equivalent `python -c` launcher "
-        "that imports ipykernel before the notebook's directory is put on sys.path, so a "
-        "student file such as ipykernel_launcher.py or zmq.py cannot replace the kernel.",
-    ).tag(config=True)
-
     extra_bwrap_args = List(
         Unicode(), help="Extra arguments appended to the bwrap options (before --)."
     ).tag(config=True)
@@ -420,25 +396,11 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     prlimit_path = Unicode("", help="Path to prlimit. Default: found on PATH.").tag(config=True)
 
-    run_dir_parent = Unicode(
-        "",
-        help="Where the private per-kernel run directory is created (keep it short: unix "
-        "socket paths are limited to ~100 bytes). Default: tempfile.gettempdir().",
-    ).tag(config=True)
-
-    zygote = Bool(
-        True,
-        help="Fork each kernel from a pre-imported, sandboxed zygote (interp_course.zygote) "
-        "instead of starting a new Python: the zygote imports zygote_preload once per grader "
-        "process; each kernel still gets its own namespaces, scratch folders, tmpfs mounts, "
-        "cgroup and unprivileged uid. Needs a grader that is not root (the grading account); "
-        "otherwise each kernel starts with bwrap.",
-    ).tag(config=True)
-
     zygote_preload = List(
         Unicode(),
         default_value=["torch", "transformer_lens"],
-        help="Modules the zygote imports (library imports only: never course material).",
+        help="Modules the zygote imports before it forks any kernel (library imports only: never "
+        "course material). A module it cannot import is skipped and reported.",
     ).tag(config=True)
 
     zygote_start_timeout = Int(
@@ -458,11 +420,12 @@ class SandboxedKernelManager(AsyncKernelManager):
     _sbx_last_log = ""  # the end of the kernel's log, kept when its run folder is removed
     _sbx_log_mark = 0
     _sbx_cgroup: SandboxCgroup | None = None
+    #: the prlimit/bwrap command line of the zygote the running kernel was forked from
     last_command: list[str] | None = None
     #: final stats of the last kernel's cgroup, kept after the cgroup is removed
     last_cgroup_stats: CgroupStats | None = None
 
-    # interrupts must be messages: SIGINT to the bwrap process group never reaches the kernel
+    # interrupts must be messages: a signal to the kernel's first process never reaches the kernel
     @property
     def kernel_spec(self):  # type: ignore[override]
         spec = AsyncKernelManager.kernel_spec.fget(self)  # type: ignore[attr-defined]
@@ -484,10 +447,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     def _ensure_run_dir(self) -> None:
         if self._sbx_run_dir and os.path.isdir(self._sbx_run_dir):
             return
-        parent = self.run_dir_parent or tempfile.gettempdir()
-        if self.zygote:
-            parent = _zygote.runs_root()  # the only folder a zygote's kernels can be given
-        self._sbx_run_dir = _real(tempfile.mkdtemp(prefix="nbsbx-", dir=parent))
+        # the only folder a zygote's kernels can be given
+        self._sbx_run_dir = _real(tempfile.mkdtemp(prefix="nbsbx-", dir=_zygote.runs_root()))
         os.makedirs(self.socket_dir, mode=0o700)  # type: ignore[arg-type]
         sdir = self.socket_dir
         assert sdir is not None
@@ -495,8 +456,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.ip = os.path.join(sdir, "k")
         if len(self.ip) > 90:
             raise SandboxUnavailableError(
-                f"IPC socket path {self.ip!r} is too long for a unix socket; set "
-                "c.SandboxedKernelManager.run_dir_parent to a shorter directory."
+                f"IPC socket path {self.ip!r} is too long for a unix socket; set TMPDIR to a "
+                "shorter directory (the runs folder is made there)."
             )
 
     def _log_path(self) -> str | None:
@@ -511,7 +472,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._sbx_log_mark = 0
 
     def kernel_log_tail(self, nbytes: int = 4000, since_mark: bool = False) -> str:
-        """The last bytes the kernel (and bwrap) wrote to stdout/stderr.
+        """The last bytes the kernel (and the zygote's child setting it up) wrote to stdout/stderr.
 
         With ``since_mark`` only what was written after :meth:`mark_log` (i.e.
         without ipykernel's start-up banner).
@@ -540,16 +501,6 @@ class SandboxedKernelManager(AsyncKernelManager):
                 if os.path.basename(bindir) == "bin":
                     paths.add(os.path.dirname(bindir))
         return sorted(p for p in paths if p and p != "/")
-
-    def _protect_launcher(self, argv: list[str]) -> list[str]:
-        if (
-            self.protect_launcher
-            and len(argv) >= 3
-            and argv[1:3] == ["-m", "ipykernel_launcher"]
-            and os.path.basename(argv[0]).startswith("python")
-        ):
-            return [argv[0], "-c", _LAUNCHER, *argv[3:]]
-        return argv
 
     def _sandbox_env(self) -> dict[str, str]:
         home = self.home_dir or os.path.expanduser("~")
@@ -598,16 +549,17 @@ class SandboxedKernelManager(AsyncKernelManager):
     ) -> list[str]:
         """Wrap ``argv`` in prlimit + bwrap according to this manager's policy.
 
-        ``cwd`` is the working directory inside (bound read-write if
-        ``writable_cwd``); it defaults to an empty scratch directory.
+        With ``zygote_runs`` the command starts this manager's zygote, the one way its kernels
+        start: the runs folder is bound read-write (paths under it are left out: each forked
+        kernel binds its own), and user namespaces stay allowed (each kernel makes its own and
+        then forbids further ones).
 
-        With ``zygote_runs`` the command starts a zygote: the runs folder is bound read-write
-        instead of this kernel's own folders (paths under it are left out: each forked kernel
-        binds its own), and user namespaces stay allowed (each kernel makes its own and then
-        forbids further ones).
+        Without it, a sandboxed command that is not a kernel (the figures' Chromium:
+        :mod:`interp_course.figures`): ``cwd`` is the working directory inside (bound read-write
+        if ``writable_cwd``; default: the sandbox's own ``/tmp``).
         """
         bwrap = find_bwrap(self.bwrap_path)
-        argv = self._protect_launcher(list(argv))
+        argv = list(argv)
 
         home = _real(self.home_dir or os.path.expanduser("~"))
         tmp_size = str(max(1, self.tmpfs_size_mb) * _MB)
@@ -648,17 +600,12 @@ class SandboxedKernelManager(AsyncKernelManager):
             bind(p, writable, what=what)
         if zygote_runs:
             bind(zygote_runs, True, must_exist=True, what="runs")
-            cwd = None
-        elif self.socket_dir:
-            bind(self.socket_dir, True, must_exist=True, what="run")
-
-        if zygote_runs:
             cwd = "/"
         elif cwd:
             cwd = _real(cwd)
             bind(cwd, self.writable_cwd, must_exist=True, what="working directory")
         else:
-            cwd = self.socket_dir or "/tmp"
+            cwd = "/tmp"
 
         seen = set()
         ordered = []
@@ -702,7 +649,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         cmd += ["--proc", "/proc"]
         if not zygote_runs:
             # (a zygote's kernels mount their own /proc, which Linux allows only where the
-            # existing one is not partly covered; each then makes its /proc/sys read-only)
+            # existing one is not partly covered; each then makes its /proc/sys read-only:
+            # zygote._init)
             cmd += ["--ro-bind", "/proc/sys", "/proc/sys"]
             cmd += ["--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
         cmd += ["--dev", "/dev"]
@@ -776,15 +724,20 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.log.exception("Could not remove the sandbox cgroup %s", cg.name)
 
     # --- jupyter_client hooks ------------------------------------------------------------
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        """Called by LocalProvisioner.pre_launch: wrap the kernelspec argv in the sandbox."""
-        argv = super().format_kernel_cmd(extra_arguments=extra_arguments)
-        cwd = (self._launch_args or {}).get("cwd")
-        cmd = self.build_sandbox_command(argv, cwd=cwd)
-        self.last_command = cmd
-        return cmd
+    def _refuse_unless_unprivileged(self) -> None:
+        """Kernels start only as an unprivileged account, in a user namespace of their own."""
+        if os.geteuid() == 0:
+            # The kernel's uid maps to the grader's; and run by root, bwrap covers parts of /proc
+            # (/proc/irq, /proc/bus), after which Linux refuses a forked kernel its own /proc.
+            raise SandboxUnavailableError(
+                "kernels start as an unprivileged account; run as interp-grader (make grade does)")
+        if self.sandbox_uid is None:
+            raise SandboxUnavailableError(
+                "kernels run as c.SandboxedKernelManager.sandbox_uid in a user namespace of their "
+                "own (each forked from the zygote makes one): it may not be None")
 
     async def _async_pre_start_kernel(self, **kw: t.Any):  # type: ignore[override]
+        self._refuse_unless_unprivileged()
         find_bwrap(self.bwrap_path)  # fail early with the install hint
         _find_prlimit(self.prlimit_path)
         if self.transport != "ipc":
@@ -795,31 +748,22 @@ class SandboxedKernelManager(AsyncKernelManager):
         assert self._sbx_run_dir is not None
         if self._sbx_log is None or self._sbx_log.closed:
             self._sbx_log = open(os.path.join(self._sbx_run_dir, "kernel.log"), "ab")  # noqa: SIM115
-        kw.setdefault("stdout", self._sbx_log)
-        kw.setdefault("stderr", subprocess.STDOUT)
         self._sbx_log_mark = 0
-        # the sandbox provides the environment; keep the Popen env minimal
-        env = kw.get("env")
-        if env is None:
-            kw["env"] = {"PATH": os.environ.get("PATH", os.defpath)}
         self.last_command = None
         try:
             self._create_cgroup()
         except BaseException:
             self._remove_run_dir()
             raise
-        # The child joins the cgroup between fork and exec (Popen's preexec_fn), so prlimit,
-        # bwrap and all they start are inside before anything can fork. On a restart kw
-        # still holds the previous kernel's function: always replace it.
-        kw.pop("preexec_fn", None)
-        if self._sbx_cgroup is not None:
-            kw["preexec_fn"] = self._sbx_cgroup.join
         try:
+            # writes the connection file; the kernelspec's command is never run (the kernel is
+            # forked from the zygote: _async_launch_kernel)
             kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
-            if not isinstance(self.provisioner, LocalProvisioner) or self.last_command is None:
+            if not isinstance(self.provisioner, LocalProvisioner):
                 raise SandboxUnavailableError(
-                    "kernel provisioner %r did not use SandboxedKernelManager.format_kernel_cmd; "
-                    "refusing to start an unsandboxed kernel" % type(self.provisioner).__name__
+                    "kernel provisioner %r is not jupyter_client's LocalProvisioner; "
+                    "SandboxedKernelManager starts its kernels from its zygote only"
+                    % type(self.provisioner).__name__
                 )
         except BaseException:
             self._remove_cgroup()
@@ -828,12 +772,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:  # type: ignore[override]
         try:
-            if self.uses_zygote():
-                await self._async_launch_from_zygote(kw.get("cwd"))
-            else:
-                await super()._async_launch_kernel(kernel_cmd, **kw)
+            await self._async_launch_from_zygote(kw.get("cwd"))
         except BaseException:
-            self._remove_cgroup()  # e.g. joining the cgroup failed: nothing was started
+            self._remove_cgroup()  # e.g. joining the cgroup failed: nothing of the kernel runs
             raise
 
     # --- zygote ---------------------------------------------------------------------------
@@ -851,23 +792,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         if os.path.dirname(_PACKAGE_DIR) not in paths:
             env["PYTHONPATH"] = os.pathsep.join([*paths, os.path.dirname(_PACKAGE_DIR)])
         return env
-
-    def uses_zygote(self) -> bool:
-        """Whether this manager's kernels fork from a zygote (on, and the grader can)."""
-        return self.zygote and self._zygote_usable()
-
-    def _zygote_usable(self) -> bool:
-        # Run by root, bwrap covers /proc/irq and /proc/bus with read-only binds, and Linux then
-        # refuses the forked kernel's own /proc (it would reveal what they cover). The grader runs
-        # as interp-grader anyway (the kernel's uid must never map to root).
-        if os.geteuid() == 0 or self.sandbox_uid is None:
-            reason = "zygote: needs an unprivileged grader and sandbox_uid"
-            if reason not in _cgroup_warned:
-                _cgroup_warned.add(reason)
-                self.log.info("Zygote kernels need a grader that is not root and a sandbox_uid; "
-                              "starting each kernel with bwrap instead")
-            return False
-        return True
 
     def _zygote_argv(self) -> list[str]:
         python = self.kernel_spec.argv[0] if self.kernel_spec and self.kernel_spec.argv else sys.executable
@@ -949,6 +873,7 @@ class SandboxedKernelManager(AsyncKernelManager):
                     raise SandboxUnavailableError(f"kernel {pid} is not in its cgroup")
 
         proc = await asyncio.to_thread(z.spawn, request, self._sbx_log.fileno(), join)
+        self.last_command = list(z.command)
         prov = self.provisioner
         assert prov is not None
         prov.process = proc  # type: ignore[attr-defined]

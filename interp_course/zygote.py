@@ -1,12 +1,13 @@
 """A pre-imported kernel *zygote*: one sandboxed process that imports the heavy libraries once and
-forks one freshly sandboxed kernel per submission.
+forks one freshly sandboxed kernel per submission. It is the only way a kernel starts
+(``interp_course.sandbox.SandboxedKernelManager``), in grading and in the tests alike.
 
 Why: a sandboxed kernel spends ~12 s importing torch and transformer_lens before a student's
 first line runs. The zygote pays that once per grader process; each kernel is a ``fork`` of it.
 
 What a zygote is and holds
 --------------------------
-The zygote is started by the grader exactly like a kernel (``prlimit`` + ``bwrap``: read-only
+The zygote is started by the grader as a sandboxed command (``prlimit`` + ``bwrap``: read-only
 system, venv, package and model folders, no network, unprivileged uid, its own cgroup, cleared
 environment), but instead of a kernel it runs :func:`serve`: it imports ``ipykernel`` and the
 ``preload`` modules (library imports only, such as ``interp_course.plotly_preload``, whose import
@@ -38,7 +39,7 @@ Per submission (``spawn``)::
 
 C1 is what the grader sees as the kernel process (its pid, via a pidfd): it exits with C2's
 status (128 + signal for a killed kernel, as bwrap). Killing C1 kills C2 (``PDEATHSIG``) and
-with it the whole pid namespace; the run's cgroup is emptied and removed as for bwrap kernels.
+with it the whole pid namespace; the run's cgroup is emptied and removed.
 The zygote itself dies with the grader (bwrap ``--die-with-parent``).
 
 Shared with the zygote, by construction of ``fork``: the memory image of the imported libraries
@@ -369,7 +370,7 @@ def _init(req: dict, sock_fd: int, log_fd: int, uid: int, gid: int) -> int:
     _loopback_up()
     # no user namespaces below this one but the next (bwrap's --disable-userns does the same)
     _write("/proc/sys/user/max_user_namespaces", "1")
-    # read-only, as in a bwrap kernel: the sandbox uid maps to the grader's, and for root Linux
+    # read-only, as in any sandbox of ours: the sandbox uid maps to the grader's, and for root Linux
     # grants sysctl writes (e.g. kernel.core_pattern) and sysrq by uid alone
     for path in ("/proc/sys", "/proc/sysrq-trigger"):
         if os.path.exists(path):
@@ -485,10 +486,15 @@ def _kernel(req: dict, log_fd: int) -> int:
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()
     _restore_threads(req["env"])
-    sys.argv = ["ipykernel_launcher", "-f", req["connection_file"]]
+    # IPython's input history in memory, as a kernel whose $HOME cannot hold it has it: a kernel
+    # lives for one notebook, and a history file costs a thread that IPython stops before every
+    # fork and starts again at the next cell, which then fails ("can't start new thread") when the
+    # notebook's forks hold the sandbox at its pids limit.
+    argv = ["-f", req["connection_file"], "--HistoryManager.hist_file=:memory:"]
+    sys.argv = ["ipykernel_launcher", *argv]
     from ipykernel import kernelapp as app
 
-    app.launch_new_instance(argv=["-f", req["connection_file"]])
+    app.launch_new_instance(argv=argv)
     return 0
 
 

@@ -7,13 +7,20 @@ course; the tests then read its gradebook, feedback and grades.csv.
 Run as root (as CI does), the course is released as root and graded as the unprivileged grading
 account, exactly as `make grade` does (interp_course.grader_user): scratch courses therefore live
 in a folder that account can reach, not in pytest's private tmp_path.
+
+Kernels start only as that account, forked from a zygote (interp_course.sandbox): tests that drive
+kernels themselves run that code in a process of the grading account (the ``grader`` fixture).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
+import json
 import os
+import secrets
+import select
 import shutil
 import stat
 import subprocess
@@ -26,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from interp_course import cli, corpus, grader_user, manifest, run_cache
+from interp_course.cgroups import CgroupUnavailable, prepare_delegated_parent
 from interp_course.cli import nbgrader_env
 from interp_course.course import CHECKOUT, Course
 
@@ -277,3 +285,207 @@ def graded_course(released_course) -> GradedCourse:
     n = len(submissions)
     print(f"\nautograded {n} submissions in {graded.seconds:.0f} s ({graded.seconds / n:.1f} s each)")
     return graded
+
+
+# --- test code run as the grading account -------------------------------------------------------
+# A process of the grading account that runs functions of the test modules on request, one JSON
+# line each way: what they print goes to its log, not into the replies.
+_GRADER_SERVER = r"""
+import asyncio, importlib, json, os, sys, traceback
+replies = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+from interp_course import zygote
+
+
+def describe(exc, depth=0):
+    if exc is None or depth > 5:
+        return None
+    return {"module": type(exc).__module__, "qualname": type(exc).__qualname__, "message": str(exc),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, chain=False)),
+            "cause": describe(exc.__cause__, depth + 1)}
+
+
+replies.write(json.dumps({"uid": os.getuid(), "runs": zygote.runs_root()}) + "\n")
+for line in sys.stdin:
+    request = json.loads(line)
+    try:
+        fn = importlib.import_module(request["module"])
+        for name in request["name"].split("."):
+            fn = getattr(fn, name)
+        result = fn(*request["args"], **request["kwargs"])
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        reply = {"result": result}
+    except Exception as exc:
+        reply = {"error": describe(exc)}
+    replies.write(json.dumps(reply) + "\n")
+"""
+
+
+def _rebuilt(info: dict) -> BaseException:
+    """The grading account's exception, as the same class here where it can be imported."""
+    try:
+        cls = importlib.import_module(info["module"])
+        for name in info["qualname"].split("."):
+            cls = getattr(cls, name)
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise TypeError(cls)
+        exc = cls.__new__(cls)
+        BaseException.__init__(exc, info["message"])
+    except Exception:  # noqa: BLE001
+        exc = RuntimeError(f"{info['module']}.{info['qualname']}: {info['message']}")
+    exc.__cause__ = _rebuilt(info["cause"]) if info.get("cause") else None
+    exc.add_note("raised in the grading account's process:\n" + info["traceback"])
+    return exc
+
+
+class Grader:
+    """One process of the grading account (as root; else of this user) that runs the tests' kernel
+    code where grading runs it: unprivileged, its kernels forked from its zygote, each in a cgroup
+    of its own under a parent delegated to it (as `make setup` delegates /interp-course).
+
+    ``call(fn, *args, **kwargs)`` runs ``fn`` (a module-level function of a test module or of this
+    file; arguments and result JSON) there and returns its result, or raises its exception.
+    ``runs`` is its runs folder (kernels' working folders must lie there), ``tmp`` its TMPDIR,
+    ``cgroup_parent`` the delegated parent (None where no cgroup can be made: not root, or no
+    controllers).
+    """
+
+    def __init__(self) -> None:
+        root = grader_user.is_root()
+        if root:
+            try:
+                user = grader_user.account()
+            except grader_user.AccountMissing:
+                pytest.skip(f"kernels start only as the grading account {grader_user.ACCOUNT}: run `make setup`")
+        self.tmp = Path(tempfile.mkdtemp(prefix="gr-"))
+        self.cgroup_parent: str | None = None
+        self.cgroup_dirs: list[str] = []
+        if root:
+            os.chown(self.tmp, user.pw_uid, user.pw_gid)
+            name = f"/interp-course-test-{secrets.token_hex(3)}"
+            try:
+                self.cgroup_dirs = prepare_delegated_parent(user.pw_uid, parent=name)
+                self.cgroup_parent = name
+            except (CgroupUnavailable, OSError):
+                pass
+        argv = [sys.executable, "-c", _GRADER_SERVER]
+        env = {**os.environ, "TMPDIR": str(self.tmp),
+               "PYTHONPATH": os.pathsep.join([str(CHECKOUT), str(CHECKOUT / "tests")])}
+        argv, env = grader_user.command(argv), grader_user.environment(env)
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(argv, cwd=self.tmp, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True)
+        hello = self._reply(60)
+        self.uid, self.runs = hello["uid"], Path(hello["runs"])
+
+    def log_tail(self, n: int = 4000) -> str:
+        self.log.seek(0)
+        return self.log.read()[-n:]
+
+    def _reply(self, within: float) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], within)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"the grading account's process gave no answer within {within:.0f} s "
+                               f"(exit {self.proc.returncode}); its log:\n{self.log_tail()}")
+        return json.loads(line)
+
+    def call(self, fn, *args, within: float = 600, **kwargs):
+        """``fn(*args, **kwargs)`` in the grading account's process (a coroutine is run to its end)."""
+        request = {"module": fn.__module__, "name": fn.__qualname__, "args": args, "kwargs": kwargs}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        reply = self._reply(within)
+        if "error" in reply:
+            raise _rebuilt(reply["error"])
+        return reply["result"]
+
+    def hand_over(self, path: Path) -> Path:
+        """Give ``path`` (made here, e.g. in ``runs``) to the grading account."""
+        grader_user.hand_over(path)
+        return path
+
+    def cgroups(self) -> set[str]:
+        """Names of the cgroups made in the delegated parent (kernels' and zygotes')."""
+        return {name for d in self.cgroup_dirs if os.path.isdir(d) for name in os.listdir(d)
+                if name.startswith("sbx-") and os.path.isdir(os.path.join(d, name))}
+
+    def close(self) -> int:
+        """End the process (its zygotes go with it, then its runs folder); its exit status."""
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def remove(self) -> None:
+        for d in self.cgroup_dirs:
+            for name in os.listdir(d) if os.path.isdir(d) else []:
+                if name.startswith("sbx-"):
+                    try:
+                        os.rmdir(os.path.join(d, name))
+                    except OSError:
+                        pass
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.log.close()
+
+
+def zygote_cgroups() -> list[str]:
+    """(As the grading account) the cgroups of this process's running zygotes."""
+    from interp_course.sandbox import _zygotes
+
+    return sorted(z.cgroup.name for z in _zygotes.values() if z.cgroup is not None)
+
+
+class _Graders:
+    """The grading account's process of one test module (a new one if the last one ended)."""
+
+    def __init__(self) -> None:
+        self.current: Grader | None = None
+        self.ended: list[Grader] = []
+
+    def get(self) -> Grader:
+        if self.current is not None and self.current.proc.poll() is not None:
+            self.ended.append(self.current)
+            self.current = None
+        if self.current is None:
+            self.current = Grader()
+        return self.current
+
+
+@pytest.fixture(scope="module")
+def _graders():
+    graders = _Graders()
+    try:
+        yield graders
+        g = graders.current
+        if g is not None:
+            code = g.close()
+            assert code == 0, f"the grading account's process exited with {code}:\n{g.log_tail()}"
+            assert not g.cgroups(), f"cgroups left after the grader ended: {sorted(g.cgroups())}"
+    finally:
+        for g in [*graders.ended, *([graders.current] if graders.current else [])]:
+            g.close()
+            g.remove()
+
+
+@pytest.fixture
+def grader(_graders):
+    """The grading account's process (see ``Grader``), one per test module, as one grader process
+    grades a whole batch: its zygotes serve the module's tests. After each test no kernel's cgroup
+    may be left (only its zygotes'), and once it has ended, nothing at all."""
+    g = _graders.get()
+    yield g
+    assert g.proc.poll() is None, f"the grading account's process ended during the test:\n{g.log_tail()}"
+    left = g.cgroups() - set(g.call(zygote_cgroups))
+    assert not left, f"a kernel's cgroup outlived it: {sorted(left)}"

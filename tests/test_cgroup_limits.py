@@ -1,8 +1,10 @@
 """Tests of the per-sandbox cgroup (interp_course/cgroups.py and its use in the sandbox).
 
 cgroup v1 is tested for real, without mocks: real cgroups (``memory`` and ``pids``
-mounted under /sys/fs/cgroup, as on the development machine), real bwrap, real
-kernels.  Each such test would fail if the limit were not enforced: the fork loop
+mounted under /sys/fs/cgroup, as on the development machine), real kernels started
+the one way grading starts them: by the grading account, forked from its zygote (the
+``grader`` fixture of conftest.py runs the kernel code in a process of that account).
+Each such test would fail if the limit were not enforced: the fork loop
 would not raise, the children of the memory hog would not be killed, the bomb
 would grow past the limit.
 
@@ -14,8 +16,11 @@ kernel's behaviour.  ``test_limits_on_plain_processes`` uses whichever version
 the machine offers, so on a cgroup2 host (as root) it tests v2 for real; the
 kernel tests here are marked v1-only because that is where they were verified.
 
-Every test with a kernel uses its own parent cgroup name, so the tests can check
-that the parent is removed again, and do not meet other graders' cgroups.
+The kernels' cgroups are made in a parent cgroup delegated to the grading account for
+these tests (as `make setup` delegates /interp-course), so they do not meet other
+graders' cgroups; after each test none of them may be left (the ``grader`` fixture).
+Tests of cgroups alone, without a kernel, run as root, each under a parent name of its
+own, and check that the parent is removed again.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from interp_course import cgroups
-from interp_course.cgroups import CgroupUnavailable, open_parent, prepare_delegated_parent
-from interp_course.preprocessors.resilient_execute import ResilientExecute
+from interp_course.cgroups import CgroupStats, CgroupUnavailable, SandboxCgroup, open_parent, prepare_delegated_parent
 from interp_course.sandbox import SandboxedKernelManager, SandboxUnavailableError
 from tests.test_sandbox_execute import box, errors, needs_bwrap, run_nb, text  # noqa: F401
 
@@ -152,18 +157,25 @@ class ForkProbe:
         assert max(self.times) < 2.0
 
 
-class Kernel:
-    """A SandboxedKernelManager driven directly, one cell at a time."""
+class GraderKernel:
+    """(In the grading account's process) a SandboxedKernelManager driven directly, one cell at a time."""
 
-    def __init__(self, box, **traits) -> None:
-        self.km = SandboxedKernelManager(kernel_name="python3", run_dir_parent=box["run"], **traits)
-        self.box = box
+    def __init__(self, workdir: str, traits: dict, log_warnings: bool) -> None:
+        self.warnings: list[str] = []
+        if log_warnings:
+            logger = logging.getLogger(f"test-cgroup-fallback-{len(_grader_kernels)}")
+            handler = logging.Handler(logging.WARNING)
+            handler.emit = lambda record: self.warnings.append(record.getMessage())
+            logger.addHandler(handler)
+            traits = {**traits, "log": logger}
+        self.km = SandboxedKernelManager(kernel_name="python3", **traits)
+        self.workdir = workdir
         self.loop = asyncio.new_event_loop()
         self.kc = None
 
     def start(self) -> None:
         async def go():
-            await self.km.start_kernel(cwd=str(self.box["workdir"]))
+            await self.km.start_kernel(cwd=self.workdir)
             self.kc = self.km.client()
             self.kc.start_channels()
             await self.kc.wait_for_ready(timeout=60)
@@ -201,14 +213,113 @@ class Kernel:
         finally:
             self.loop.close()
 
+    def close_loop(self) -> None:
+        self.loop.close()
+
+    def info(self) -> dict:
+        km, cg = self.km, self.km.cgroup
+        stats, last = km.cgroup_stats(), km.last_cgroup_stats
+        return {"cgroup": None if cg is None else {"name": cg.name, "dirs": cg.dirs, "version": cg.version,
+                                                   "memory_limit": cg.memory_limit, "pids_limit": cg.pids_limit},
+                "pid": km.provisioner.pid if km.provisioner is not None else None,
+                "last_command": km.last_command, "has_kernel": km.has_kernel,
+                "cgroup_stats": None if stats is None else stats.__dict__,
+                "last_cgroup_stats": None if last is None else last.__dict__, "warnings": self.warnings}
+
+
+_grader_kernels: list[GraderKernel] = []  # (in the grading account's process) by number
+
+
+def grader_kernel_new(workdir: str, traits: dict, log_warnings: bool) -> int:
+    _grader_kernels.append(GraderKernel(workdir, traits, log_warnings))
+    return len(_grader_kernels) - 1
+
+
+def grader_kernel_do(number: int, what: str, *args):
+    return getattr(_grader_kernels[number], what)(*args)
+
+
+class Manager:
+    """What the tests read of a kernel manager in the grading account's process; its cgroup as
+    root sees it (its files read from here)."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+
+    def _info(self) -> dict:
+        return self._kernel.do("info")
+
+    @property
+    def cgroup(self) -> SandboxCgroup | None:
+        cg = self._info()["cgroup"]
+        if cg is None:
+            return None
+        parent = SimpleNamespace(version=cg["version"], dirs={})
+        return SandboxCgroup(parent, cg["name"], cg["dirs"], cg["memory_limit"], cg["pids_limit"])
+
+    @property
+    def provisioner(self) -> SimpleNamespace:
+        return SimpleNamespace(pid=self._info()["pid"])
+
+    @property
+    def last_command(self) -> list[str] | None:
+        return self._info()["last_command"]
+
+    @property
+    def has_kernel(self) -> bool:
+        return self._info()["has_kernel"]
+
+    @property
+    def last_cgroup_stats(self) -> CgroupStats | None:
+        stats = self._info()["last_cgroup_stats"]
+        return None if stats is None else CgroupStats(**stats)
+
+    def cgroup_stats(self) -> CgroupStats | None:
+        stats = self._info()["cgroup_stats"]
+        return None if stats is None else CgroupStats(**stats)
+
+
+class Kernel:
+    """A SandboxedKernelManager driven directly, one cell at a time, by the grading account's
+    process (box["grader"]); ``km`` reads it. Its cgroup parent is the box's unless given."""
+
+    def __init__(self, box, log_warnings: bool = False, **traits) -> None:
+        if box["cgroup_parent"]:
+            traits.setdefault("cgroup_parent", box["cgroup_parent"])
+        self.grader = box["grader"]
+        self.number = self.grader.call(grader_kernel_new, str(box["workdir"]), traits, log_warnings)
+        self.km = Manager(self)
+
+    def do(self, what: str, *args):
+        return self.grader.call(grader_kernel_do, self.number, what, *args)
+
+    def start(self) -> None:
+        self.do("start")
+
+    def run(self, code: str, timeout: float = 30) -> tuple[str, dict]:
+        out, content = self.do("run", code, timeout)
+        return out, content
+
+    def restart(self) -> None:
+        self.do("restart")
+
+    def stop(self) -> None:
+        self.do("stop")
+
+    def close_loop(self) -> None:
+        self.do("close_loop")
+
+    def warnings(self) -> list[str]:
+        return self.do("info")["warnings"]
+
 
 # ---------------------------------------------------------------------------- v1, real kernels
 @needs_bwrap
 @needs_v1
-def test_every_process_of_the_sandbox_is_in_its_cgroup(box, parent_name):
-    """The kernel joins before exec: bwrap and all it starts are inside; a restart gets a
-    new cgroup and the old one is removed."""
-    k = Kernel(box, cgroup_parent=parent_name, cgroup_memory_limit_mb=1024, cgroup_pids_limit=64)
+def test_every_process_of_the_sandbox_is_in_its_cgroup(box):
+    """The kernel's first process joins before it unshares or runs anything: it and all it
+    starts are inside; a restart gets a new cgroup and the old one is removed."""
+    k = Kernel(box, cgroup_memory_limit_mb=1024, cgroup_pids_limit=64)
     k.start()
     try:
         cg = k.km.cgroup
@@ -218,12 +329,12 @@ def test_every_process_of_the_sandbox_is_in_its_cgroup(box, parent_name):
         with open(os.path.join(cg.dirs["memory"], "memory.limit_in_bytes")) as f:
             assert int(f.read()) == 1024 * MiB
         k.run("import subprocess\np = subprocess.Popen(['sleep', '60'])")
-        bwrap_pid = k.km.provisioner.pid
-        tree = _descendants(bwrap_pid)
-        assert len(tree) >= 4  # bwrap, bwrap's pid-1, the kernel, sleep
+        first_pid = k.km.provisioner.pid
+        tree = _descendants(first_pid)
+        assert len(tree) >= 4  # the kernel's first process, its pid namespace's init, the kernel, sleep
         for path in cg.dirs.values():
             assert _procs(path) == tree, path
-        assert k.km.last_command[0].endswith("prlimit")  # the command line is unchanged
+        assert k.km.last_command[0].endswith("prlimit")  # its zygote runs under prlimit + bwrap
 
         old = cg
         k.restart()
@@ -239,20 +350,7 @@ def test_every_process_of_the_sandbox_is_in_its_cgroup(box, parent_name):
 
 @needs_bwrap
 @needs_v1
-def record_kernel_managers(monkeypatch) -> list:
-    """Every kernel manager the executor creates, to read its cgroup's stats after the run."""
-    kms: list = []
-    create = ResilientExecute.create_kernel_manager
-
-    def recording(self):
-        kms.append(create(self))
-        return kms[-1]
-
-    monkeypatch.setattr(ResilientExecute, "create_kernel_manager", recording)
-    return kms
-
-
-def test_fork_loop_gets_an_error_at_the_pids_limit_and_the_next_cell_runs(box, parent_name, monkeypatch):
+def test_fork_loop_gets_an_error_at_the_pids_limit_and_the_next_cell_runs(box):
     limit = 64
     fork_loop = textwrap.dedent(
         """
@@ -293,12 +391,10 @@ def test_fork_loop_gets_an_error_at_the_pids_limit_and_the_next_cell_runs(box, p
         print('fork works again; reaped', n)
         """
     )
-    kms = record_kernel_managers(monkeypatch)
     with ForkProbe() as probe:
         nb, ep = run_nb(
             box,
             ["x = 41", fork_loop, "print(x + 1)", reap],
-            cgroup_parent=parent_name,
             cgroup_pids_limit=limit,
         )
     probe.check()
@@ -309,7 +405,7 @@ def test_fork_loop_gets_an_error_at_the_pids_limit_and_the_next_cell_runs(box, p
     assert text(nb.cells[2]) == "42\n"
     assert text(nb.cells[3]).startswith("fork works again"), nb.cells[3].outputs
     assert ep.fault_log == []
-    stats = kms[0].cgroup_stats()
+    stats = ep.cgroup_stats[0]  # of the executor's (first) kernel manager, after the run
     print(stats)
     assert stats.pids_limit_hits >= 1 and stats.pids_peak <= limit
     assert "more than 64 processes" in stats.describe()
@@ -317,9 +413,9 @@ def test_fork_loop_gets_an_error_at_the_pids_limit_and_the_next_cell_runs(box, p
 
 @needs_bwrap
 @needs_v1
-def test_bash_fork_bomb_is_held_at_the_limit_and_killed_with_the_kernel(box, parent_name):
+def test_bash_fork_bomb_is_held_at_the_limit_and_killed_with_the_kernel(box):
     limit = 48
-    k = Kernel(box, cgroup_parent=parent_name, cgroup_pids_limit=limit)
+    k = Kernel(box, cgroup_pids_limit=limit)
     k.start()
     seen: set[int] = set()
     try:
@@ -358,13 +454,12 @@ def test_bash_fork_bomb_is_held_at_the_limit_and_killed_with_the_kernel(box, par
 
 @needs_bwrap
 @needs_v1
-def test_a_bomb_in_one_sandbox_does_not_starve_another(box, parent_name):
+def test_a_bomb_in_one_sandbox_does_not_starve_another(box):
     """Two kernels side by side (as when grading in parallel): one holds a bash fork bomb
     at its limit, the other still starts processes and allocates memory as usual."""
     limit = 40
-    bomb = Kernel(box, cgroup_parent=parent_name, cgroup_pids_limit=limit)
-    other = Kernel(box, cgroup_parent=parent_name, cgroup_pids_limit=limit,
-                   cgroup_memory_limit_mb=1024)
+    bomb = Kernel(box, cgroup_pids_limit=limit)
+    other = Kernel(box, cgroup_pids_limit=limit, cgroup_memory_limit_mb=1024)
     bomb.start()
     try:
         other.start()
@@ -393,7 +488,7 @@ def test_a_bomb_in_one_sandbox_does_not_starve_another(box, parent_name):
 
 @needs_bwrap
 @needs_v1
-def test_forked_memory_hog_is_stopped_at_the_cgroup_limit(box, parent_name, monkeypatch):
+def test_forked_memory_hog_is_stopped_at_the_cgroup_limit(box):
     """Four children of 200 MiB each: every one is far below RLIMIT_AS (6 GiB), but
     together they exceed the 512 MiB cgroup limit, so the OOM killer must step in."""
     hog = textwrap.dedent(
@@ -416,14 +511,12 @@ def test_forked_memory_hog_is_stopped_at_the_cgroup_limit(box, parent_name, monk
         print(json.dumps(ends))
         """
     )
-    kms = record_kernel_managers(monkeypatch)
     nb, ep = run_nb(
         box,
         ["x = 41", hog, "print(x + 1)"],
-        cgroup_parent=parent_name,
         cgroup_memory_limit_mb=512,
     )
-    stats = kms[0].cgroup_stats()
+    stats = ep.cgroup_stats[0]
     print(f"{stats}\n{stats.describe()}")
     if errors(nb.cells[1]) == ["KernelDied"]:  # the OOM killer may pick the kernel itself
         pass
@@ -436,17 +529,17 @@ def test_forked_memory_hog_is_stopped_at_the_cgroup_limit(box, parent_name, monk
     assert stats.oom_kills >= 1
     assert 400 * MiB < stats.memory_peak <= 512 * MiB
     assert "more than 512 MiB of memory" in stats.describe()
-    assert all(km.cgroup is None for km in kms)  # removed (the fixture checks the parent)
+    assert not any(ep.cgroups_left)  # removed (the grader fixture checks the parent)
 
 
 @needs_bwrap
 @needs_v1
-def test_nothing_survives_a_killed_kernel(box, parent_name):
+def test_nothing_survives_a_killed_kernel(box):
     """Processes that left the kernel's session die with the sandbox, and its cgroup goes.
 
-    (The pid namespace already takes them down with bwrap; the cgroup's own kill is
+    (The kernel's pid namespace already takes them down; the cgroup's own kill is
     tested on its own below.)"""
-    k = Kernel(box, cgroup_parent=parent_name)
+    k = Kernel(box)
     k.start()
     cg = k.km.cgroup
     try:
@@ -539,32 +632,31 @@ def test_limits_on_plain_processes():
 
 # ---------------------------------------------------------------------------- fallback
 @needs_bwrap
-def test_without_cgroups_the_kernel_runs_with_a_warning(box, tmp_path, caplog):
-    empty = tmp_path / "no-cgroups-here"
+def test_without_cgroups_the_kernel_runs_with_a_warning(box):
+    empty = Path(box["run"]) / "no-cgroups-here"
     empty.mkdir()
-    logger = logging.getLogger("test-cgroup-fallback")
-    k = Kernel(box, cgroup_root=str(empty), log=logger)
-    with caplog.at_level(logging.WARNING, logger=logger.name):
-        k.start()
+    box["grader"].hand_over(empty)
+    k = Kernel(box, log_warnings=True, cgroup_root=str(empty))
+    k.start()
     try:
         assert k.km.cgroup is None and k.km.cgroup_stats() is None
         out, _ = k.run("print(6 * 7)")
         assert out == "42\n"
     finally:
         k.stop()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = k.warnings()  # those of the kernel manager's log, at WARNING and above
     assert len(warnings) == 1, warnings
     assert "NOT enforced" in warnings[0] and str(empty) in warnings[0]
     assert "require_cgroup" in warnings[0]
 
 
 @needs_bwrap
-def test_without_cgroups_require_cgroup_refuses(box, tmp_path):
-    k = Kernel(box, cgroup_root=str(tmp_path), require_cgroup=True)
+def test_without_cgroups_require_cgroup_refuses(box):
+    k = Kernel(box, cgroup_root=box["run"], require_cgroup=True)
     with pytest.raises(SandboxUnavailableError, match="require_cgroup"):
         k.start()
     assert k.km.cgroup is None and not k.km.has_kernel
-    k.loop.close()
+    k.close_loop()
 
 
 # ---------------------------------------------------------------------------- delegation (v1)

@@ -79,8 +79,10 @@ def test_gradebook_survives_and_holds_every_student(graded_course: GradedCourse)
 
 
 def test_run_folders_are_removed_and_no_daemon_survives(graded_course: GradedCourse):
+    # (each grader process makes its run folders in a runs folder of its own, izyg-*, where its
+    # kernels, all forked from its zygote, can be given them; it removes it when it ends)
     left = [p.name for p in grader_tmp(graded_course.root).iterdir()
-            if p.name.startswith(("interp-course-grade-", "nbsbx-"))]
+            if p.name.startswith(("interp-course-grade-", "nbsbx-", "izyg-"))]
     assert left == []  # fault-odd-trees left a 1200-deep tree and unreadable folders in its own
     ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True).stdout.splitlines()
     assert [line for line in ps if "interp-course-daemon-marker" in line and not line.startswith("Z")] == []

@@ -1,9 +1,11 @@
-"""Real-kernel tests of the bubblewrap sandbox and the fault-tolerant executor.
+"""Real-kernel tests of the sandbox and the fault-tolerant executor.
 
-No mocks: every test starts ipykernel inside bwrap via ``ResilientExecute`` (or
-``SandboxedKernelManager`` directly) and checks what the notebook could do and what
-ended up in its cells.  After every test no process of that test (bwrap, kernel,
-anything the notebook spawned) may still be alive.
+No mocks: every test starts kernels the one way grading does, as the grading account (the
+``grader`` fixture of conftest.py: a process of that account runs the kernel code), each forked
+from that process's zygote into a sandbox of its own, via ``ResilientExecute`` (or
+``SandboxedKernelManager`` directly), and checks what the notebook could do and what ended up in
+its cells.  After every test no process of that test (kernel, anything the notebook spawned) may
+still be alive, and no kernel's cgroup may be left.
 """
 
 from __future__ import annotations
@@ -11,20 +13,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
 import interp_course
+from interp_course.cgroups import CgroupStats
 from interp_course.course import CHECKOUT
-from interp_course.preprocessors.resilient_execute import ResilientExecute
+from interp_course.preprocessors.resilient_execute import KernelStartFailed, ResilientExecute
 from interp_course.sandbox import SandboxedKernelManager, SandboxUnavailableError
 
 REPO = CHECKOUT
@@ -70,46 +75,74 @@ def _live_processes_mentioning(marker: str) -> list[str]:
 
 
 @pytest.fixture
-def box(tmp_path):
-    """A student working dir (with a secret sibling dir) and a short private run-dir parent.
+def box(grader):
+    """A student working dir (with a secret sibling dir) in the grading account's runs folder,
+    where grading makes each run's folders, and that account's process to start kernels from.
 
-    The run dir (connection file, IPC sockets) is what every bwrap/kernel command line
-    mentions, so it doubles as the marker for the leftover-process check.
+    The box's folder doubles as the marker for the leftover-process check.
     """
-    workdir = tmp_path / "student"
-    workdir.mkdir()
-    secret_dir = tmp_path / "other_student"
+    top = grader.runs / f"box-{secrets.token_hex(4)}"
+    workdir = top / "student"
+    workdir.mkdir(parents=True)
+    secret_dir = top / "other_student"
     secret_dir.mkdir()
     (secret_dir / "answers.txt").write_text("the answers of somebody else\n")
-    run_parent = tempfile.mkdtemp(prefix="sbt")  # short: unix socket paths are limited
-    yield {"workdir": workdir, "secret": secret_dir / "answers.txt", "run": run_parent}
+    grader.hand_over(top)
+    yield {"workdir": workdir, "secret": secret_dir / "answers.txt", "run": str(top), "grader": grader,
+           "cgroup_parent": grader.cgroup_parent}
     deadline = time.monotonic() + 5
     while True:
-        left = _live_processes_mentioning(run_parent)
+        left = _live_processes_mentioning(str(top))
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    shutil.rmtree(run_parent, ignore_errors=True)
     assert not left, "processes survived the test:\n" + "\n".join(left)
 
 
-def run_nb(box, cells, *, timeout=20, executor=None, **km_traits):
+def execute_as_grader(cells: list[str], workdir: str, timeout: float, executor: dict, km_traits: dict,
+                      grader_env: dict) -> dict:
+    """(In the grading account's process) ``cells`` run by ResilientExecute in ``workdir``, with
+    ``grader_env`` in this process's environment; what the tests read of the run."""
+    os.environ.update(grader_env)
     c = Config()
     c.ResilientExecute.timeout = timeout
     c.ResilientExecute.interrupt_grace = 1.5
-    for key, value in (executor or {}).items():
+    for key, value in executor.items():
         setattr(c.ResilientExecute, key, value)
-    c.SandboxedKernelManager.run_dir_parent = box["run"]
     for key, value in km_traits.items():
         setattr(c.SandboxedKernelManager, key, value)
     nb = new_notebook(cells=[new_code_cell(src) for src in cells])
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
     ep = ResilientExecute(config=c)
+    kms: list[SandboxedKernelManager] = []  # every kernel manager it makes, to read its cgroup after the run
+    create = ep.create_kernel_manager
+
+    def recording():
+        kms.append(create())
+        return kms[-1]
+
+    ep.create_kernel_manager = recording
     start = time.monotonic()
-    ep.preprocess(nb, {"metadata": {"path": str(box["workdir"])}})
-    ep.elapsed = time.monotonic() - start
+    ep.preprocess(nb, {"metadata": {"path": workdir}})
+    stats = [km.cgroup_stats() for km in kms]
+    return {"nb": nb, "fault_log": ep.fault_log, "elapsed": time.monotonic() - start,
+            "cgroup_stats": [s.__dict__ if s is not None else None for s in stats],
+            "cgroups_left": [km.cgroup is not None for km in kms]}
+
+
+def run_nb(box, cells, *, timeout=20, executor=None, grader_env=None, **km_traits):
+    """Run ``cells`` as grading does: by ResilientExecute in the grading account's process, each
+    kernel forked from its zygote, in a cgroup of the parent delegated to it. Returns the notebook
+    and what the executor recorded (``fault_log``, ``elapsed``) with the ``cgroup_stats`` of each
+    kernel manager it made and whether its cgroup was left (``cgroups_left``)."""
+    if box["cgroup_parent"]:
+        km_traits.setdefault("cgroup_parent", box["cgroup_parent"])
+    res = box["grader"].call(execute_as_grader, cells, str(box["workdir"]), timeout, executor or {}, km_traits,
+                             grader_env or {})
+    ep = SimpleNamespace(fault_log=res["fault_log"], elapsed=res["elapsed"], cgroups_left=res["cgroups_left"],
+                         cgroup_stats=[CgroupStats(**s) if s else None for s in res["cgroup_stats"]])
     print(f"notebook took {ep.elapsed:.2f} s")
-    return nb, ep
+    return nbformat.from_dict(res["nb"]), ep
 
 
 def text(cell) -> str:
@@ -122,45 +155,59 @@ def errors(cell) -> list[str]:
 
 # ---------------------------------------------------------------------------- tests
 def test_missing_bwrap_gives_install_hint(box):
-    c = Config()
-    c.SandboxedKernelManager.bwrap_path = "/nonexistent/bwrap"
-    c.SandboxedKernelManager.run_dir_parent = box["run"]
-    nb = new_notebook(cells=[new_code_cell("1")])
-    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap"):
-        ResilientExecute(config=c).preprocess(nb, {"metadata": {"path": str(box["workdir"])}})
+    with pytest.raises(KernelStartFailed, match="apt-get install bubblewrap") as refused:
+        run_nb(box, ["1"], bwrap_path="/nonexistent/bwrap")
+    assert isinstance(refused.value.__cause__, SandboxUnavailableError)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can try to start a kernel as root")
+def test_no_kernel_starts_as_root():
+    """The one launch path is the grading account's: as root a manager refuses before it makes
+    anything (the sandbox uid maps to the grader's, which must never be root)."""
+    km = SandboxedKernelManager(kernel_name="python3")
+    with pytest.raises(SandboxUnavailableError, match=r"run as interp-grader \(make grade does\)"):
+        asyncio.run(km.start_kernel(cwd="/"))
+    assert not km.has_kernel and km.run_dir is None and km.cgroup is None
+
+
+def test_a_kernel_needs_a_sandbox_uid(box):
+    with pytest.raises(KernelStartFailed, match="sandbox_uid") as refused:
+        run_nb(box, ["1"], sandbox_uid=None)
+    assert isinstance(refused.value.__cause__, SandboxUnavailableError)
+
+
+async def start_stop_as_grader(workdir: str, traits: dict) -> dict:
+    """(In the grading account's process) start a kernel, run one line, stop it."""
+    km = SandboxedKernelManager(kernel_name="python3", **traits)
+    t0 = time.monotonic()
+    await km.start_kernel(cwd=workdir)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        started = time.monotonic() - t0
+        reply = await kc.execute_interactive("import os; os.getuid()", timeout=30)
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel()
+    return {"started": started, "status": reply["content"]["status"], "command": km.last_command,
+            "run_dir": km.run_dir}
 
 
 @needs_bwrap
 def test_kernel_start_time(box):
-    km = SandboxedKernelManager(kernel_name="python3", run_dir_parent=box["run"])
-
-    async def start_stop():
-        t0 = time.monotonic()
-        await km.start_kernel(cwd=str(box["workdir"]))
-        kc = km.client()
-        kc.start_channels()
-        try:
-            await kc.wait_for_ready(timeout=60)
-            started = time.monotonic() - t0
-            reply = await kc.execute_interactive("import os; os.getuid()", timeout=30)
-            assert reply["content"]["status"] == "ok"
-        finally:
-            kc.stop_channels()
-            await km.shutdown_kernel()
-        return started
-
-    started = asyncio.run(start_stop())
-    print(f"sandboxed kernel ready after {started:.2f} s")
-    assert started < 30
-    cmd = km.last_command
+    traits = {"cgroup_parent": box["cgroup_parent"]} if box["cgroup_parent"] else {}
+    res = box["grader"].call(start_stop_as_grader, str(box["workdir"]), traits)
+    print(f"sandboxed kernel ready after {res['started']:.2f} s (its zygote's start included)")
+    assert res["status"] == "ok"
+    assert res["started"] < 30
+    cmd = res["command"]  # the zygote it was forked from runs under prlimit + bwrap
     assert cmd[0].endswith("prlimit") and cmd[cmd.index("--") + 1].endswith("bwrap")
-    assert km.run_dir is None  # private run dir removed on shutdown
+    assert res["run_dir"] is None  # private run dir removed on shutdown
 
 
 @needs_bwrap
-def test_filesystem_network_and_env_isolation(box, monkeypatch):
-    monkeypatch.setenv("GRADER_SECRET_TOKEN", "hunter2")
+def test_filesystem_network_and_env_isolation(box):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -200,6 +247,7 @@ print(json.dumps(res))
             [probe],
             readonly_paths=[str(PACKAGE_DIR)],
             extra_env={"COURSE_FLAG": "on", "PYTHONPATH": str(PACKAGE_DIR.parent)},
+            grader_env={"GRADER_SECRET_TOKEN": "hunter2"},  # in the grader's environment, not the kernel's
         )
     finally:
         listener.close()
@@ -383,21 +431,14 @@ def test_restarts_are_capped(box):
     assert "failed 3 times" in nb.cells[-1].outputs[-1].evalue
 
 
-@needs_bwrap
-def test_grading_kernel_sees_only_the_declared_models_of_the_hf_home(box, tmp_path, monkeypatch):
+async def models_probe_as_grader(hf_home: str, handin_dir: str, workdir: str, traits: dict) -> str:
+    """(In the grading account's process) what GradeInSandbox's kernel sees of ``hf_home``."""
     from interp_course import models
     from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
 
-    hf_home = tmp_path / "hf"
-    (hf_home / "hub" / "models--gpt2").mkdir(parents=True)
-    (hf_home / "hub" / "models--gpt2" / "weights.txt").write_text("public weights")
-    (hf_home / "hub" / "models--someone--private").mkdir(parents=True)
-    (hf_home / "token").write_text("hf_secret_token")  # what `huggingface-cli login` leaves
-    monkeypatch.setattr(models, "read_settings", lambda: {"model_source": "hub", "hf_home": str(hf_home)})
-    handin_dir = tmp_path / "run"
-    (handin_dir / "outbox").mkdir(parents=True)
-    step = GradeInSandbox(config=Config({"SandboxedKernelManager": {"run_dir_parent": box["run"]}}))
-    step._models, step._handin_dir = ("gpt2",), handin_dir
+    models.read_settings = lambda: {"model_source": "hub", "hf_home": hf_home}
+    step = GradeInSandbox(config=Config({"SandboxedKernelManager": traits}))
+    step._models, step._handin_dir = ("gpt2",), Path(handin_dir)
     step.nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     km = step.create_kernel_manager()
     probe = (
@@ -406,18 +447,31 @@ def test_grading_kernel_sees_only_the_declared_models_of_the_hf_home(box, tmp_pa
         "print(read(home + '/token'), read(home + '/hub/models--gpt2/weights.txt'),"
         " os.path.exists(home + '/hub/models--someone--private'))"
     )
+    await km.start_kernel(cwd=workdir)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        seen = []
+        await kc.execute_interactive(probe, timeout=30, output_hook=lambda m: seen.append(m["content"].get("text", "")))
+        return "".join(seen)
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
 
-    async def run():
-        await km.start_kernel(cwd=str(box["workdir"]))
-        kc = km.client()
-        kc.start_channels()
-        try:
-            await kc.wait_for_ready(timeout=60)
-            seen = []
-            await kc.execute_interactive(probe, timeout=30, output_hook=lambda m: seen.append(m["content"].get("text", "")))
-            return "".join(seen)
-        finally:
-            kc.stop_channels()
-            await km.shutdown_kernel(now=True)
 
-    assert asyncio.run(run()).split() == ["FileNotFoundError", "public", "weights", "False"]
+@needs_bwrap
+def test_grading_kernel_sees_only_the_declared_models_of_the_hf_home(box):
+    grader = box["grader"]
+    hf_home = grader.tmp / "hf"  # outside the runs folder, as the instructor's cache is
+    (hf_home / "hub" / "models--gpt2").mkdir(parents=True)
+    (hf_home / "hub" / "models--gpt2" / "weights.txt").write_text("public weights")
+    (hf_home / "hub" / "models--someone--private").mkdir(parents=True)
+    (hf_home / "token").write_text("hf_secret_token")  # what `huggingface-cli login` leaves
+    grader.hand_over(hf_home)
+    handin_dir = Path(box["run"]) / "run"
+    (handin_dir / "outbox").mkdir(parents=True)
+    grader.hand_over(handin_dir)
+    traits = {"cgroup_parent": box["cgroup_parent"]} if box["cgroup_parent"] else {}
+    seen = grader.call(models_probe_as_grader, str(hf_home), str(handin_dir), str(box["workdir"]), traits)
+    assert seen.split() == ["FileNotFoundError", "public", "weights", "False"]

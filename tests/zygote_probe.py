@@ -99,7 +99,7 @@ async def main() -> dict:
     for i, work in enumerate(works):
         other = works[1 - i]
         km = SandboxedKernelManager(
-            zygote=True, kernel_name="python3", cgroup_parent=parent, require_cgroup=True,
+            kernel_name="python3", cgroup_parent=parent, require_cgroup=True,
             # a module that is not there: the zygote starts without it (a renamed library must not
             # stop grading)
             zygote_preload=["torch", "transformer_lens", "interp_course_no_such_module"],

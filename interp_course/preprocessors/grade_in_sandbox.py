@@ -3,7 +3,8 @@
 For one submission:
 1. the grader (this process) loads the assignment's checks (``grader_tests/<a>/checks.py``)
    and the models they declare, and writes the inputs of this notebook's checks to an inbox;
-2. ``ResilientExecute`` runs the notebook in a bubblewrap kernel that sees the inbox read-only,
+2. ``ResilientExecute`` runs the notebook in a sandboxed kernel (forked from the zygote:
+   ``interp_course.sandbox``, ``interp_course.zygote``) that sees the inbox read-only,
    an outbox read-write, a scratch working folder of its own (``interp_course.workdir``: copies
    of the submission's extra files), the course package and the declared models' cache folders,
    and nothing of the course: not nbgrader's output folder, source/, solutions/, grader_tests/,
@@ -36,7 +37,6 @@ from interp_course import grader_user, run_cache, workdir, zygote
 from interp_course.course import Course
 from interp_course.preprocessors.render_figures import RenderFigures
 from interp_course.preprocessors.resilient_execute import ResilientExecute
-from interp_course.sandbox import SandboxedKernelManager
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # interp_course/, bound into the kernel
 # handin.ENV_VAR (a unit test checks they agree), without importing handin: it imports torch,
@@ -195,10 +195,10 @@ class GradeInSandbox(ResilientExecute):
         names = [n for n in self.trait_names(config=True) if n not in self._BATCH_ONLY]
         return {"traits": {n: repr(getattr(self, n)) for n in sorted(names)}, "config": self.plan_config()}
 
-    def run_parent(self) -> str | None:
-        """Where this grader makes run folders: a zygote's kernels can be given folders of its
-        runs folder only (``interp_course.zygote``); else the temporary directory."""
-        return zygote.runs_root() if SandboxedKernelManager(config=self.config).uses_zygote() else None
+    def run_parent(self) -> str:
+        """Where this grader makes run folders: its runs folder, the only place a kernel forked
+        from the zygote can be given folders of (``interp_course.zygote``)."""
+        return zygote.runs_root()
 
     def _ignore_patterns(self) -> list[str]:
         from nbgrader.coursedir import CourseDirectory
