@@ -4,7 +4,8 @@
 # make release    — regenerate release/ from source/ and record the course files grading checks
 # make collect    — a Canvas bulk download into submitted/ (ZIP=<download.zip> ROSTER=<roster.csv>)
 # make grade      — autograde submitted/; feedback/, grades.csv, grades_by_question.csv (exit 0 / 3 some not / 2 refused)
-# make formgrader — grade by hand: formgrader on 127.0.0.1 as the grading account (PORT=8899)
+# make formgrader — grade by hand: formgrader on 127.0.0.1 as the grading account (PORT=8899, ROSTER= names)
+# make refresh    — after grading by hand: feedback/, grades.csv and grades_by_question.csv again, together
 # make canvas     — an assignment's scores as a CSV for Canvas's gradebook import (ROSTER=<roster.csv>)
 # make corpus     — regenerate grader_tests/<a>/submissions/ from grader_tests/<a>/corpus.py
 # make verify-real — grade the reference solution on the real models (needs the hub or a cache)
@@ -26,7 +27,7 @@ ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache) \
 	$(if $(RERUN_FAULTED),--rerun-faulted)
 
-.PHONY: help setup demo test test-fast grade collect canvas release corpus verify-real bench formgrader clean
+.PHONY: help setup demo test test-fast grade refresh collect canvas release corpus verify-real bench formgrader clean
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -74,7 +75,10 @@ corpus: release
 	$(PY) -m interp_course corpus $(ASSIGNMENT_ARGS)
 
 formgrader: .venv/.installed
-	$(PY) -m interp_course formgrader --port $(or $(PORT),8899)
+	$(PY) -m interp_course formgrader --port $(or $(PORT),8899) $(if $(ROSTER),--roster "$(ROSTER)")
+
+refresh: .venv/.installed
+	$(PY) -m interp_course refresh $(ASSIGNMENT_ARGS)
 
 verify-real: .venv/.installed
 	$(PY) -m grader_tests.puzzle1.verify_real

@@ -1,6 +1,6 @@
 """Release, collect, grade and export an nbgrader course graded in a sandbox.
 
-``python -m interp_course {setup,release,collect,grade,canvas,formgrader,demo,corpus}``; ``--help``
+``python -m interp_course {setup,release,collect,grade,refresh,canvas,formgrader,demo,corpus}``; ``--help``
 on each says what it does.
 
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
@@ -25,6 +25,7 @@ from interp_course import canvas_grades, grader_user, grading_log, guard, lms, m
 from interp_course.autograde import Batch, grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
+from interp_course.exports import GRADES_EXPORTER, write_grades_by_question
 from interp_course.inert import one_line
 from interp_course.nbgrader_process import nbgrader, nbgrader_env, start_nbgrader
 
@@ -144,6 +145,46 @@ def grade(course: Course, assignments: list[str], manual_grades: dict | None = N
     return status
 
 
+def refresh(course: Course, assignments: list[str]) -> int:
+    """After grading by hand: each assignment's feedback, grades.csv and grades_by_question.csv
+    again from the gradebook as it is now, together, so the three never disagree. The steps of
+    ``grade`` after autograding (as the grading account, nbgrader's lines in the log); a student
+    whose page says their submission was not graded keeps it (nbgrader would write it again from
+    an earlier run's notebook)."""
+    guard.check_grading(course)
+    grader_user.prepare_state(course)
+    with grading_log.logging_to(course.root / "logs") as log:
+        print(f"The full log of this run: {log.path.relative_to(course.root)}")
+        for assignment in assignments:
+            kept = _not_graded_pages(course, assignment)
+            only = [f"--CourseDirectory.student_id_exclude={','.join(kept)}"] if kept else []
+            made = nbgrader(course, "generate_feedback", assignment, "--force", "--log-level=WARN", *only, check=False)
+            if made.returncode != 0:
+                raise Refusal(f"nbgrader generate_feedback {assignment} failed (exit status {made.returncode}): see "
+                              f"{log.path.relative_to(course.root)}; grades.csv and grades_by_question.csv are unchanged")
+            print(f"Feedback for {assignment}: {course.feedback.relative_to(course.root)}/"
+                  + (f" ({len(kept)} not-graded page(s) kept)" if kept else ""))
+        nbgrader(course, "export", "--to", str(course.grades_csv), f"--exporter={GRADES_EXPORTER}", "--log-level=WARN")
+        print(f"Grades: {course.grades_csv.name}; per-question scores: {write_grades_by_question(course).name}")
+    return GRADED
+
+
+def _not_graded_pages(course: Course, assignment: str) -> list[str]:
+    """Students whose feedback page for ``assignment`` is ``grade``'s "not graded" page."""
+    from interp_course.report import feedback_page
+
+    mark = feedback_page(assignment, "").split("</title>")[0].encode()
+    found = []
+    for page in sorted(course.feedback.glob(f"*/{assignment}/*.html")):
+        try:
+            with open(page, "rb") as f:
+                if f.read(len(mark)) == mark:
+                    found.append(page.parent.parent.name)
+        except OSError:
+            continue
+    return sorted(set(found))
+
+
 def demo(course: Course, assignments: list[str], batch: Batch = Batch()) -> int:
     """Release, submit each assignment's demo students, autograde, play the TA, feedback, export."""
     from interp_course import corpus as corpus_builder
@@ -215,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     p = command("grade", "Autograde submitted/; write feedback/ and the grade CSVs.")
     assignment_option(p, "every released assignment")
     batch_options(p)
+    p = command("refresh", "After grading by hand: feedback/ and the grade CSVs again.")
+    assignment_option(p, "every released assignment")
     p = command("canvas", "Write a CSV of scores for Canvas's gradebook import.")
     assignment_option(p, "the one released assignment", "the assignment to export")
     roster_options(p)
@@ -223,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="where to write it (default: canvas_grades.csv in the course root)")
     p = command("formgrader", "Grade by hand: formgrader on 127.0.0.1 as the grading account.")
     p.add_argument("--port", type=int, default=8899, help="the loopback port (default: %(default)s)")
+    p.add_argument("--roster", type=Path, help="a Canvas roster (Grades > Export): names the gradebook's students")
     p = command("demo", "Release and grade the bundled example students.")
     assignment_option(p, "every assignment with a source notebook")
     batch_options(p)
@@ -237,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "formgrader":
             from interp_course import formgrader
 
-            return formgrader.serve(course, args.port)
+            return formgrader.serve(course, args.port, args.roster)
         default = course.assignments() if args.command in ("release", "demo") else course.released_assignments()
         assignments = args.assignments or default
         for assignment in assignments:
@@ -258,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "collect":
             # The instructor's own step (it writes submitted/, which the grading account only reads).
             status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column)
+        elif args.command == "refresh":
+            status = refresh(course, assignments)
         elif args.command in ("grade", "demo"):
+
             if args.workers < 1:
                 raise Refusal(f"--workers must be at least 1, not {args.workers}")
             batch = Batch(workers=args.workers, scheduler=args.scheduler, reuse_runs=not args.no_cache,

@@ -6,8 +6,14 @@ beside the notebook). ``python -m interp_course formgrader``'s server (``interp_
 as the grading account) serves it on loopback, and Playwright drives Debian's Chromium through it
 as a TA would: log in with the token, Manual Grading, the submission, then
 
-- the TA sees the rubric under the explanation, scores it and comments, and ``nbgrader export``
-  and the regenerated feedback carry both, without the rubric;
+- the TA sees the rubric beside the explanation, under its score box, scores it and comments, and
+  after the one command for that (``python -m interp_course refresh``) grades.csv,
+  grades_by_question.csv and the feedback all carry the score, and the feedback the comment,
+  without the rubric;
+- the page's math is typeset by MathJax from the course's own server (no CDN can be reached), and
+  the links at its top lead to each answer graded by hand;
+- the course uses no nbgrader exchange: no banner says it is missing; students are named as the
+  roster names them, else by their id (never "None, None");
 - on the attacker's page no payload runs: none marks the page, none makes a request outside the
   server (a loopback beacon), no terminal exists, while the ordinary content is on the page;
 - a control: the same payload run on that page does all three, so the checks can fail.
@@ -18,16 +24,19 @@ folder printed at the start.
 
 from __future__ import annotations
 
+import csv
 import shutil
 import socket
 import time
 import urllib.request
 
+import nbformat
 import pytest
-from conftest import PUZZLE1, grade_all, keep_runs_of, make_course, release, run_nbgrader, submit
+from conftest import PUZZLE1, grade_all, keep_runs_of, make_course, release, submit
 
-from interp_course import corpus, formgrader
+from interp_course import cli, corpus, formgrader
 from interp_course.course import Course
+from interp_course.preprocessors.rubric import is_hand_graded
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the browser tests)")
 CHROMIUM = shutil.which("chromium")
@@ -38,6 +47,11 @@ SCORE, COMMENT = 2.5, "Mechanism and lesson right; say which mean you would subt
 RUBRIC_HEADING = "Rubric for the TA: explanation (3 points)."
 RUBRIC_TEXT = ("Rubric (3 points).", "Model answer (3/3")  # from the source's solution region
 MARKER = "data-pw" + "ned-"
+# the answers graded by hand, in notebook order
+HAND_GRADED = [c.metadata.nbgrader["grade_id"] for c in nbformat.read(Course().source(PUZZLE1) / f"{PUZZLE1}.ipynb", 4).cells
+               if is_hand_graded(c)]
+ROSTER_NAME = ("Jane", "Doe")  # the roster's name of the TA's student (the attacker is not in it)
+SHOWN = {TA: f"{ROSTER_NAME[1]}, {ROSTER_NAME[0]}"}  # formgrader's Show All Names: the name, else the id
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +83,11 @@ def _free_port() -> int:
 def server(graded):
     """What a TA starts: `python -m interp_course formgrader` (here on a free port)."""
     port = _free_port()
-    process, token = formgrader.start(Course(graded.root), port)
+    roster = graded.root.parent / "formgrader-roster.csv"  # Canvas's Grades > Export
+    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section\n"
+                      "    Points Possible,,,,\n"
+                      f'"{ROSTER_NAME[1]}, {ROSTER_NAME[0]}",4242,,{TA},Section 1\n')
+    process, token = formgrader.start(Course(graded.root), port, roster=roster)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -113,7 +131,7 @@ class Browser:
         self.page.click(f"a[href$='/formgrader/gradebook/{PUZZLE1}/{PUZZLE1}']")
         self.page.wait_for_selector("a[href*='/formgrader/submissions/']")  # the table loads after the page
         self.page.click("text=Show All Names")
-        self.page.click(f"a:text-is('{student}')")
+        self.page.click(f"a:text-is('{SHOWN.get(student, student)}')")
         self.page.wait_for_url("**/formgrader/submissions/*/")
         self.page.wait_for_load_state("networkidle")
         self.page.wait_for_timeout(1500)  # timers and load handlers get their chance
@@ -147,11 +165,17 @@ def test_the_ta_grades_the_explanation_with_the_rubric_in_view(graded, browser, 
     for text in RUBRIC_TEXT:
         assert text in rubric.inner_text()
     score, comment = page.locator("input.score#explanation"), page.locator("textarea#explanation-comment")
-    # the rubric is the cell right after the answer it grades
-    assert score.evaluate("(el, r) => !!(el.compareDocumentPosition(r) & Node.DOCUMENT_POSITION_FOLLOWING)",
-                          rubric.element_handle())
+    # the rubric sits in the answer's own panel, beside the student's answer, right under its score box
     answer_panel = page.locator(".nbgrader_cell", has=score)
-    assert "not spread around the origin" in answer_panel.inner_text()  # the student's own answer
+    assert answer_panel.locator("aside.interp-rubric", has_text=RUBRIC_HEADING).count() == 1
+    answer = answer_panel.locator("div.interp-answer")
+    assert "not spread around the origin" in answer.inner_text()  # the student's own answer
+    answer_panel.scroll_into_view_if_needed()
+    boxes = {name: locator.bounding_box() for name, locator in (("score", score), ("rubric", rubric), ("answer", answer))}
+    assert boxes["rubric"]["x"] >= boxes["answer"]["x"] + boxes["answer"]["width"] - 1  # beside it, on its right
+    assert abs(boxes["rubric"]["y"] - boxes["answer"]["y"]) < 5  # level with it
+    assert 0 < boxes["rubric"]["y"] - boxes["score"]["y"] < 120  # just under the score box
+    assert page.locator("aside.interp-rubric").count() == len(HAND_GRADED)  # one beside each answer
 
     with page.expect_response(lambda r: "/formgrader/api/grade/" in r.url and r.request.method == "PUT") as saved:
         score.fill(str(SCORE))
@@ -167,12 +191,17 @@ def test_the_ta_grades_the_explanation_with_the_rubric_in_view(graded, browser, 
     playwright.expect(page.locator("input.score#explanation")).to_have_value(str(SCORE))
     playwright.expect(page.locator("textarea#explanation-comment")).to_have_value(COMMENT)
 
-    for step in (["export", "--to", str(graded.root / "grades.csv")], ["generate_feedback", PUZZLE1, "--force"]):
-        done = run_nbgrader(graded.root, *step)
-        assert done.returncode == 0, done.stderr[-3000:]
+    # The one command after grading by hand: feedback, grades.csv and grades_by_question.csv together.
+    assert cli.main(["--root", str(graded.root), "refresh"]) == 0
     rows = {row["student_id"]: row for row in graded.grades_csv()}
     assert float(rows[TA]["raw_score"]) == 18 + SCORE  # all 18 autograded points, and the TA's
     assert float(rows[ATTACKER]["raw_score"]) == 18  # not graded by hand yet
+    with open(graded.root / "grades_by_question.csv", newline="") as f:
+        by_question = {row["student_id"]: row for row in csv.DictReader(f)}
+    explanation = next(column for column in by_question[TA] if column.startswith("explanation"))
+    assert float(by_question[TA][explanation]) == SCORE  # the two exports agree
+    assert float(by_question[TA]["score"]) == float(rows[TA]["score"]) == 18 + SCORE
+    assert float(by_question[ATTACKER]["score"]) == float(rows[ATTACKER]["score"]) == 18
 
     feedback = graded.feedback(TA)
     assert COMMENT.split(";")[0] in feedback and f"Score: {SCORE} / 3.0" in feedback
@@ -184,7 +213,48 @@ def test_the_ta_grades_the_explanation_with_the_rubric_in_view(graded, browser, 
     page.screenshot(path=screenshots / "feedback-with-the-ta-comment.png")
 
 
+def test_the_math_is_typeset_offline_and_the_links_lead_to_each_answer(browser, screenshots):
+    page = browser.page
+    browser.outside.clear()
+    browser.open_submission(TA)
+    page.wait_for_function("window.MathJax && MathJax.loaded === true", timeout=60_000)
+    # MathJax came from this server (no other request was allowed, none was tried) and typeset the
+    # notebook's math: no TeX left in the page's text, and the formulas are MathJax's elements.
+    assert browser.outside == []
+    scripts = page.evaluate("[...document.scripts].map(s => s.src).filter(s => s.includes('MathJax'))")
+    assert scripts and all(s.startswith(browser.base + "/static/jupyter_server_mathjax/") for s in scripts), scripts
+    assert page.locator(".MathJax, .MathJax_Display").count() > 20
+    assert "\\lVert" not in page.inner_text("#notebook") and "$\\cos" not in page.inner_text("#notebook")
+    page.screenshot(path=screenshots / "math-and-links.png")
+
+    links = page.locator("nav.interp-jump a")
+    assert links.all_inner_texts() == HAND_GRADED
+    for grade_id in [*HAND_GRADED[::-1], HAND_GRADED[0]]:
+        page.click(f"nav.interp-jump a:text-is('{grade_id}')")
+        page.wait_for_timeout(300)
+        top = page.locator(f"input.score#{grade_id}").evaluate("el => el.getBoundingClientRect().top")
+        assert 50 <= top <= 300, (grade_id, top)  # just under formgrader's bar, at the top of the window
+        page.screenshot(path=screenshots / f"jumped-to-{grade_id}.png")
+
+
+def test_no_exchange_banner_and_students_are_named(browser, screenshots):
+    page = browser.page
+    page.goto(f"{browser.base}/formgrader/manage_assignments")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#warning-exchange").count() == 0
+    assert page.locator(".alert-warning", has_text="exchange").count() == 0
+    page.goto(f"{browser.base}/formgrader/manage_students")
+    page.wait_for_selector("a[href*='/formgrader/manage_students/']")
+    names = {row.locator("td").nth(1).inner_text(): row.locator("td").nth(0).inner_text()
+             for row in page.locator("tbody tr").all()}
+    assert names[TA] == f"{ROSTER_NAME[1]}, {ROSTER_NAME[0]}"  # from the roster
+    assert names[ATTACKER] == ATTACKER  # not in the roster: its id
+    assert not any("None" in name for name in names.values())
+    page.screenshot(path=screenshots / "manage-students.png")
+
+
 def test_no_student_script_runs_on_the_manual_grading_page(browser, screenshots):
+
     page = browser.page
     browser.outside.clear()
     browser.open_submission(ATTACKER)
@@ -200,7 +270,7 @@ def test_no_student_script_runs_on_the_manual_grading_page(browser, screenshots)
     # The report handed in beside the notebook: the explanation's link to it lost its href, but
     # formgrader still serves the file from the TA's origin, here with a sandbox (no script).
     assert page.locator("a:text-is('my report')").get_attribute("href") is None
-    page.goto(page.url + "report.html")
+    page.goto(page.url.split("?")[0] + "report.html")  # formgrade.js adds ?index= as the TA moves
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(1500)
     assert page.inner_text("h1") == "Report"

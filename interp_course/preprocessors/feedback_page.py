@@ -4,8 +4,12 @@
   (``interp_course.feedback_summary``);
 * math pre-rendered to MathML (``interp_course.math_render``) instead of TeX left for MathJax
   from a CDN;
-* a stylesheet that wraps long output lines (verdicts, errors) instead of scrolling sideways and
-  fits images to the page;
+* a stylesheet for one column from a 390 px phone to a laptop: long code and output lines wrap
+  instead of scrolling sideways, tables wrap (the summary's rows stack on a phone), figures and
+  formulas fit the width, hints' ``<details>`` show their disclosure triangle;
+* emoji that carry meaning (an exercise's difficulty as coloured circles) as text every font has;
+* no stray score under each verdict: the ``execute_result`` that carried a test cell's score to
+  nbgrader is left out of the page (the gradebook keeps the score);
 * alt text on every image: a figure's is its title (``RenderFigures``), any other image gets
   nbconvert's placeholder here, so ``FeedbackExporter`` can skip nbconvert's pass that adds it.
 
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from html import escape
 from pathlib import Path
 
 import nbformat
@@ -25,6 +31,7 @@ from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbconvert.preprocessors import Preprocessor
+from bs4 import BeautifulSoup, NavigableString
 from traitlets import Bool, default
 
 from interp_course.feedback_summary import parts, summary_html
@@ -32,19 +39,119 @@ from interp_course.math_render import render_math
 from interp_course.preprocessors.sanitize_submission import _as_html_block, render_markdown
 
 PAGE_CSS = """
-/* Offline feedback: long lines wrap, nothing scrolls sideways, figures fit the page. */
+/* Offline feedback, one column from a 390 px phone to a laptop: nothing is wider than the screen.
+   Long lines wrap (code and output keep their indentation), tables wrap or stack, figures and
+   formulas fit the width. */
+html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }
+body { font-size: 15px; line-height: 1.45; margin: 0; overflow-x: hidden; }
+main.interp-feedback { max-width: 980px; margin: 0 auto; padding: 12px 14px 40px; overflow-wrap: anywhere; }
+main.interp-feedback h4.interp-score { margin: 0.2em 0 0.8em; }
+p.late-penalty { color: #d2413a; }
+div.cell { margin: 0.4em 0; max-width: 100%; }
+div.prompt { display: none; }
+pre, code, kbd, samp { white-space: pre-wrap; overflow-wrap: anywhere; word-break: normal; }
+pre { overflow-x: visible; max-width: 100%; font-size: 13px; }
+div.input_area { background: #f7f7f7; border: 1px solid #e3e3e3; border-radius: 3px; padding: 0.4em 0.6em; }
+div.input_area pre, div.highlight pre { margin: 0; padding: 0; background: none; border: none; }
 div.output_area pre, div.output_subarea pre, div.output_text pre {
-  white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; overflow-x: visible;
+  white-space: pre-wrap; word-break: normal; overflow-wrap: anywhere; overflow-x: visible;
+  background: none; border: none; padding: 0.2em 0; margin: 0;
 }
-div.output_subarea { overflow-x: visible; max-width: 100%; }
-div.output_area img, div.output_png img { max-width: 100%; height: auto; }
-div.interp-summary table { border-collapse: collapse; margin: 0.5em 0 1em; }
-div.interp-summary td, div.interp-summary th { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }
-math[display="block"] { margin: 0.6em 0; }
+div.output_subarea { overflow-x: visible; max-width: 100%; padding: 0.2em 0; }
+div.output_html { overflow-x: auto; }  /* a wide table a student printed scrolls inside its own box */
+img { max-width: 100%; height: auto; }
+div.output_area img, div.output_png img { display: block; max-width: 100%; height: auto; margin: 0.4em 0; }
+math[display="block"] { margin: 0.6em 0; max-width: 100%; overflow-x: auto; overflow-y: hidden; }
+.rendered_html table { max-width: 100%; border-collapse: collapse; margin: 0.5em 0; }
+.rendered_html td, .rendered_html th { padding: 0.2em 0.6em; border: 1px solid #ddd; vertical-align: top; }
+div.interp-summary table { width: 100%; border-collapse: collapse; margin: 0.5em 0 1em; }
+div.interp-summary td, div.interp-summary th { padding: 0.3em 0.6em; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
+div.interp-summary td:nth-child(2) { white-space: nowrap; }
+details { margin: 0.4em 0; }
+details > summary { display: list-item; list-style: disclosure-closed inside; cursor: pointer; font-weight: 600; }
+details[open] > summary { list-style-type: disclosure-open; }
+.interp-rating { white-space: nowrap; }
+.interp-rating .on-red { color: #d62728; } .interp-rating .on-blue { color: #1f6fd1; }
+.interp-rating .on-green { color: #2ca02c; } .interp-rating .on-yellow { color: #c9a400; }
+.interp-rating .on-orange { color: #e67e00; } .interp-rating .on-purple { color: #8e44ad; }
+.interp-rating .on-brown { color: #8c564b; } .interp-rating .on-black { color: #222; }
+.interp-rating .off { color: #999; }
+div.nbgrader_cell { width: 100%; margin: 0.3em 0; }
+div.nbgrader_cell .panel-heading { padding: 0.4em 0.6em; height: auto; overflow: hidden; }
+div.nbgrader_cell .panel-heading a { color: #bbb; }
+div.nbgrader_cell .panel-body { padding: 0.4em; }
+div.nbgrader_cell .panel-footer { padding: 0.4em 0.6em; }
+div.nbgrader_cell .input_area { background: white; border: none; }
+span.nbgrader-label { line-height: 25px; }
+/* A phone: the summary's rows stack (part, points, then the cells), the panels' scores go under their label. */
+@media (max-width: 600px) {
+  body { font-size: 16px; }
+  main.interp-feedback { padding: 8px 8px 32px; }
+  main.interp-feedback h1 { font-size: 26px; } main.interp-feedback h2 { font-size: 22px; }
+  main.interp-feedback h3 { font-size: 19px; }
+  div.interp-summary thead { display: none; }
+  div.interp-summary table, div.interp-summary tbody, div.interp-summary tfoot,
+  div.interp-summary tr, div.interp-summary td { display: block; width: 100%; }
+  div.interp-summary tr { border-bottom: 1px solid #ccc; padding: 0.3em 0; }
+  div.interp-summary td { border: none; padding: 0.1em 0.2em; }
+  div.interp-summary td:first-child { font-weight: 600; }
+  div.interp-summary td:nth-child(2)::before { content: "points: "; }
+  div.nbgrader_cell .panel-heading .pull-right { float: none !important; display: block; }
+  .rendered_html table { display: block; overflow-x: auto; }
+}
 """
 
 
 NO_ALT = "No description has been provided for this image"  # nbconvert's words
+
+# Emoji show as empty boxes where no emoji font is installed (most Linux machines, many school
+# computers). Where one carries meaning it becomes text every font has: a run of coloured circles
+# (an exercise's "Difficulty 🔴🔴⚪⚪⚪") becomes ●●○○○ in its colours with "2/5" beside it, and a
+# few marks become their plain-text twins.
+_CIRCLES = {"🔴": "red", "🟠": "orange", "🟡": "yellow", "🟢": "green", "🔵": "blue", "🟣": "purple",
+            "🟤": "brown", "⚫": "black", "⚪": None}  # None: an empty circle
+_CIRCLE_RUN = re.compile("(?:[" + "".join(_CIRCLES) + "]\ufe0f?)+")
+_MARKS = {"✅": "✓", "✔️": "✔", "☑️": "✓", "❌": "✗", "❎": "✗", "✖️": "✗", "⚠️": "⚠", "⭐": "★", "❗": "!", "❓": "?"}
+_MARK = re.compile("|".join(sorted(map(re.escape, _MARKS), key=len, reverse=True)))
+
+
+def _rating_html(run: str) -> str:
+    circles = [c for c in run if c in _CIRCLES]
+    filled = sum(1 for c in circles if _CIRCLES[c])
+    dots = "".join(f'<span class="on-{_CIRCLES[c]}">●</span>' if _CIRCLES[c] else '<span class="off">○</span>'
+                   for c in circles)
+    if len(circles) == 1:
+        return f'<span class="interp-rating">{dots}</span>'
+    return (f'<span class="interp-rating" title="{filled} of {len(circles)}">{dots} '
+            f'<span class="interp-rating-text">{filled}/{len(circles)}</span></span>')
+
+
+def readable_emoji(html: str) -> str:
+    """``html`` with the emoji that carry meaning in its text (not in code) as text any font shows."""
+    if not (_CIRCLE_RUN.search(html) or _MARK.search(html)):
+        return html
+    soup = BeautifulSoup(html, "html.parser")
+    changed = False
+    for node in list(soup.find_all(string=True)):
+        if type(node) is not NavigableString or node.find_parent(["code", "pre", "math"]):
+            continue
+        text = str(node)
+        if not (_CIRCLE_RUN.search(text) or _MARK.search(text)):
+            continue
+        pieces, last = [], 0
+        for match in _CIRCLE_RUN.finditer(text):
+            pieces += [escape(_MARK.sub(lambda m: _MARKS[m[0]], text[last:match.start()]), quote=False),
+                       _rating_html(match[0])]
+            last = match.end()
+        pieces.append(escape(_MARK.sub(lambda m: _MARKS[m[0]], text[last:]), quote=False))
+        node.replace_with(BeautifulSoup("".join(pieces), "html.parser"))
+        changed = True
+    return str(soup) if changed else html
+
+
+def _is_test_cell(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def _give_images_alt_text(output) -> None:
@@ -78,8 +185,10 @@ class RememberedHighlight(Highlight2HTML):
                           json.dumps(self.extra_formatter_options, sort_keys=True, default=str))
 
 
-# Templates looked up before nbconvert's and nbgrader's: an empty ``mathjax`` macro.
+# Templates looked up before nbconvert's and nbgrader's: an empty ``mathjax`` macro, and the page
+# (FEEDBACK_TEMPLATE) that wraps nbgrader's feedback template.
 OFFLINE_TEMPLATES = str(Path(__file__).resolve().parent.parent / "templates" / "offline")
+FEEDBACK_TEMPLATE = "interp_feedback.html.j2"
 
 
 class FeedbackExporter(HTMLExporter):
@@ -92,11 +201,28 @@ class FeedbackExporter(HTMLExporter):
 
     The page loads no MathJax: its math is MathML already (``FeedbackPage``), and the templates'
     ``mathjax`` macro would make every student's browser fetch a script from a CDN when the page
-    is opened (``OFFLINE_TEMPLATES`` replaces it with nothing)."""
+    is opened (``OFFLINE_TEMPLATES`` replaces it with nothing). With nbgrader's feedback template,
+    the page is ``FEEDBACK_TEMPLATE``: nbgrader's cells, without its list of graded cells (the
+    package's summary replaces it) and without prompts, in a frame that fits a phone."""
 
     @default("template_paths")
     def _template_paths(self, prune=True, root_dirs=None):
         return [OFFLINE_TEMPLATES, *super()._template_paths(prune, root_dirs)]
+
+    @default("template_file")
+    def _template_file_default(self):
+        """With nbgrader's feedback template (what generate_feedback configures): ours, which
+        extends it with a page that fits a phone and one points summary, the package's."""
+        return FEEDBACK_TEMPLATE if self.template_name == "feedback" else super()._template_file_default()
+
+    # No In [n] / Out[n] prompts: nothing to a student, and a fifth of a phone's width.
+    @default("exclude_input_prompt")
+    def _no_input_prompt(self):
+        return True
+
+    @default("exclude_output_prompt")
+    def _no_output_prompt(self):
+        return True
 
     def from_notebook_node(self, nb, resources=None, **kw):
         langinfo = nb.metadata.get("language_info", {})
@@ -116,7 +242,12 @@ class FeedbackPage(Preprocessor):
         summary = summary_html(parts(nb))  # from the markdown headings, before they become HTML
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                self._math(cell)
+                self._markdown(cell)
+            if _is_test_cell(cell):
+                # The verdict's execute_result carried its score to nbgrader at autograde (the
+                # gradebook has it; GetGrades put it in the cell's metadata): on the page it would
+                # be a stray "1.5" under the verdict, which says the points already.
+                cell.outputs = [o for o in cell.outputs if o.get("output_type") != "execute_result"]
             for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
                 _give_images_alt_text(output)
         if summary:
@@ -126,11 +257,12 @@ class FeedbackPage(Preprocessor):
         resources.setdefault("inlining", {}).setdefault("css", []).append(PAGE_CSS)
         return nb, resources
 
-    def _math(self, cell) -> None:
+    def _markdown(self, cell) -> None:
+        """Math as MathML, emoji that carry meaning as text."""
         source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
         try:
             html = render_markdown(source, cell.get("attachments"), anchors=False)
-            rendered = render_math(html)
+            rendered = readable_emoji(render_math(html))
         except Exception:  # noqa: BLE001 - the cell keeps its TeX
             self.log.warning("Math in a markdown cell could not be rendered", exc_info=True)
             return

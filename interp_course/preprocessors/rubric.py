@@ -3,9 +3,11 @@
 An assignment keeps the rubric of each hand-graded cell in one place: that cell's solution region
 in ``source/<a>/<notebook>.ipynb`` (model answer, rubric, examples). ``generate_assignment``
 clears it from the release. ``ShowRubric`` (an autograde step) copies it from the source into the
-autograded notebook, as a read-only markdown cell right after the student's answer, so formgrader's
-manual-grading page shows it under the answer it grades. ``HideRubric`` (the first feedback step)
-removes it again, so ``generate_feedback`` never shows it; the guard refuses to grade without it.
+autograded notebook, as a read-only markdown cell right after the student's answer. On formgrader's
+manual-grading page ``RubricBesideScore`` (a step of the page only, nothing is saved) moves it into
+the answer's own panel, so the TA reads it beside the answer, under its score box
+(``interp_course/templates/formgrader``). ``HideRubric`` (the first feedback step) removes it, so
+``generate_feedback`` never shows it; the guard refuses to grade without it.
 
 The inserted cell carries no nbgrader metadata: it is not a grade cell, so the gradebook, the
 cell checks and the scores are unchanged. It is recognised by ``RUBRIC_KEY`` in its metadata; a
@@ -19,13 +21,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import Preprocessor
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution, is_task
-from traitlets import List
+from traitlets import Bool, List
 
 from interp_course.course import Course
 
 RUBRIC_KEY = "interp_course_rubric"  # cell metadata: the grade_id the rubric belongs to
+# Set on formgrader's page only (RubricBesideScore, in memory): an answer's rubric, and its mark.
+RUBRIC_BESIDE, HAND_GRADED = "interp_course_rubric_beside", "interp_course_hand_graded"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
@@ -106,4 +111,33 @@ class HideRubric(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         nb.cells = [cell for cell in nb.cells if not is_rubric(cell)]
+        return nb, resources
+
+
+class RubricBesideScore(Preprocessor):
+    """Formgrader's page: each rubric cell goes into the panel of the answer it grades, beside the
+    answer and under its score box, and every answer graded by hand is marked, for the page's links
+    to them (``interp_course/templates/formgrader/interp_formgrade.html.j2``). A rubric cell is
+    moved only from right under its answer (the same grade_id), where ShowRubric put it; any other
+    stays a cell of its own. Runs on the page as it is rendered, after ``SanitizeSubmission``;
+    nothing is saved, and what a student's cell carries under these keys is dropped first."""
+
+    enabled = Bool(True, help="Listed as a preprocessor, it should run.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        cells = []
+        for cell in nb.cells:
+            meta = cell.setdefault("metadata", nbformat.NotebookNode())
+            meta.pop(RUBRIC_BESIDE, None)
+            meta.pop(HAND_GRADED, None)
+            above = cells[-1] if cells else None
+            if (is_rubric(cell) and cell.cell_type == "markdown" and above is not None and is_hand_graded(above)
+                    and above.metadata.get("nbgrader", {}).get("grade_id") == meta[RUBRIC_KEY]
+                    and RUBRIC_BESIDE not in above.metadata):
+                above.metadata[RUBRIC_BESIDE] = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+                continue
+            if is_hand_graded(cell):
+                meta[HAND_GRADED] = True
+            cells.append(cell)
+        nb.cells = cells
         return nb, resources

@@ -39,10 +39,10 @@ def listed_commands() -> dict[str, str]:
 
 def test_the_top_level_help_says_what_the_tool_does_and_lists_every_command_in_one_line():
     assert description(help_text()) == ["Release, collect, grade and export an nbgrader course graded in a sandbox."]
-    assert list(listed_commands()) == ["setup", "release", "collect", "grade", "canvas", "formgrader", "demo", "corpus"]
+    assert list(listed_commands()) == ["setup", "release", "collect", "grade", "refresh", "canvas", "formgrader", "demo", "corpus"]
 
 
-@pytest.mark.parametrize("command", ["setup", "release", "collect", "grade", "canvas", "formgrader", "demo", "corpus"])
+@pytest.mark.parametrize("command", ["setup", "release", "collect", "grade", "refresh", "canvas", "formgrader", "demo", "corpus"])
 def test_each_command_help_says_what_it_does_in_one_line(command):
     lines = description(help_text(command))
     assert len(lines) == 1 and lines[0].endswith("."), lines
