@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="run every notebook again, even if its run is kept in gradebook/runs/")
         p.add_argument("--rerun-faulted", action="store_true",
                        help="run again the notebooks whose kept run's kernel faulted (died, or ran out of time)")
+        p.add_argument("--student", action="append", dest="students", default=[], metavar="ID",
+                       help="grade only this student's submission (repeatable; default: everyone in submitted/)")
 
     def roster_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--roster", type=Path, required=True, help="the CSV of Canvas's Grades > Export")
@@ -308,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.workers < 1:
                 raise Refusal(f"--workers must be at least 1, not {args.workers}")
-            batch = Batch(workers=args.workers, scheduler=args.scheduler, reuse_runs=not args.no_cache,
-                          rerun_faulted=args.rerun_faulted)
+            batch = Batch(students=tuple(args.students), workers=args.workers, scheduler=args.scheduler,
+                          reuse_runs=not args.no_cache, rerun_faulted=args.rerun_faulted)
             status = (grade if args.command == "grade" else demo)(course, assignments, batch=batch)
         else:
             status = {"release": release, "corpus": corpus}[args.command](course, assignments)

@@ -84,7 +84,7 @@ class KernelStartFailed(RuntimeError):
     def __init__(self, error: BaseException, km: t.Any) -> None:
         tail = km.kernel_log_tail(1500) if isinstance(km, SandboxedKernelManager) else ""
         lines = [line.strip() for line in terminal_safe(tail).splitlines() if line.strip()][-3:]
-        said = f"; the kernel's last lines: {' | '.join(lines)}" if lines else "; the kernel wrote nothing"
+        said = f"; the kernel's last lines: {' | '.join(lines)}" if lines else ""
         super().__init__(f"the sandboxed kernel did not start ({type(error).__name__}: {error}){said}")
 
 
