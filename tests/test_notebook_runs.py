@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import nbformat
@@ -10,6 +11,7 @@ from nbclient import NotebookClient
 
 from interp_course import models
 from interp_course.course import Course
+from interp_course.judging.judge import graded_test_cells
 
 SOURCE = Course().source("puzzle1") / "puzzle1.ipynb"
 RELEASE = Course().release("puzzle1") / "puzzle1.ipynb"
@@ -39,9 +41,13 @@ def test_source_notebook_runs_clean_and_passes_its_own_hidden_checks(monkeypatch
     text = "\n".join(outputs_text(c) for c in nb.cells)
     if models.read_settings().get("model_source") == "stand-ins":
         assert "STAND-IN" in text  # runs on stand-ins say so
-    for check in ["test_normalize: 2 / 2", "test_reproduce: 1 / 1", "test_investigation: 2 / 2", "test_evidence: 2 / 2",
-                  "test_whole_vocab: 2 / 2"]:
-        assert check in text
+    # Every graded test cell's preview verdict is at full marks.
+    for index, grade_id in graded_test_cells(nb):
+        points = nb.cells[index].metadata["nbgrader"]["points"]
+        assert f"{grade_id}: {points:g} / {points:g} points" in text, grade_id
+    # Exercise 4.3 shows on the model that moving the mean into W_pos changes no probability.
+    change = re.search(r"largest change in any next-token probability: ([\d.e+-]+)", text)
+    assert change and float(change[1]) < 1e-4
 
 
 def test_missing_model_fails_fast_with_a_message_naming_the_fix(tmp_path, monkeypatch):

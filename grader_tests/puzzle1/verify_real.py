@@ -4,7 +4,8 @@ The rest of the suite grades on tiny stand-ins. This runs the instructor's sourc
 reference solutions) in a Jupyter kernel against the real GPT-Neo-125M and GPT-2 small, where the
 hidden test cells judge every answer in-process with the same checks as grading, and prints each
 test cell's points and the headline numbers beside the ones the puzzle's original post reported
-(measured with TransformerLens 3's processed weights, on 5,000 tokens).
+(measured in 2023 with TransformerLens 1.x/2.x ``HookedTransformer``, whose default weight processing
+centres each token's row of W_E over d_model, on 5,000 tokens).
 
 It needs the real checkpoints: from the Hugging Face hub, or already in your Hugging Face cache
 (``HF_HOME``, default ``~/.cache/huggingface``; the course's stand-in cache is never used here).
@@ -34,13 +35,12 @@ HEADLINES = [
     ("GPT-Neo mean pairwise cosine, 5,000 tokens", "neo_mean_cos", "> 0.9", "raw W_E"),
     ("GPT-Neo median cosine with the mean", "median_cos_with_mean", "≈ 0.95 (modal)", "raw W_E"),
     ("GPT-Neo, whole vocabulary", "neo_mean_cos_exact", "", "raw W_E"),
-    ("GPT-Neo, whole vocabulary", "neo_per_token_centered_mean_cos", "> 0.9", "per-token centred (TL3)"),
+    ("GPT-Neo, whole vocabulary", "neo_per_token_centered_mean_cos", "> 0.9", "per-token centred (HT)"),
     ("GPT-Neo after subtracting the mean, 5,000 tokens", "neo_centered_mean_cos", "", "raw W_E"),
     ("GPT-2 small, whole vocabulary", "gpt2_mean_cos_exact", "", "raw W_E"),
-    ("GPT-2 small, whole vocabulary", "gpt2_per_token_centered_mean_cos", "≈ 0.3", "per-token centred (TL3)"),
+    ("GPT-2 small, whole vocabulary", "gpt2_per_token_centered_mean_cos", "≈ 0.3", "per-token centred (HT)"),
     ("GPT-Neo |mean| / median token norm", "mean_to_token_norm", "", "raw W_E"),
-    ("GPT-Neo share of ‖W_E‖² on the top singular direction", "top_share", "", "raw W_E"),
-    ("GPT-Neo share of variance on the first principal component", "pca_top_share", "", "raw W_E"),
+    ("GPT-Neo share of ‖W_E‖² in its largest coordinate", "diagnostic_value", "", "raw W_E"),
 ]
 VERDICT = re.compile(r"^(test_\w+): ([\d.]+) / ([\d.]+) points", re.M)
 
@@ -120,8 +120,9 @@ def report(result: dict, source: str, seconds: float) -> bool:
     for what, name, seed, basis in HEADLINES:
         ours = f"{values[name]:.4f}" if name in values else "missing"
         print(f"  {what:58}{ours:>9}  {seed:<16}{basis}")
-    print("\n  The original post used TransformerLens 3, whose default processing subtracts each token's own")
-    print("  mean over d_model (the per-token centred rows above); ours are TransformerLens 4's raw W_E.")
+    print("\n  The original post (2023) used TransformerLens 1.x/2.x HookedTransformer, whose default processing")
+    print("  (center_writing_weights) subtracts each token's own mean over d_model: the rows marked HT above;")
+    print("  ours are TransformerLens 4's raw W_E (TransformerBridge). Both models tie W_E to the unembedding.")
     for error in result["errors"]:
         print(f"  error in {error}")
     ok = bool(verdicts) and got_total == of_total and not result["errors"] and len(values) == len(HEADLINES)

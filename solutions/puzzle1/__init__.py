@@ -49,10 +49,78 @@ def mean_pairwise_cosine_sim(W: torch.Tensor) -> torch.Tensor:
     return (total - diagonal) / (n * (n - 1))
 
 
+# --- Exercise 3.1: the diagnostics a student may choose (each one number for a matrix, in float64) ---
+
+
+def _top_squared_share(X: torch.Tensor) -> float:
+    """σ₁² / Σσ²: the share of ‖X‖_F² along the top singular direction (eigenvalues of XᵀX)."""
+    squares = torch.linalg.eigvalsh(X.T @ X).clamp_min(0)
+    return float(squares[-1] / squares.sum())
+
+
+def top_share(W: torch.Tensor) -> float:
+    """Share of ‖W‖_F² along the top singular direction of W as it is."""
+    return _top_squared_share(W.double())
+
+
+def pca_top_share(W: torch.Tensor) -> float:
+    """Share of the variance along the first principal component (each coordinate's mean over rows
+    subtracted first)."""
+    X = W.double()
+    return _top_squared_share(X - X.mean(dim=0))
+
+
+def top_coordinate_share(W: torch.Tensor) -> float:
+    """Share of ‖W‖_F² held by the largest single coordinate (column)."""
+    per_coordinate = W.double().square().sum(dim=0)
+    return float(per_coordinate.max() / per_coordinate.sum())
+
+
+def mean_to_token_norm(W: torch.Tensor) -> float:
+    """‖mean row‖ / median row norm (for an even number of rows: torch's lower middle value)."""
+    X = W.double()
+    return float(X.mean(dim=0).norm() / X.norm(dim=-1).median())
+
+
+def median_cos_with_mean(W: torch.Tensor) -> float:
+    """Median over rows of the cosine with the mean row (for an even count: the lower middle value)."""
+    return float(cosine_sim_with_mean(W.double()).median())
+
+
+DIAGNOSTICS = {
+    "top_share": top_share,
+    "pca_top_share": pca_top_share,
+    "top_coordinate_share": top_coordinate_share,
+    "mean_to_token_norm": mean_to_token_norm,
+    "median_cos_with_mean": median_cos_with_mean,
+}
+
+
+# --- Exercise 4.3: moving the mean embedding into the positional embeddings ---------------------
+
+
+def moved_mean_logits(final_resid: torch.Tensor, W_E: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What tied logits are before and after W_E -> W_E - mu, W_pos -> W_pos + mu, and the shift.
+
+    The residual stream W_E[t] + W_pos[p] is unchanged by the move, so every activation is, and the
+    final residual stream h is too. With the unembedding tied to W_E the logit of token v is
+    h · W_E[v]; after the move it is h · (W_E[v] - mu) = h · W_E[v] - h · mu: at each position every
+    logit drops by the same h · mu, which softmax ignores. Returns (before [n_pos, d_vocab], after
+    [n_pos, d_vocab], shift [n_pos]), in float64.
+    """
+    h, X = final_resid.double(), W_E.double()
+    mu = X.mean(dim=0)
+    before = h @ X.T
+    shift = -(h @ mu)
+    return before, before + shift[:, None], shift
+
+
 __all__ = [
     "normalize",
     "pairwise_cosine_sim",
     "center",
     "cosine_sim_with_mean",
     "mean_pairwise_cosine_sim",
+    "DIAGNOSTICS",
+    "moved_mean_logits",
 ]

@@ -14,7 +14,7 @@ from interp_course.course import CHECKOUT, Course
 from interp_course.preprocessors.rubric import RUBRIC_KEY, HideRubric, ShowRubric, is_rubric, rubrics
 
 COURSE = Course(CHECKOUT)
-HAND_GRADED = {"hypothesis": 2.0, "explanation": 3.0, "gpt2_answer": 2.0}
+HAND_GRADED = {"hypothesis": 1.0, "test_result": 1.0, "rules_out": 1.0, "explanation": 3.0, "gpt2_answer": 1.0}
 RUBRIC_LINE = "**Rubric (3 points).**"  # in the explanation's solution region
 
 
@@ -53,7 +53,7 @@ def test_each_rubric_follows_its_answer_as_a_plain_markdown_cell():
         assert is_rubric(rubric) and rubric.cell_type == "markdown" and "nbgrader" not in rubric.metadata
         assert f"Rubric for the TA: `{gid}` ({points:g} points)" in rubric.source
     assert RUBRIC_LINE in nb.cells[ids.index("explanation") + 1].source
-    assert sum(map(is_rubric, nb.cells)) == 3
+    assert sum(map(is_rubric, nb.cells)) == len(HAND_GRADED)
     nbformat.validate(nb)  # unique, well-formed cell ids
     CheckCellMetadata().preprocess(copy.deepcopy(nb), {})  # nbgrader's own check of every cell
 

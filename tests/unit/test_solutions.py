@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from solutions.puzzle1 import center, cosine_sim_with_mean, mean_pairwise_cosine_sim, normalize, pairwise_cosine_sim
+from solutions.puzzle1 import (DIAGNOSTICS, center, cosine_sim_with_mean, mean_pairwise_cosine_sim, moved_mean_logits,
+                               normalize, pairwise_cosine_sim)
 
 FUNCTIONS = [normalize, pairwise_cosine_sim, center, cosine_sim_with_mean, mean_pairwise_cosine_sim]
 
@@ -67,3 +68,31 @@ def test_the_notebooks_off_diagonal_helper_equals_the_boolean_mask():
     # A matrix of the wrong size fails as indexing with the [n, n] mask did, and says why.
     with pytest.raises(IndexError, match=r"one row and one column per token, \[50, 50\], not \[7, 7\]"):
         scope["off_diagonal"](torch.zeros(7, 7))
+
+
+def test_the_diagnostics_against_their_definitions():
+    W = sample(n=41, dtype=torch.float64)  # an odd count: one median
+    S = torch.linalg.svdvals(W)
+    assert DIAGNOSTICS["top_share"](W) == pytest.approx(float(S[0] ** 2 / (S ** 2).sum()), rel=1e-12)
+    S = torch.linalg.svdvals(W - W.mean(0))
+    assert DIAGNOSTICS["pca_top_share"](W) == pytest.approx(float(S[0] ** 2 / (S ** 2).sum()), rel=1e-12)
+    column = (W ** 2).sum(0)
+    assert DIAGNOSTICS["top_coordinate_share"](W) == pytest.approx(float(column.max() / column.sum()), rel=1e-12)
+    mean = W.mean(0)
+    assert DIAGNOSTICS["mean_to_token_norm"](W) == pytest.approx(float(mean.norm() / W.norm(dim=1).sort().values[20]))
+    cos = torch.nn.functional.cosine_similarity(W, mean[None], dim=-1)
+    assert DIAGNOSTICS["median_cos_with_mean"](W) == pytest.approx(float(cos.sort().values[20]))
+    for name, diagnostic in DIAGNOSTICS.items():
+        before = W.clone()
+        assert isinstance(diagnostic(W.float()), float) and torch.equal(W, before), name
+
+
+def test_moving_the_mean_shifts_every_tied_logit_at_a_position_by_the_same_amount():
+    W_E = sample(n=50, d=12, dtype=torch.float64)
+    h = torch.randn(4, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    before, after, shift = moved_mean_logits(h, W_E)
+    assert torch.allclose(before, h @ W_E.T)
+    assert torch.allclose(after, h @ (W_E - W_E.mean(0)).T)  # the tied unembedding changed with W_E
+    assert torch.allclose(after - before, shift[:, None].expand_as(before))  # one shift per position
+    assert (shift.abs() > 0.1).all()  # the logits really move...
+    assert torch.allclose(after.softmax(-1), before.softmax(-1))  # ...and no probability does
