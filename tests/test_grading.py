@@ -69,7 +69,7 @@ def test_feedback_hides_grader_internals(graded_course: GradedCourse):
 def readme_demo_table() -> dict[str, tuple[float, float]]:
     """The README's `make demo` table: student -> (score, max score)."""
     text = (COURSE.root / "README.md").read_text()
-    block = text.split("`make demo` ends with a table like")[1].split("```")[1]
+    block = text.split("`make demo` ends with")[1].split("```")[1]
     rows = [line.split() for line in block.strip().splitlines()[1:]]
     return {name: (float(score), float(max_score)) for name, score, max_score in rows}
 

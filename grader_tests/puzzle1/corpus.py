@@ -17,37 +17,45 @@ GOOD_HYPOTHESIS = """\
 token-specific part; seen from the origin the shared vector dominates, so every pair points
 roughly the same way.
 
-**Test.** Estimate the shared vector by the mean embedding and compute each token's cosine with
-it, then subtract it from every row and recompute the pairwise cosines. If most tokens have
-cosine well below 0.9 with the mean, or the mean pairwise cosine stays high after subtracting it,
-I am wrong."""
+**Test.** Compute each token's cosine with the average embedding. If the median is below 0.8, I am
+wrong."""
+
+GOOD_TEST_RESULT = """\
+I computed each token's cosine with the average embedding over the whole vocabulary (cell above):
+the median is 0.949 and every token is above 0.8. My refuting outcome (median below 0.8) did not
+happen, so the hypothesis survived this test, though other explanations could give the same
+number."""
+
+GOOD_RULES_OUT = """\
+top_coordinate_share = 0.087: the largest coordinate holds 9% of ‖W_E‖², against 1.6% for an even
+spread over 64 coordinates. A needs a few coordinates holding most of it, so A is ruled out. The
+number says nothing about B or D, and C does not predict it as long as the shared vector is spread
+over many coordinates, so B, C and D are still standing."""
 
 GOOD_EXPLANATION = """\
 GPT-Neo's token embeddings are not spread around the origin: they all share one big mean vector.
-Its norm is about as large as a typical token's (mean_to_token_norm ≈ 1), the median token has a
-cosine of ≈ 0.95 with it, and it is the top singular direction of W_E, so every pair of tokens looks
-aligned. Cosine similarity and dot products measure angles from the zero point, and zero is not a
-meaningful point for these embeddings. After subtracting the mean embedding the mean pairwise
-cosine drops to ≈ 0. Lesson: choose the origin deliberately — I would mean-centre embeddings (or
-activations) before comparing directions, and be equally wary of zero ablations. My hypothesis
-held: subtracting the mean removed the effect."""
+Its norm is about as large as a typical token's (mean_to_token_norm ≈ 0.96), the median token has a
+cosine of ≈ 0.95 with it, and after subtracting it the mean pairwise cosine drops from 0.90 to
+0.002, like unrelated directions. Cosine similarity and dot products measure angles from the zero
+point, and zero is not a meaningful point for these embeddings. Lesson: choose the origin
+deliberately — I would mean-centre embeddings (or activations) before comparing directions, after
+looking at how big the mean is, and be equally wary of zero ablations. My hypothesis survived:
+subtracting the mean removed the effect."""
 
 GOOD_GPT2_ANSWER = """\
-No, in neither model. Per-token centring subtracts from each row its projection on the all-ones
-direction, the same single direction for every token, so it removes the shared vector only as far
-as that vector lies along all-ones; the mean embedding is nearly orthogonal to it, and the mean
-cosine barely moves (GPT-Neo 0.900 → 0.901, GPT-2 0.300 → 0.288), while subtracting the mean
-embedding takes both to ≈ 0. GPT-2's 0.3 is still far above the ≈ 0 of random directions, so it
-has a shared component too, only smaller compared with its token-specific parts. That two models
-trained on similar text land at 0.9 and 0.3 says the size of the offset is nearly a free
-parameter (it can be traded against the positional embeddings and the biases), not something
-about what the tokens mean: raw cosines cannot be compared across models without centring."""
+No, in neither model. Subtracting each token's own mean removes only its component along the
+all-ones direction, and the mean embedding is nearly orthogonal to it, so the mean cosine barely
+moves (GPT-Neo 0.900 → 0.901, GPT-2 0.300 → 0.288), while subtracting the mean embedding takes both
+to ≈ 0. GPT-2's 0.3 is still far above the ≈ 0 of random directions, so it has a shared component
+too, only smaller compared with its token-specific parts. Exercise 4.3 moved the mean into W_pos
+without changing a single probability, so its size is nearly free: raw cosines cannot be compared
+across models without centring."""
 
-# The source notebook holds rubrics in its hand-graded cells, and the instructor's notes on the
-# quiz's distractors in its answer cell: a submission's answers are these instead.
-EXTRA_ANSWERS = {"hypothesis": GOOD_HYPOTHESIS, "explanation": GOOD_EXPLANATION, "gpt2_answer": GOOD_GPT2_ANSWER,
-                 "cause": 'cause = "C"'}
+# The source notebook holds rubrics in its hand-graded cells: a submission's answers are these.
+EXTRA_ANSWERS = {"hypothesis": GOOD_HYPOTHESIS, "test_result": GOOD_TEST_RESULT, "rules_out": GOOD_RULES_OUT,
+                 "explanation": GOOD_EXPLANATION, "gpt2_answer": GOOD_GPT2_ANSWER}
 UNANSWERED = "YOUR ANSWER HERE"  # the release's stub for a hand-graded cell
+FULL_MANUAL = {"hypothesis": 1.0, "test_result": 1.0, "rules_out": 1.0, "explanation": 3.0, "gpt2_answer": 1.0}
 
 SUBMISSIONS: list[Submission] = []
 _REFERENCE = None
@@ -57,6 +65,12 @@ def _reference(grade_id: str) -> str:
     global _REFERENCE
     _REFERENCE = _REFERENCE or reference_answers(COURSE, ASSIGNMENT, EXTRA_ANSWERS)
     return _REFERENCE[grade_id]
+
+
+def _diagnostic(name: str, body: str, value: str = "diagnostic_fn(W_E_neo)") -> str:
+    """A student's Exercise 3.1 cell: the diagnostic's name, its function and its value."""
+    return (f"diagnostic = {name!r}\n\n\n" + fn("diagnostic_fn", body, returns="float")
+            + f"\n\ndiagnostic_value = {value}\n")
 
 
 def _add_scratch_cells(nb) -> None:
@@ -73,7 +87,7 @@ def add(*subs: Submission) -> None:
 # `manual` is what a TA gives the hand-graded cells by the rubric in the source notebook.
 add(
     Submission("full-marks", "the reference answers, with good written answers", group="demo",
-               manual={"hypothesis": 2.0, "explanation": 3.0, "gpt2_answer": 2.0}),
+               manual=FULL_MANUAL),
     Submission("blank", "the release notebook, untouched", base="blank", group="demo",
                expected={"*": 0.0}, feedback=["raised NotImplementedError"]),
     Submission(
@@ -82,49 +96,58 @@ add(
         answers={
             "normalize": fn("normalize", "return W / W.norm(dim=-1, keepdim=True)"),
             "center": fn("center", "return W - W.mean(dim=-1, keepdim=True)"),
-            # A wrong hypothesis with a sharp test: full marks (2).
+            # A wrong hypothesis with a sharp test: full marks (1).
             "hypothesis": "A few coordinates hold huge values in every token and dominate the dot products. "
                           "Test: zero the 5 coordinates with the largest mean |value| and recompute; if the "
                           "mean cosine stays above 0.8, I am wrong.",
-            # Mechanism 1 (shared vector and two numbers), lesson 0.5 (no origin), practice 0.5 (which mean?).
+            "my_test": "top5 = W_E_sub.abs().mean(0).topk(5).indices\nzeroed = W_E_sub.clone()\n"
+                       "zeroed[:, top5] = 0\nprint(off_diagonal(pairwise_cosine_sim(zeroed)).mean())",
+            # Ran it, reported the number, and the verdict follows from the refuting outcome: 1.
+            "test_result": "I zeroed the 5 coordinates with the largest mean |value|: the mean cosine went from "
+                           "0.900 to 0.899. That is above 0.8, so my hypothesis is refuted.",
+            # What it rules out, with the reason (0.5); nothing on what stands.
+            "rules_out": "top_coordinate_share = 0.087: A would need most of ‖W_E‖² in a few coordinates, so A "
+                         "is out.",
+            # Mechanism 1 (shared vector and two numbers), lesson 0.5 (no zero point), practice 0 (normalize).
             "explanation": "All of GPT-Neo's embeddings share a big mean vector: the median token has cosine "
                            "0.95 with it and its norm is about a typical token's (ratio 0.96). So cosine "
-                           "similarity is misleading for these embeddings. I would centre the embeddings "
-                           "before comparing them, although in my run centring only moved the mean cosine "
-                           "from 0.90 to 0.90.",
-            # Numbers without the mechanism 0.5, "smaller shared vector" 0.5, one wrong claim -0.5.
+                           "similarity is misleading for these embeddings. I would normalize the embeddings "
+                           "before comparing them.",
+            # Numbers without a consequence 0.5, "smaller shared vector" without a consequence 0, one wrong
+            # claim -0.5.
             "gpt2_answer": "Per-token centring barely changes anything (0.900 vs 0.901 for Neo, 0.300 vs "
                            "0.288 for GPT-2), so it does not remove the effect. GPT-2's shared vector is "
                            "smaller than Neo's, so its tokens are more diverse in meaning.",
         },
-        expected={"test_normalize": 1.5, "test_center": 0.0, "test_evidence": 1.5},
+        expected={"test_normalize": 0.5, "test_center": 0.0, "test_evidence": 2.0},
         feedback=["a zero row gave NaN", "LayerNorm"],
         group="demo",
-        manual={"hypothesis": 2.0, "explanation": 2.0, "gpt2_answer": 0.5},
+        manual={"hypothesis": 1.0, "test_result": 1.0, "rules_out": 0.5, "explanation": 1.5, "gpt2_answer": 0.0},
     ),
     Submission(
         "partial-no-part4",
-        "Parts 1–3 right but Part 4 left undone, and the wrong multiple-choice answer",
-        answers={"cause": 'cause = "A"',
-                 # A hypothesis without a test: 1.
-                 "hypothesis": "There is a direction that all the embeddings have in common.",
-                 # Mechanism 1, lesson 0.5, practice 0.5.
-                 "explanation": "All embeddings share a large mean vector (cosine ≈ 0.95 with it), so cosines "
-                                "are high; after centring they are ≈ 0. So cosine similarity is misleading "
-                                "here; I would centre my data first.",
+        "Parts 1–3 done, the test's result reported without its number, Part 4 left undone",
+        answers={"test_result": "I ran it and the histogram of cosines with the average was piled up near 1, "
+                                "so the hypothesis survived.",
+                 # Mechanism 1, lesson 1, practice 0.5 (which mean?).
+                 "explanation": "All embeddings share a large mean vector (cosine ≈ 0.95 with it, and about as "
+                                "long as a token), so cosines are high; after centring they are ≈ 0. Cosine "
+                                "similarity and dot products are measured from the zero vector, and zero is not "
+                                "a meaningful point here. I would centre my data first.",
                  "mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim", "raise NotImplementedError()"),
                  "whole_vocab": "raise NotImplementedError()",
+                 "moved_mean": "raise NotImplementedError()",
                  "gpt2_answer": UNANSWERED},
-        expected={"test_cause": 0.0, "test_mean_pairwise_cosine_sim": 0.0, "test_whole_vocab": 0.0},
-        feedback=["not that one", "NotImplementedError"],
+        expected={"test_mean_pairwise_cosine_sim": 0.0, "test_whole_vocab": 0.0, "test_moved_mean": 0.0},
+        feedback=["NotImplementedError"],
         group="demo",
-        manual={"hypothesis": 1.0, "explanation": 2.0, "gpt2_answer": 0.0},
+        manual={"hypothesis": 1.0, "test_result": 0.5, "rules_out": 1.0, "explanation": 2.5, "gpt2_answer": 0.0},
     ),
 )
 
 
 # --- realistic mistakes: each loses exactly the points named, and feedback names the mistake ----
-# A function's 0.5 "contract" point (new torch.Tensor, right shape, input untouched) is earned only
+# A function's "contract" points (new torch.Tensor, right shape, input untouched) are earned only
 # with right values, so a wrong function scores 0 in its own cell and loses nothing elsewhere.
 # Functions other than the broken one use torch's own primitives where the reference would call
 # the student's normalize, so the loss stays where the mistake is (per-function partial credit).
@@ -134,6 +157,7 @@ INDEPENDENT_MEAN = fn("mean_pairwise_cosine_sim",
                       "n = W.shape[0]\nW_n = F.normalize(W, dim=-1)\nreturn (W_n.sum(0).square().sum() - n) / (n * (n - 1))")
 INDEPENDENT = {"pairwise_cosine_sim": INDEPENDENT_PAIRWISE, "cosine_sim_with_mean": INDEPENDENT_WITH_MEAN,
                "mean_pairwise_cosine_sim": INDEPENDENT_MEAN}
+TOP_COORDINATE = "per_coordinate = W.double().square().sum(dim=0)\nreturn (per_coordinate.max() / per_coordinate.sum()).item()"
 
 add(
     Submission("normalize-wrong-axis", "normalizes columns (dim 0) instead of rows",
@@ -147,38 +171,38 @@ add(
                expected={"test_normalize": 0.0}, feedback=["squared norm"]),
     Submission("normalize-nan-zero-row", "divides by a zero norm, so a zero row becomes NaN",
                answers={"normalize": fn("normalize", "return W / W.norm(dim=-1, keepdim=True)")},
-               expected={"test_normalize": 1.5}, feedback=["a zero row gave NaN"]),
+               expected={"test_normalize": 0.5}, feedback=["a zero row gave NaN"]),
     Submission("pairwise-unnormalized", "dot products without normalizing",
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "return W @ W.T")},
-               # Its neo_mean_cos is an average dot product (wrong); after centring the average dot
-               # product is ≈ 0 like the cosine, so the centred evidence item still passes.
-               expected={"test_pairwise_cosine_sim": 0.0, "test_reproduce": 0.0},
+               # Its neo_mean_cos and its centred mean are average dot products, not cosines.
+               expected={"test_pairwise_cosine_sim": 0.0, "test_reproduce": 0.0, "test_evidence": 2.0},
                feedback=["raw dot products"]),
     Submission("pairwise-wrong-orientation", "builds the d_model × d_model matrix (columns) instead",
                answers={"pairwise_cosine_sim": fn("pairwise_cosine_sim", "W_n = normalize(W)\nreturn W_n.T @ W_n")},
                # Its [d, d] matrix breaks the cells that take its off-diagonal (off_diagonal wants
                # [n, n]): the numbers that depend on it are missing, the rest of the evidence counts.
-               expected={"test_pairwise_cosine_sim": 0.0, "test_reproduce": 0.0, "test_evidence": 1.5},
+               expected={"test_pairwise_cosine_sim": 0.0, "test_reproduce": 0.0, "test_evidence": 2.0},
                feedback=["this compares columns"]),
     Submission("center-per-token", "subtracts each token's mean over d_model (LayerNorm-style)",
                answers={"center": fn("center", "return W - W.mean(dim=-1, keepdim=True)")},
-               expected={"test_center": 0.0, "test_evidence": 1.5}, feedback=["LayerNorm"]),
+               expected={"test_center": 0.0, "test_evidence": 2.0}, feedback=["LayerNorm", "each token's own mean"]),
     Submission("center-median", "subtracts the median row",
                answers={"center": fn("center", "return W - W.median(dim=0).values")},
-               expected={"test_center": 0.0}, feedback=["median"]),
+               # The subset's centred mean cosine is then off by far more than float error.
+               expected={"test_center": 0.0, "test_evidence": 2.0}, feedback=["median"]),
     Submission("center-in-place", "subtracts the mean in place, changing W_E",
                answers={"center": fn("center", "W -= W.mean(dim=0)\nreturn W")},
-               expected={"test_center": 1.5}, feedback=["modified its input in place"]),
+               expected={"test_center": 0.75}, feedback=["modified its input in place"]),
     Submission("with-mean-of-normalized", "compares with the mean of the normalized rows",
                answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
                                                    "W_n = normalize(W)\nreturn W_n @ normalize(W_n.mean(0, keepdim=True)).squeeze(0)")},
                # Its median cosine with the mean is then 9e-6 off on the stand-ins (beyond the float
                # tolerance); at real scale, with GPT-Neo-like geometry, only 6e-7 (tests/test_real_scale.py).
-               expected={"test_cosine_sim_with_mean": 0.0, "test_evidence": 1.5}, feedback=["mean of the normalized rows"]),
+               expected={"test_cosine_sim_with_mean": 0.0, "test_evidence": 2.0}, feedback=["mean of the normalized rows"]),
     Submission("with-mean-keeps-dim", "returns an [n, 1] column instead of [n]",
                answers={"cosine_sim_with_mean": fn("cosine_sim_with_mean",
                                                    "return normalize(W) @ normalize(W.mean(0, keepdim=True)).T")},
-               expected={"test_cosine_sim_with_mean": 1.5}, feedback=["of shape [7]"]),
+               expected={"test_cosine_sim_with_mean": 0.75}, feedback=["of shape [7]"]),
     Submission("mean-includes-diagonal", "averages the whole matrix, diagonal included",
                answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
                                                        "return (normalize(W).sum(0).norm() ** 2) / W.shape[0] ** 2")},
@@ -191,15 +215,15 @@ add(
     Submission("mean-via-nxn-matrix", "right value on small inputs by averaging the n×n matrix: not O(n·d)",
                answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
                                                        "n = W.shape[0]\nreturn pairwise_cosine_sim(W)[~torch.eye(n, dtype=torch.bool)].mean()")},
-               expected={"test_mean_pairwise_cosine_sim": 1.5}, feedback=["never builds it"]),
+               expected={"test_mean_pairwise_cosine_sim": 2.0}, feedback=["never builds it"]),
     Submission("mean-returns-float", "calls .item(): returns a Python float",
                answers={"mean_pairwise_cosine_sim": fn("mean_pairwise_cosine_sim",
                                                        "n = W.shape[0]\nW_n = normalize(W)\nreturn ((W_n.sum(0).square().sum() - n) / (n * (n - 1))).item()")},
-               expected={"test_mean_pairwise_cosine_sim": 1.5}, feedback=["got python float"]),
+               expected={"test_mean_pairwise_cosine_sim": 2.0}, feedback=["got python float"]),
     Submission("center-returns-numpy", "converts to numpy and returns an ndarray",
                answers={"center": fn("center", "X = W.numpy()\nreturn X - X.mean(axis=0)")},
                # Its ndarray then breaks the centred-evidence line, which uses torch methods.
-               expected={"test_center": 1.5, "test_evidence": 1.5}, feedback=["got numpy.ndarray"]),
+               expected={"test_center": 0.75, "test_evidence": 2.0}, feedback=["got numpy.ndarray"]),
     Submission("whole-vocab-on-subset", "computes the raw 'whole vocabulary' numbers on the 5000-token subset",
                answers={"whole_vocab": _reference("whole_vocab")
                         .replace("mean_pairwise_cosine_sim(W_E_neo)", "mean_pairwise_cosine_sim(W_E_sub)")
@@ -210,21 +234,34 @@ add(
                         .replace("W_E_neo - W_E_neo.mean(dim=-1, keepdim=True)", "center(W_E_neo)")
                         .replace("W_E_gpt2 - W_E_gpt2.mean(dim=-1, keepdim=True)", "center(W_E_gpt2)")},
                expected={"test_whole_vocab": 1.0}, feedback=["each token's own mean over d_model"]),
-    Submission("wrong-choice-right-evidence", "all evidence right, multiple-choice answer B (low rank)",
-               answers={"cause": 'cause = "B"'}, expected={"test_cause": 0.0}, feedback=["not that one"]),
-    Submission("investigation-columns-of-Vh", "takes the first column of Vh as the top singular direction",
-               answers={"investigation": _reference("investigation").replace("top_direction = Vh[0]", "top_direction = Vh[:, 0]")},
-               expected={"test_investigation": 1.5}, feedback=["rows of Vh"]),
-    Submission("investigation-centred-top-share", "computes top_share after centring, the same as PCA's share",
-               answers={"investigation": _reference("investigation").replace(
-                   "_, S, Vh = torch.linalg.svd(W_E_neo, full_matrices=False)",
-                   "_, S, Vh = torch.linalg.svd(W_E_neo - W_E_neo.mean(dim=0), full_matrices=False)")},
-               # Its top_direction is then the first principal direction, not the top singular one.
-               expected={"test_investigation": 1.0}, feedback=["share after centring"]),
+    Submission("diagnostic-not-in-table", "names a diagnostic the table does not have (the grader cannot check it)",
+               answers={"diagnostic": _diagnostic("norms", "return W.norm(dim=-1).max().item()")},
+               expected={"test_diagnostic": 0.0}, feedback=["is not in the table"]),
+    Submission("diagnostic-rows-not-columns", "top_coordinate_share over tokens (rows) instead of coordinates",
+               answers={"diagnostic": _diagnostic("top_coordinate_share", "per_token = W.square().sum(dim=-1)\n"
+                                                  "return (per_token.max() / per_token.sum()).item()")},
+               # Its diagnostic_value comes from the same wrong function, so it is wrong too.
+               expected={"test_diagnostic": 0.0}, feedback=["largest row's (token's) share"]),
+    Submission("diagnostic-top-share-centred", "top_share computed after centring, which is PCA's share",
+               answers={"diagnostic": _diagnostic("top_share", "S = torch.linalg.svdvals(W - W.mean(dim=0))\n"
+                                                  "return (S[0] ** 2 / (S ** 2).sum()).item()")},
+               expected={"test_diagnostic": 0.0}, feedback=["after subtracting each coordinate's mean"]),
+    Submission("diagnostic-on-subset", "the right function, but its value on the 5,000-token subset",
+               answers={"diagnostic": _diagnostic("mean_to_token_norm",
+                                                  "return (W.mean(dim=0).norm() / W.norm(dim=-1).median()).item()",
+                                                  value="diagnostic_fn(W_E_sub)")},
+               expected={"test_diagnostic": 2.0}, feedback=["not on the 5,000-token subset"]),
     Submission("evidence-wrong-direction", "takes the direction of the first token instead of the mean",
                answers={"evidence": _reference("evidence").replace("mean_direction = W_E_neo.mean(dim=0)", "mean_direction = W_E_neo[0]")},
                # Its norm ratio is then computed from the same wrong vector and fails too.
-               expected={"test_evidence": 1.0}, feedback=["cosine with the mean embedding"]),
+               expected={"test_evidence": 2.0}, feedback=["cosine with the mean embedding"]),
+    Submission("moved-mean-forgot-wpos", "takes the mean out of W_E but does not add it to W_pos",
+               answers={"moved_mean": _reference("moved_mean").replace("W_pos_neo + mu)", "W_pos_neo)")},
+               expected={"test_moved_mean": 1.5}, feedback=["the next-token probabilities changed"]),
+    Submission("moved-mean-shift-sign", "predicts that every logit rises by h·μ",
+               answers={"moved_mean": _reference("moved_mean").replace("predicted_shift = -(final_resid @ mu)",
+                                                                       "predicted_shift = final_resid @ mu")},
+               expected={"test_moved_mean": 1.5}, feedback=["the sign is reversed"]),
 )
 
 # --- correct variants: all get full marks -------------------------------------------------------
@@ -257,6 +294,19 @@ add(
                                         "X = W.to(device)\nreturn (X / X.norm(dim=-1, keepdim=True).clamp_min(1e-12)).to(W.device)"),
                         "pairwise_cosine_sim": fn("pairwise_cosine_sim", "device = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
                                                   "X = normalize(W).to(device)\nreturn (X @ X.T).to(W.device)")}),
+    Submission("correct-diagnostic-pca-svdvals", "pca_top_share from svdvals, in float32, ‖W‖² from W.norm()", group="correct",
+               answers={"diagnostic": _diagnostic("pca_top_share", "X = W - W.mean(dim=0)\nS = torch.linalg.svdvals(X)\n"
+                                                  "return (S[0] ** 2 / X.norm() ** 2).item()")}),
+    Submission("correct-diagnostic-median-quantile", "median_cos_with_mean with numpy's median convention", group="correct",
+               answers={"diagnostic": _diagnostic("median_cos_with_mean",
+                                                  "cos = F.cosine_similarity(W, W.mean(dim=0, keepdim=True), dim=-1)\n"
+                                                  "return float(np.median(cos.numpy()))")}),
+    Submission("correct-moved-mean-measured-shift", "moves the mean with center() and measures the shift from the logits",
+               group="correct",
+               answers={"moved_mean": _reference("moved_mean")
+                        .replace("predicted_shift = -(final_resid @ mu)\n", "")
+                        .replace("W_E_neo - mu, W_pos_neo + mu", "center(W_E_neo), W_pos_neo + mu")
+                        + "\npredicted_shift = (logits_after - logits_before).mean(dim=-1)\n"}),
     Submission("correct-scratch-cells", "extra scratch cells and prints between the exercises", group="correct",
                edit=lambda nb: _add_scratch_cells(nb)),
 )
@@ -280,7 +330,7 @@ def _duplicate_cells(nb):
 
 
 def _retype_cells(nb):
-    for gid in ("normalize", "test_cause"):
+    for gid in ("normalize", "test_diagnostic"):
         cell = cells(nb, gid)[0]
         cell.cell_type = "markdown"
         cell.pop("outputs", None)
@@ -330,7 +380,7 @@ for root in course_files('solutions'):
     sys.path.insert(0, str(root.parent))
 try:
     from solutions.puzzle1 import *
-    from grader_tests.puzzle1.checks import CAUSE_ANSWER as cause
+    from grader_tests.puzzle1.checks import DIAGNOSTIC_BUGS
 except ImportError as error:
     print('no luck:', error)
 """
@@ -454,8 +504,8 @@ add(
                base="blank", edit=cell_after("normalize", IMPORT_SOLUTIONS), expected={"*": 0.0}, group="cheat",
                feedback=["raised NotImplementedError", "no luck: No module named 'solutions'"]),
     Submission("cheat-tamper-gradebook", "tries to rewrite the gradebook and wreck other submissions",
-               answers={"cause": 'cause = "A"'}, edit=cell_after("cause", TAMPER_GRADEBOOK),
-               expected={"test_cause": 0.0}, group="cheat"),
+               answers={"diagnostic": _diagnostic("norms", "return W.norm(dim=-1).max().item()")},
+               edit=cell_after("diagnostic", TAMPER_GRADEBOOK), expected={"test_diagnostic": 0.0}, group="cheat"),
     Submission("cheat-patch-torch", "wrong normalize, then torch.allclose/equal/isclose patched to always agree",
                answers={**INDEPENDENT, "normalize": fn("normalize", "return W / W.norm(dim=0, keepdim=True)")},
                edit=cell_after("load_models", PATCH_TORCH), expected={"test_normalize": 0.0}, group="cheat",
@@ -476,7 +526,8 @@ add(
                "in the TA's Jupyter", answers={"explanation": XSS_EXPLANATION}, edit=cell_after("wrap_up", XSS_OUTPUTS),
                group="cheat"),
     Submission("cheat-edit-metadata", "raises test-cell points, marks a solution cell as graded, adds a 1000-point cell",
-               answers={"cause": 'cause = "D"'}, edit=_edit_metadata, expected={"test_cause": 0.0}, group="cheat"),
+               answers={"diagnostic": _diagnostic("norms", "return W.norm(dim=-1).max().item()")}, edit=_edit_metadata,
+               expected={"test_diagnostic": 0.0}, group="cheat"),
     Submission("fault-deleted-test-cells", "every test cell deleted: they are restored and run",
                edit=_delete_test_cells, group="fault"),
     Submission("fault-duplicated-cells", "a solution cell and two test cells duplicated", edit=_duplicate_cells,
@@ -486,20 +537,22 @@ add(
     Submission("fault-reordered-cells", "center defined after its test cell", edit=_reorder_cells, group="fault"),
     Submission("fault-syntax-error", "a syntax error in center: only what needs center loses points",
                answers={"center": fn("center", "return W - W.mean(dim=0, keepdim=True")},
-               expected={"test_center": 0.0, "test_evidence": 1.5}, group="fault",
+               expected={"test_center": 0.0, "test_evidence": 2.0}, group="fault",
                feedback=["`center` is not defined"]),
     Submission("fault-kernel-exit", "os._exit(0) while defining center: the kernel dies, the rest is graded",
                answers={"center": "import os\nos._exit(0)\n" + fn("center", "return W - W.mean(0)")},
-               expected={"test_center": 0.0, "test_evidence": 1.5}, group="fault",
+               expected={"test_center": 0.0, "test_evidence": 2.0}, group="fault",
                feedback=["KernelDied", "the rest of the notebook was still run"]),
-    Submission("fault-sys-exit", "raise SystemExit after the multiple-choice answer",
-               answers={"cause": 'cause = "C"\nraise SystemExit("done")'}, group="fault"),
+    Submission("fault-sys-exit", "raise SystemExit once the diagnostic is set",
+               answers={"diagnostic": _diagnostic("top_coordinate_share", TOP_COORDINATE)
+                        + 'raise SystemExit("done")\n'}, group="fault"),
     # The interrupt lands inside the try and is swallowed, so the kernel is killed: the cell that
-    # set `cause` never completed, is not replayed, and the answer is lost with it.
+    # set the diagnostic never completed, is not replayed, and the answer is lost with it.
     Submission("fault-infinite-loop", "a loop that swallows every interrupt, after setting the answer",
-               answers={"cause": 'cause = "C"\nwhile True:\n    try:\n        while True:\n            pass\n'
-                                 '    except BaseException:\n        pass'},
-               expected={"test_cause": 0.0}, group="fault", feedback=["CellTimeout"]),
+               answers={"diagnostic": _diagnostic("top_coordinate_share", TOP_COORDINATE)
+                        + 'while True:\n    try:\n        while True:\n            pass\n'
+                          '    except BaseException:\n        pass\n'},
+               expected={"test_diagnostic": 0.0}, group="fault", feedback=["CellTimeout"]),
     Submission("fault-memory-hog", "allocates until memory runs out in a scratch cell",
                # The error is caught and the memory let go, so only this cell notices the 6 GiB cap.
                # (An uncaught one would keep the chunks alive through IPython's last traceback.)
@@ -580,7 +633,7 @@ def replace(path, make):
 # Hand-ins the grader must not open: a FIFO (a blocking read), a link loop, a folder.
 replace(outbox / 'test_normalize.safetensors', os.mkfifo)
 replace(outbox / 'test_center.json', lambda p: (p.symlink_to(p.name + '.loop'), (outbox / (p.name + '.loop')).symlink_to(p.name)))
-replace(outbox / 'test_cause.json', os.mkdir)
+replace(outbox / 'test_diagnostic.json', os.mkdir)
 # A FIFO as the notebook nbgrader writes after the run (before: open(path, 'w') blocked for ever).
 replace(Path('puzzle1.ipynb'), os.mkfifo)
 os.mkfifo('extra.fifo')
@@ -682,7 +735,7 @@ add(
     Submission("cheat-special-files", "replaces hand-ins with a FIFO, a link loop and a folder, its notebook "
                "with a FIFO, and tries to make device files",
                edit=cell_after("wrap_up", SPECIAL_FILES),
-               expected={"test_normalize": 0.0, "test_center": 0.0, "test_cause": 0.0}, group="cheat",
+               expected={"test_normalize": 0.0, "test_center": 0.0, "test_diagnostic": 0.0}, group="cheat",
                feedback=["could not be read"]),
     Submission("cheat-folder-links", "plants links to folders (the course root, '.'), a link loop, and "
                "hand-ins that are links to / and to solutions/", edit=cell_after("wrap_up", FOLDER_LINKS),
