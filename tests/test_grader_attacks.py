@@ -22,6 +22,9 @@ from interp_course.judging.assignment import load_assignment
 COURSE = Course()
 SUBMISSIONS = corpus.load(COURSE, PUZZLE1).SUBMISSIONS
 ATTACKS = [s.name for s in SUBMISSIONS if s.group in ("cheat", "fault")]
+# What nbgrader itself copies beside each graded notebook and feedback page: the assignment's own
+# other files in source/ (Puzzle 1's requirements.txt), the same for every student.
+SHIPPED = sorted(p.name for p in COURSE.source(PUZZLE1).iterdir() if p.is_file() and p.suffix != ".ipynb")
 
 
 def _instructor_markers(root: Path) -> dict[str, bytes]:
@@ -52,7 +55,8 @@ def test_attackers_get_back_only_their_own_graded_notebook(graded_course: Graded
         for side, expected in (("autograded", "puzzle1.ipynb"), ("feedback", "puzzle1.html")):
             folder = graded_course.root / side / name
             entries = [Path(d, n) for d, ds, fs in os.walk(folder) for n in ds + fs]
-            assert [p.relative_to(folder).as_posix() for p in entries] == [PUZZLE1, f"{PUZZLE1}/{expected}"], name
+            assert sorted(p.relative_to(folder).as_posix() for p in entries) == sorted(
+                [PUZZLE1, f"{PUZZLE1}/{expected}", *(f"{PUZZLE1}/{shipped}" for shipped in SHIPPED)]), name
             target = folder / PUZZLE1 / expected
             assert stat.S_ISREG(os.lstat(target).st_mode), f"{side}/{name} is not a regular file"
             data = target.read_bytes()

@@ -101,7 +101,6 @@ from functools import cached_property
 import torch
 
 import solutions.puzzle1 as ref
-from interp_course.course import GPT2, GPT_NEO
 from interp_course.judging import (Check, Diagnosis, Item, close, diagnose, how_far, judge_function, no_inputs,
                                    reference_result, value_item)
 
@@ -124,6 +123,8 @@ BIG_N, BIG_D = 200_000, 8
 # The notebook's subset: torch.randperm(d_vocab, generator=torch.Generator().manual_seed(0))[:5000].
 N_SUBSET, SUBSET_SEED = 5000, 0
 
+GPT_NEO = "EleutherAI/gpt-neo-125M"
+GPT2 = "gpt2"
 MODELS = (GPT_NEO, GPT2)  # the grader loads W_E of each and passes them as `embeddings`
 
 Tensor = torch.Tensor
@@ -497,8 +498,8 @@ def _subset_hint(got: float | None, s: Stats, centred: bool) -> str:
     if centred:
         per_token = s.subset - s.subset.mean(dim=-1, keepdim=True)
         if _near(got, float(ref.mean_pairwise_cosine_sim(per_token)), 1e-3):
-            return ("you subtracted each token's own mean over d_model; center subtracts the mean embedding over "
-                    "tokens (dim=0)")
+            return ("you subtracted each token's own mean over d_model; center(W) subtracts the mean embedding "
+                    "over tokens (dim=0)")
         if _near(got, float(ref.mean_pairwise_cosine_sim(s.subset - s.mean)), TOL_SUBSET_MEAN):
             return "subtract the subset's own mean embedding: center(W_E_sub), as the exercise says"
         return ("center W_E_sub with your center() first, then average the off-diagonal cosines of "
