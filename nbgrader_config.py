@@ -42,7 +42,7 @@ from interp_course.preprocessors.hide_grader_internals import HideGraderInternal
 from interp_course.preprocessors.restore_structure import RestoreStructure  # noqa: E402
 from interp_course.preprocessors.rubric import HideRubric, ShowRubric  # noqa: E402
 from interp_course.preprocessors.sanitize_submission import SanitizeSubmission, clean_html  # noqa: E402
-from interp_course.inert import TerminalSafeFilter  # noqa: E402
+from interp_course.security.inert import TerminalSafeFilter  # noqa: E402
 
 
 class _BenignChecksumWarning(logging.Filter):
@@ -110,7 +110,7 @@ c.Autograde.autograde_preprocessors = [
 c.GenerateFeedback.preprocessors = [HideRubric, HideGraderInternals, GetGrades, CSSHTMLHeaderPreprocessor, FeedbackPage]
 c.GenerateFeedback.exporter_class = FeedbackExporter  # FeedbackPage's alt text: no second parse of each page
 # Plain `nbgrader export` too writes grades.csv quoted, with formula-like cells neutralised.
-c.ExportApp.plugin_class = "interp_course.grades_csv.GradesCsv"
+c.ExportApp.plugin_class = "interp_course.lms.grades_csv.GradesCsv"
 # Feedback pages and formgrader (whose HTMLExporter reads this file) sanitize again as they render,
 # which also covers notebooks autograded before SanitizeSubmission; clean_html gets its allowlist.
 c.HTMLExporter.preprocessors = [SanitizeSubmission]

@@ -24,7 +24,7 @@ export):
 It prints each figure and the ratios the scale targets are stated in.
 
 ``--full-size`` (``make bench FULL_SIZE=1``) instead grades N (default 6) copies at real scale, on
-the full-size stand-ins (``interp_course.standins --full-size``, built on first use; their W_E
+the full-size stand-ins (``grader_tests.puzzle1.standins --full-size``, built on first use; their W_E
 cached as ``make setup`` caches a course's models), with fresh kernels, first with one worker,
 then with a worker per core, then once more from the kept runs, and prints seconds per
 submission of each, the throughput ratio, and the peak memory of the grading kernel (its sandbox
@@ -46,7 +46,8 @@ from pathlib import Path
 
 import nbformat
 
-from interp_course import cli, grader_user, models
+from interp_course import cli, models
+from interp_course.security import grader_user
 from interp_course.course import CHECKOUT, Course
 
 ASSIGNMENT = "puzzle1"
@@ -205,9 +206,9 @@ def _role(pid: int, kernel_pids: set[int]) -> str:
         return "figures"  # its own sandbox and cgroup (2 GiB); Chromium reserves terabytes of address space
     if pid in kernel_pids or "ipykernel" in cmd:
         return "kernel"  # (a zygote kernel has its zygote's command line; the zygote counts as one too)
-    if "-m nbgrader" in cmd or "interp_course.nbgrader_cli" in cmd:
+    if "-m nbgrader" in cmd or "interp_course.grading.nbgrader_cli" in cmd:
         return "nbgrader"
-    if "interp_course.workers" in cmd:
+    if "interp_course.grading.workers" in cmd:
         return "workers"
     return "other"
 
@@ -283,7 +284,7 @@ def _delegated_cgroup_parent() -> str | None:
     """As root: a parent cgroup of its own handed to the grading account, as a real deployment
     configures (cgroups.prepare_delegated_parent), so that the sandbox's memory cap is in force and
     its peak can be read. None where that cannot be done (not root, no cgroups)."""
-    from interp_course import cgroups
+    from interp_course.sandbox import cgroups
 
     if not grader_user.is_root():
         return None
@@ -310,8 +311,8 @@ def _submit_distinct(root: Path, notebook: Path, n: int) -> None:
 
 def full_size(n: int, hf_home: Path, base: Path) -> dict:
     """Grade ``n`` copies of the full-marks notebook on the full-size stand-ins; the figures."""
-    from interp_course import cgroups
-    from interp_course.standins import build_standins
+    from interp_course.sandbox import cgroups
+    from grader_tests.puzzle1.standins import build_standins
 
     start = time.perf_counter()
     built = build_standins(hf_home, full_size=True)
@@ -402,7 +403,7 @@ def print_full_size(n: int, f: dict) -> None:
               f"{mib(f['kernel cap'] - worst)} ({1 - worst / f['kernel cap']:.0%}) to spare")
     else:
         print("    no sandbox cgroup could be used, so the memory cap was not in force (see above)")
-    from interp_course.sandbox import SandboxedKernelManager
+    from interp_course.sandbox.kernel_manager import SandboxedKernelManager
 
     rlimit_as = SandboxedKernelManager.memory_limit_mb.default_value * _MiB  # per process
     print(f"  grading kernel process: peak address space {mib(f['kernel VmPeak'])} of its {mib(rlimit_as)} "

@@ -6,8 +6,8 @@ on each says what it does.
 Each step runs the real nbgrader command line from the course root, so what the demo shows is
 what an instructor gets by typing ``nbgrader generate_assignment|autograde|generate_feedback|
 export`` themselves (nbgrader_config.py wires in the sandboxed grader). Run as root, every step
-that touches submissions runs as the unprivileged grading account (``interp_course.grader_user``),
-and ``grade`` first checks that the safe pipeline is in force (``interp_course.guard``): when it
+that touches submissions runs as the unprivileged grading account (``interp_course.security.grader_user``),
+and ``grade`` first checks that the safe pipeline is in force (``interp_course.security.guard``): when it
 is not, it refuses with exit status 2.
 """
 
@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from interp_course import canvas_grades, grader_user, grading_log, guard, lms, manifest, models
-from interp_course.autograde import Batch, grade_assignment, prepare_gradebook
+from interp_course import models
+from interp_course.grading import log as grading_log
+from interp_course.lms import canvas_grades, canvas_collect as lms
+from interp_course.security import grader_user, guard, manifest
+from interp_course.grading.batch import Batch, grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
 from interp_course.exit_status import GRADED, REFUSED, SOME_UNGRADED, Refusal
-from interp_course.exports import GRADES_EXPORTER, write_grades_by_question
-from interp_course.inert import one_line
-from interp_course.nbgrader_process import nbgrader, nbgrader_env, start_nbgrader
+from interp_course.lms.exports import GRADES_EXPORTER, write_grades_by_question
+from interp_course.security.inert import one_line
+from interp_course.grading.nbgrader_process import nbgrader, nbgrader_env, start_nbgrader
 
 
 def setup(model_source: str) -> None:
@@ -35,11 +39,18 @@ def setup(model_source: str) -> None:
         model_source = "hub" if models.hub_reachable() else "stand-ins"
     settings = models.write_settings(model_source)
     if model_source == "stand-ins":
-        from interp_course.standins import build_standins
-
-        build_standins(Path(settings["hf_home"]))
+        build_standins(Course(CHECKOUT), Path(settings["hf_home"]))
     print(f"Model source: {models.describe_source(settings)} (saved in {models.SETTINGS_FILE.name})")
     setup_grading(settings)
+
+
+def build_standins(course: Course, hf_home: Path) -> None:
+    """Each assignment's offline stand-ins for the models it declares: ``grader_tests/<a>/standins.py``'s
+    ``build_standins(hf_home)``, where an assignment has one (its models and their geometry are content)."""
+    course.make_importable()
+    for assignment in course.assignments():
+        if (course.grader_tests(assignment) / "standins.py").is_file():
+            importlib.import_module(f"grader_tests.{assignment}.standins").build_standins(hf_home)
 
 
 def setup_grading(settings: dict) -> None:
@@ -63,7 +74,7 @@ def sandbox_cgroups(user: str) -> str:
     """As root: the parent cgroup the grading account makes each sandbox's cgroup in (see
     nbgrader_config.py's ``cgroup_parent``), capped as a whole so parallel workers leave the
     grader and the machine memory of their own; one line on what was done."""
-    from interp_course import cgroups
+    from interp_course.sandbox import cgroups
 
     try:
         folders = cgroups.prepare_delegated_parent(user, parent=cgroups.DELEGATED_PARENT)
@@ -171,7 +182,7 @@ def refresh(course: Course, assignments: list[str]) -> int:
 
 def _not_graded_pages(course: Course, assignment: str) -> list[str]:
     """Students whose feedback page for ``assignment`` is ``grade``'s "not graded" page."""
-    from interp_course.report import feedback_page
+    from interp_course.grading.report import feedback_page
 
     mark = feedback_page(assignment, "").split("</title>")[0].encode()
     found = []

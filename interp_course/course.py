@@ -11,7 +11,7 @@ An assignment is content only, in per-assignment folders of the course root::
 
 and nbgrader's working state: submitted/, autograded/, feedback/, gradebook/gradebook.db,
 grades.csv, and gradebook/runs/ (kept sandbox runs, for regrading without a kernel). ``make release`` also writes course-manifest.json, the hashes that grading checks the
-instructor's files against (``interp_course.manifest``).
+instructor's files against (``interp_course.security.manifest``).
 The grading engine (``interp_course``) never names an assignment; it reads them from here.
 """
 
@@ -23,9 +23,6 @@ from pathlib import Path
 
 COURSE_ID = "mech-interp-puzzles"
 
-# Hugging Face ids of the models assignments may declare (grader_tests/<a>/checks.py MODELS).
-GPT_NEO = "EleutherAI/gpt-neo-125M"
-GPT2 = "gpt2"
 
 # The checkout this package is installed from: the default course root, and where the
 # installation's own state lives (the venv, the chosen model source, the stand-in cache).
@@ -96,7 +93,7 @@ class Course:
 
     @property
     def run_cache(self) -> Path:
-        """Kept runs of the sandbox (``interp_course.run_cache``), written by the grading account."""
+        """Kept runs of the sandbox (``interp_course.grading.run_cache``), written by the grading account."""
         return self.gradebook.parent / "runs"
 
     @property

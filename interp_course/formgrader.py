@@ -37,10 +37,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interp_course import grader_user, guard
+from interp_course.security import grader_user, guard
 from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import Refusal
-from interp_course.nbgrader_process import nbgrader_env
+from interp_course.grading.nbgrader_process import nbgrader_env
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "formgrader"
 FORMGRADE_TEMPLATE = "interp_formgrade.html.j2"
@@ -89,7 +89,7 @@ def serve(course: Course, port: int, roster: Path | None = None) -> int:
 def roster_names(roster: Path, student_column: str | None = None) -> dict[str, tuple[str, str]]:
     """{student id: (first name, last name)} from a Canvas roster (Grades > Export): its ``Student``
     column is "Last, First"; the student id column is the one ``make collect`` reads."""
-    from interp_course import lms
+    from interp_course.lms import canvas_collect as lms
 
     column = student_column or lms.ROSTER_STUDENT_COLUMN
     try:

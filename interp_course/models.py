@@ -3,7 +3,7 @@
 The model source is chosen once per course checkout (``python -m interp_course setup``) and
 kept in the git-ignored ``course_settings.json``:
 - ``hub``: the real checkpoints from the Hugging Face hub or the user's own HF cache;
-- ``stand-ins``: the tiny checkpoints of ``interp_course.standins`` in a local HF cache,
+- ``stand-ins``: tiny checkpoints an assignment builds (``grader_tests/<a>/standins.py``) in a local HF cache,
   for machines that cannot reach the hub. They are loaded under the real repo ids with
   ``HF_HUB_OFFLINE=1``, so the notebook runs the same code either way.
 

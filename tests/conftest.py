@@ -5,10 +5,10 @@ graded in one `nbgrader autograde` batch, as an instructor would, in a scratch c
 course; the tests then read its gradebook, feedback and grades.csv.
 
 Run as root (as CI does), the course is released as root and graded as the unprivileged grading
-account, exactly as `make grade` does (interp_course.grader_user): scratch courses therefore live
+account, exactly as `make grade` does (interp_course.security.grader_user): scratch courses therefore live
 in a folder that account can reach, not in pytest's private tmp_path.
 
-Kernels start only as that account, forked from a zygote (interp_course.sandbox): tests that drive
+Kernels start only as that account, forked from a zygote (interp_course.sandbox.kernel_manager): tests that drive
 kernels themselves run that code in a process of the grading account (the ``grader`` fixture).
 """
 
@@ -32,8 +32,10 @@ from pathlib import Path
 
 import pytest
 
-from interp_course import cli, corpus, grader_user, manifest, run_cache
-from interp_course.cgroups import CgroupUnavailable, prepare_delegated_parent
+from interp_course import cli, corpus
+from interp_course.grading import run_cache
+from interp_course.security import grader_user, manifest
+from interp_course.sandbox.cgroups import CgroupUnavailable, prepare_delegated_parent
 from interp_course.cli import nbgrader_env
 from interp_course.course import CHECKOUT, Course
 
@@ -218,9 +220,9 @@ def keep_runs_of(graded: GradedCourse, course: Path) -> Path:
 
 
 def start_workers(course: Path, plans: Path, *options: str) -> subprocess.Popen:
-    """`python -m interp_course.workers --follow`: run the notebooks side by side as they are
+    """`python -m interp_course.grading.workers --follow`: run the notebooks side by side as they are
     planned, as the grading account, until its stdin is closed (``communicate()``)."""
-    argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(Course(course).run_cache), "--follow",
+    argv = [sys.executable, "-m", "interp_course.grading.workers", str(plans), str(Course(course).run_cache), "--follow",
             *options]
     env = {**nbgrader_env(), "TMPDIR": str(grader_tmp(course))}
     if grader_user.is_root():
@@ -294,7 +296,7 @@ _GRADER_SERVER = r"""
 import asyncio, importlib, json, os, sys, traceback
 replies = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
-from interp_course import zygote
+from interp_course.sandbox import zygote
 
 
 def describe(exc, depth=0):
@@ -442,7 +444,7 @@ class Grader:
 
 def zygote_cgroups() -> list[str]:
     """(As the grading account) the cgroups of this process's running zygotes."""
-    from interp_course.sandbox import _zygotes
+    from interp_course.sandbox.kernel_manager import _zygotes
 
     return sorted(z.cgroup.name for z in _zygotes.values() if z.cgroup is not None)
 

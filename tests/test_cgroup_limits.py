@@ -1,4 +1,4 @@
-"""Tests of the per-sandbox cgroup (interp_course/cgroups.py and its use in the sandbox).
+"""Tests of the per-sandbox cgroup (interp_course/sandbox/cgroups.py and its use in the sandbox).
 
 cgroup v1 is tested for real, without mocks: real cgroups (``memory`` and ``pids``
 mounted under /sys/fs/cgroup, as on the development machine), real kernels started
@@ -43,9 +43,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from interp_course import cgroups
-from interp_course.cgroups import CgroupStats, CgroupUnavailable, SandboxCgroup, open_parent, prepare_delegated_parent
-from interp_course.sandbox import SandboxedKernelManager, SandboxUnavailableError
+from interp_course.sandbox import cgroups
+from interp_course.sandbox.cgroups import CgroupStats, CgroupUnavailable, SandboxCgroup, open_parent, prepare_delegated_parent
+from interp_course.sandbox.kernel_manager import SandboxedKernelManager, SandboxUnavailableError
 from tests.test_sandbox_execute import box, errors, needs_bwrap, run_nb, text  # noqa: F401
 
 MiB = 2**20

@@ -16,7 +16,7 @@ from pathlib import Path
 from conftest import PUZZLE1, make_course
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
-from interp_course.staging import read_submission
+from interp_course.grading.staging import read_submission
 
 CORPUS = Course().corpus(PUZZLE1)
 FULL_MARKS = (CORPUS / "full-marks.ipynb").read_bytes()

@@ -13,14 +13,14 @@ import sys
 import pytest
 
 from conftest import grader_tmp
-from interp_course import grader_user
+from interp_course.security import grader_user
 from interp_course.course import CHECKOUT
 from test_inert_browser import needs_chromium
 
 DRAW = """
 import json, logging, sys, tempfile, time
-from interp_course import figures
-from interp_course.sandbox import SandboxedKernelManager
+from interp_course.sandbox import figures
+from interp_course.sandbox.kernel_manager import SandboxedKernelManager
 timeout, figs = float(sys.argv[1]), json.loads(sys.stdin.read())
 sandboxed, in_sandbox = [], figures._draw_in_sandbox  # how many figures each sandbox was given
 figures._draw_in_sandbox = lambda texts, *a, **k: sandboxed.append(len(texts)) or in_sandbox(texts, *a, **k)

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from conftest import PUZZLE1, make_course
-from interp_course import manifest
+from interp_course.security import manifest
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
 from interp_course.judging.judge import graded_test_cells

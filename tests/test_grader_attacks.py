@@ -93,7 +93,7 @@ def test_run_folders_are_removed_and_no_daemon_survives(graded_course: GradedCou
 
 
 def test_grading_ran_as_the_unprivileged_account(graded_course: GradedCourse):
-    from interp_course import grader_user
+    from interp_course.security import grader_user
 
     if not grader_user.is_root():
         return  # a developer's own account: nothing to drop

@@ -19,7 +19,7 @@ import pytest
 from interp_course.exit_status import Refusal
 
 from conftest import PUZZLE1, make_course, release, run_nbgrader
-from interp_course import grader_user, guard, manifest
+from interp_course.security import grader_user, guard, manifest
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
 

@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 from nbgrader.utils import compute_checksum, determine_grade
 
 from inert_attacks import PNG_1PX, attack_notebook, live_content, render, students_live_content
-from interp_course.inert import TerminalSafeFilter, terminal_safe
+from interp_course.security.inert import TerminalSafeFilter, terminal_safe
 from interp_course.preprocessors.sanitize_submission import (
     SanitizeSubmission,
     clean_html,

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import PUZZLE1
-from interp_course import manifest
+from interp_course.security import manifest
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
 from interp_course.preprocessors.resilient_execute import KernelStartFailed
-from interp_course.sandbox import SandboxedKernelManager
+from interp_course.sandbox.kernel_manager import SandboxedKernelManager
 from test_grade_command import AUTO_MAX, FULL_MARKS, hand_in, released_course
 
 

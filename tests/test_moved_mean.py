@@ -4,7 +4,7 @@ leaves every activation, and so every next-token probability, as it was, while t
 
 Checked with the notebook's own helper cell, in a fresh interpreter as a student's kernel would run
 it, on the course's stand-ins (both models), and on the full-size stand-ins (12 layers, 768, 50257
-tokens) when ``FULL_SIZE_HF_HOME`` names a cache built by ``python -m interp_course.standins
+tokens) when ``FULL_SIZE_HF_HOME`` names a cache built by ``python -m grader_tests.puzzle1.standins
 --full-size``. The hidden check of Exercise 4.3 then gives the reference run full marks.
 """
 
@@ -20,7 +20,8 @@ import nbformat
 import pytest
 
 from interp_course import models
-from interp_course.course import CHECKOUT, GPT2, GPT_NEO, Course
+from grader_tests.puzzle1.checks import GPT2, GPT_NEO
+from interp_course.course import CHECKOUT, Course
 
 SOURCE = nbformat.read(Course().source("puzzle1") / "puzzle1.ipynb", as_version=4)
 HELPERS = next(c.source for c in SOURCE.cells if c.metadata["nbgrader"]["grade_id"] == "moved_mean_setup")

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from conftest import PUZZLE1
 from interp_course import corpus, handin
-from interp_course.course import GPT2, GPT_NEO, Course
+from grader_tests.puzzle1.checks import GPT2, GPT_NEO
+from interp_course.course import Course
 from interp_course.judging import HandIn
 from interp_course.judging.assignment import load_assignment
 from interp_course.judging.judge import graded_test_cells

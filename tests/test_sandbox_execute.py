@@ -27,10 +27,10 @@ from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
 import interp_course
-from interp_course.cgroups import CgroupStats
+from interp_course.sandbox.cgroups import CgroupStats
 from interp_course.course import CHECKOUT
 from interp_course.preprocessors.resilient_execute import KernelStartFailed, ResilientExecute
-from interp_course.sandbox import SandboxedKernelManager, SandboxUnavailableError
+from interp_course.sandbox.kernel_manager import SandboxedKernelManager, SandboxUnavailableError
 
 REPO = CHECKOUT
 PACKAGE_DIR = Path(interp_course.__file__).resolve().parent

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import PUZZLE1, grader_tmp, make_course, release, run_nbgrader, submit
-from interp_course import grader_user
-from interp_course.autograde import apply_manual_grades
+from interp_course.security import grader_user
+from interp_course.grading.batch import apply_manual_grades
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp_course import standins
-from interp_course.course import CHECKOUT, GPT2
-from interp_course.course import GPT_NEO as NEO
+from grader_tests.puzzle1 import standins
+from grader_tests.puzzle1.checks import GPT2
+from grader_tests.puzzle1.checks import GPT_NEO as NEO
+from interp_course.course import CHECKOUT
 
 REPO_ROOT = CHECKOUT
 
@@ -160,7 +161,7 @@ def test_repairs_a_damaged_cache(hf_home, summary, tmp_path):
 
 def test_cli_reports_each_model(hf_home, summary):
     proc = subprocess.run(
-        [sys.executable, "-m", "interp_course.standins", "--hf-home", str(hf_home)],
+        [sys.executable, "-m", "grader_tests.puzzle1.standins", "--hf-home", str(hf_home)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
     )
     lines = proc.stdout.strip().splitlines()

@@ -1,4 +1,4 @@
-"""Zygote kernels (interp_course/zygote.py): the one way a kernel starts, in grading and in tests.
+"""Zygote kernels (interp_course/sandbox/zygote.py): the one way a kernel starts, in grading and in tests.
 
 The zygote needs an unprivileged grader (run by root, bwrap covers parts of /proc and Linux then
 refuses each forked kernel its own /proc), so the kernels run in ``tests/zygote_probe.py`` as the
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from interp_course import grader_user
-from interp_course.cgroups import V1, CgroupUnavailable, open_parent, prepare_delegated_parent
+from interp_course.security import grader_user
+from interp_course.sandbox.cgroups import V1, CgroupUnavailable, open_parent, prepare_delegated_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,7 +143,7 @@ def test_kernels_have_one_launch_path_and_the_plain_sandbox_is_unchanged():
     """Every kernel forks from the zygote: there is no switch to start kernels with bwrap instead
     (as root, where a zygote cannot fork kernels, none starts: test_sandbox_execute). The plain
     sandbox command, which starts the zygote itself and the figures' Chromium, keeps its limits."""
-    from interp_course.sandbox import SandboxedKernelManager
+    from interp_course.sandbox.kernel_manager import SandboxedKernelManager
 
     km = SandboxedKernelManager()
     assert "zygote" not in km.trait_names() and not hasattr(km, "uses_zygote")

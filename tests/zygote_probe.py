@@ -13,8 +13,8 @@ import socket
 import sys
 import time
 
-from interp_course import zygote as zg
-from interp_course.sandbox import SandboxedKernelManager, _zygotes
+from interp_course.sandbox import zygote as zg
+from interp_course.sandbox.kernel_manager import SandboxedKernelManager, _zygotes
 
 PROBE = r"""
 import ctypes, json, os, socket

@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 from interp_course import models
-from interp_course.course import GPT2, GPT_NEO, Course
-from interp_course.standins import STANDIN_MARKER
+from grader_tests.puzzle1.checks import GPT2, GPT_NEO
+from interp_course.course import Course
+from grader_tests.puzzle1.standins import STANDIN_MARKER
 
 ASSIGNMENT = "puzzle1"
 MODELS = (GPT_NEO, GPT2)

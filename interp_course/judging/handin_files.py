@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interp_course.untrusted_files import UnsafeFile, read_regular_file
+from interp_course.security.untrusted_files import UnsafeFile, read_regular_file
 
 if TYPE_CHECKING:  # torch is imported where tensors are read (parse_hand_in)
     import torch
 
-# Puzzle 1's largest hand-in at real scale is 3.4 MiB of tensors (normalize's and center's results
+# The course's largest hand-in at real scale is 3.4 MiB of tensors (normalize's and center's results
 # on 256 × 768 rows, in float64); all ten cells together ~11 MiB. Anything bigger is padding or a
 # mistake: refused unread, and the cell's verdict says what was too large.
 MAX_TENSOR_FILE = 16 * 2**20  # one cell's tensors

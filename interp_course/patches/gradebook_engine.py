@@ -30,7 +30,7 @@ def _shared_engine(url, **kwargs):
 
 
 def share_engines() -> None:
-    """Call before nbgrader runs (``interp_course.nbgrader_cli``)."""
+    """Call before nbgrader runs (``interp_course.grading.nbgrader_cli``)."""
     import nbgrader.api
 
     nbgrader.api.create_engine = _shared_engine

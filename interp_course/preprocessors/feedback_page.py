@@ -1,8 +1,8 @@
 """The last feedback step: a page a student can read offline.
 
 * a summary of the points per part at the top, linking to each graded cell
-  (``interp_course.feedback_summary``);
-* math pre-rendered to MathML (``interp_course.math_render``) instead of TeX left for MathJax
+  (``interp_course.feedback.summary``);
+* math pre-rendered to MathML (``interp_course.feedback.math_render``) instead of TeX left for MathJax
   from a CDN;
 * a stylesheet for one column from a 390 px phone to a laptop: long code and output lines wrap
   instead of scrolling sideways, tables wrap (the summary's rows stack on a phone), figures and
@@ -34,8 +34,8 @@ from nbconvert.preprocessors import Preprocessor
 from bs4 import BeautifulSoup, NavigableString
 from traitlets import Bool, default
 
-from interp_course.feedback_summary import parts, summary_html
-from interp_course.math_render import render_math
+from interp_course.feedback.summary import parts, summary_html
+from interp_course.feedback.math_render import render_math
 from interp_course.preprocessors.sanitize_submission import _as_html_block, render_markdown
 
 PAGE_CSS = """

@@ -4,8 +4,8 @@ For one submission:
 1. the grader (this process) loads the assignment's checks (``grader_tests/<a>/checks.py``)
    and the models they declare, and writes the inputs of this notebook's checks to an inbox;
 2. ``ResilientExecute`` runs the notebook in a sandboxed kernel (forked from the zygote:
-   ``interp_course.sandbox``, ``interp_course.zygote``) that sees the inbox read-only,
-   an outbox read-write, a scratch working folder of its own (``interp_course.workdir``: copies
+   ``interp_course.sandbox.kernel_manager``, ``interp_course.sandbox.zygote``) that sees the inbox read-only,
+   an outbox read-write, a scratch working folder of its own (``interp_course.sandbox.workdir``: copies
    of the submission's extra files), the course package and the declared models' cache folders,
    and nothing of the course: not nbgrader's output folder, source/, solutions/, grader_tests/,
    the gradebook or other submissions;
@@ -15,10 +15,10 @@ For one submission:
    the verdict into the cell, where nbgrader's ``SaveAutoGrades`` picks it up;
 5. the whole run folder (inbox, outbox, scratch) is deleted without following links.
 
-Runs are kept (``interp_course.run_cache``): a notebook whose key (sanitized notebook, inputs,
+Runs are kept (``interp_course.grading.run_cache``): a notebook whose key (sanitized notebook, inputs,
 extra files, models, engine) was run before is judged from the kept run, with no kernel. With
 ``plan_folder`` set, a run that is not kept is not executed here but written there as a plan,
-for workers to run (``interp_course.workers``); the cell verdicts then say nothing was handed in
+for workers to run (``interp_course.grading.workers``); the cell verdicts then say nothing was handed in
 and the batch grades that student again once the run is kept. That second pass, with
 ``runs_from`` set, judges each student as soon as the workers have finished their run.
 
@@ -33,7 +33,9 @@ from pathlib import Path
 
 from traitlets import Bool, Enum, Int, Unicode
 
-from interp_course import grader_user, run_cache, workdir, zygote
+from interp_course.grading import run_cache
+from interp_course.sandbox import workdir, zygote
+from interp_course.security import grader_user
 from interp_course.course import Course
 from interp_course.preprocessors.render_figures import RenderFigures
 from interp_course.preprocessors.resilient_execute import ResilientExecute
@@ -44,7 +46,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # interp_course/, bound in
 HANDIN_ENV_VAR = "INTERP_COURSE_HANDIN"
 # glibc hands every freed block over 128 KiB back to the OS, so each large tensor a notebook makes
 # is new memory, faulted in and zeroed page by page: ~380,000 page faults and ~0.5 s of system
-# time in a Puzzle 1 run. With these, glibc keeps freed memory for the next tensor (~150,000
+# time in one of the course's runs. With these, glibc keeps freed memory for the next tensor (~150,000
 # faults; the run's CPU 2.75 -> 2.2 s). A kernel lives for one notebook, under its memory cap.
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
 
@@ -197,7 +199,7 @@ class GradeInSandbox(ResilientExecute):
 
     def run_parent(self) -> str:
         """Where this grader makes run folders: its runs folder, the only place a kernel forked
-        from the zygote can be given folders of (``interp_course.zygote``)."""
+        from the zygote can be given folders of (``interp_course.sandbox.zygote``)."""
         return zygote.runs_root()
 
     def _ignore_patterns(self) -> list[str]:

@@ -3,7 +3,7 @@
 ``GradeInSandbox`` runs it at the end of each sandboxed run (so the images are kept with the run,
 and drawn where the kernel ran, beside that worker's next kernel), before ``SanitizeSubmission``:
 each figure output (``application/vnd.plotly.v1+json``, what the grading kernel's plotly renderer
-emits) is drawn in a sandbox (``interp_course.figures``) and replaced by an ``image/png``
+emits) is drawn in a sandbox (``interp_course.sandbox.figures``) and replaced by an ``image/png``
 output, so the autograded notebook, formgrader and the feedback page show every figure without
 plotly.js, a CDN or any of the student's script. A figure that cannot be drawn (too big, too many, time limit) becomes a
 one-line note.
@@ -18,9 +18,10 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Float, Int, Unicode
 
-from interp_course import figures, grader_user
-from interp_course.images import png_size
-from interp_course.sandbox import SandboxedKernelManager
+from interp_course.sandbox import figures
+from interp_course.security import grader_user
+from interp_course.security.images import png_size
+from interp_course.sandbox.kernel_manager import SandboxedKernelManager
 
 
 def _title(figure) -> str:

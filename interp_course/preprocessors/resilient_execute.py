@@ -12,7 +12,7 @@ re-read them when that pin moves.
 Differences from the stock ``Execute``:
 
 * The kernel runs in a bubblewrap sandbox
-  (:class:`interp_course.sandbox.SandboxedKernelManager`).
+  (:class:`interp_course.sandbox.kernel_manager.SandboxedKernelManager`).
 * Faults become a grade instead of dropping the submission.  When a cell
   **kills the kernel** (``os._exit``, a segfault, the OOM killer...) or **times
   out and does not react to the interrupt within** ``interrupt_grace`` seconds,
@@ -58,8 +58,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Float, Int, Unicode
 
-from interp_course.inert import terminal_safe
-from interp_course.sandbox import SandboxedKernelManager
+from interp_course.security.inert import terminal_safe
+from interp_course.sandbox.kernel_manager import SandboxedKernelManager
 
 __all__ = ["KernelStartFailed", "ResilientExecute"]
 
@@ -132,7 +132,7 @@ class ResilientExecute(Execute):
     max_notebook_output_chars = Int(
         5_000_000,
         help="Cap on all of a notebook's outputs together (counted as max_output_chars counts them); "
-        "Puzzle 1's honest outputs are a few hundred kB. -1 disables the cap.",
+        "The course's honest outputs are a few hundred kB. -1 disables the cap.",
     ).tag(config=True)
 
     max_error_chars = Int(

@@ -14,7 +14,7 @@ of nbgrader's templates render markdown cells without ``HTMLExporter.sanitize_ht
   attributes, classes, CSS properties and URL schemes), ``text/markdown`` becomes cleaned HTML,
   ``image/svg+xml`` is parsed as XML and rebuilt from an allowlist of SVG elements and
   attributes, PNG/JPEG/GIF outputs must be base64 of a well-formed image of that type
-  (``interp_course.images``), and output metadata keeps only numeric ``width``/``height`` and a
+  (``interp_course.security.images``), and output metadata keeps only numeric ``width``/``height`` and a
   short string ``alt`` (which the templates escape);
 * a markdown cell stays as written only if nbconvert renders it exactly as an inert renderer
   does (raw HTML escaped, safe links, embedded images, no mermaid, no heading ids); otherwise its
@@ -53,7 +53,7 @@ from nbgrader.utils import compute_checksum
 from pygments.token import STANDARD_TYPES
 from traitlets import Bool, Unicode
 
-from interp_course.images import valid_base64_image
+from interp_course.security.images import valid_base64_image
 
 __all__ = ["SanitizeSubmission", "clean_html", "render_markdown", "safe_markdown", "sanitize_svg"]
 

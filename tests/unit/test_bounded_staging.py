@@ -9,8 +9,8 @@ import time
 import nbformat
 import pytest
 
-from interp_course import student_id
-from interp_course.staging import MAX_JSON_DEPTH, json_problem, parse_notebook, stage_all, timestamp_problem
+from interp_course.security import student_id
+from interp_course.grading.staging import MAX_JSON_DEPTH, json_problem, parse_notebook, stage_all, timestamp_problem
 
 
 def notebook_text(metadata=None) -> str:

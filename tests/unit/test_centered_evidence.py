@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from interp_course import handin
-from interp_course.course import GPT_NEO, Course
+from grader_tests.puzzle1.checks import GPT_NEO
+from interp_course.course import Course
 from interp_course.judging import HandIn
 from interp_course.judging.assignment import load_assignment
 

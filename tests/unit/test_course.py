@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from interp_course.course import CHECKOUT, GPT2, GPT_NEO, Course
+from grader_tests.puzzle1.checks import GPT2, GPT_NEO
+from interp_course.course import CHECKOUT, Course
 from interp_course.judging.assignment import load_assignment
 from interp_course.course import locate
 

@@ -20,10 +20,10 @@ from nbgrader.api import Gradebook
 from nbgrader.plugins.export import CsvExportPlugin
 
 from interp_course import cli
-from interp_course.canvas_grades import choose_column, write_canvas_grades
+from interp_course.lms.canvas_grades import choose_column, write_canvas_grades
 from interp_course.course import Course
 from interp_course.exit_status import REFUSED, SOME_UNGRADED, Refusal
-from interp_course.exports import grades_by_question, write_grades_by_question
+from interp_course.lms.exports import grades_by_question, write_grades_by_question
 
 ROSTER = Path(__file__).parent / "data" / "canvas_roster.csv"
 

@@ -10,9 +10,9 @@ import nbformat
 from bs4 import BeautifulSoup
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from interp_course.feedback_summary import parts, summary_html
-from interp_course.images import png_size, valid_base64_image
-from interp_course.math_render import render_math, sanitize_mathml, tex_to_mathml
+from interp_course.feedback.summary import parts, summary_html
+from interp_course.security.images import png_size, valid_base64_image
+from interp_course.feedback.math_render import render_math, sanitize_mathml, tex_to_mathml
 from interp_course.preprocessors.feedback_page import FeedbackPage
 from interp_course.preprocessors.sanitize_submission import SanitizeSubmission
 

@@ -1,6 +1,6 @@
 """The full-size stand-ins' recipe has the real models' shapes, without building ~1 GB of weights.
 
-`python -m interp_course.standins --full-size` takes about a minute and `make bench FULL_SIZE=1`
+`python -m grader_tests.puzzle1.standins --full-size` takes about a minute and `make bench FULL_SIZE=1`
 grades on the result; here the configs are instantiated on torch's meta device (no memory) and
 only the 50257-token tokenizer is trained (seconds).
 """
@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
 
-from interp_course import standins
-from interp_course.course import GPT2, GPT_NEO
+from grader_tests.puzzle1 import standins
+from grader_tests.puzzle1.checks import GPT2, GPT_NEO
 
 FULL = {spec.repo_id: spec for spec in standins.standin_specs(full_size=True)}
 # Parameter counts of the real checkpoints (tied embeddings counted once).

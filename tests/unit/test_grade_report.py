@@ -10,10 +10,10 @@ import pytest
 from nbgrader.api import Gradebook
 
 from interp_course.exit_status import Refusal
-from interp_course.gradebook import missing_from_gradebook
-from interp_course.report import closing_lines, feedback_page, nbgrader_failures
-from interp_course.staging import Problem, Submission
-from interp_course.inert import one_line
+from interp_course.grading.gradebook import missing_from_gradebook
+from interp_course.grading.report import closing_lines, feedback_page, nbgrader_failures
+from interp_course.grading.staging import Problem, Submission
+from interp_course.security.inert import one_line
 
 
 # --- the gradebook ---------------------------------------------------------------------------
@@ -119,8 +119,8 @@ def test_the_not_graded_feedback_page_escapes_what_it_quotes():
 
 # --- students judged from a kept run whose kernel faulted ------------------------------------
 def test_the_kept_faults_the_planning_pass_noted_are_read_without_following_links(tmp_path):
-    from interp_course.autograde import _kept_faults
-    from interp_course.run_cache import KEPT_FAULTED
+    from interp_course.grading.batch import _kept_faults
+    from interp_course.grading.run_cache import KEPT_FAULTED
 
     assert _kept_faults(tmp_path) == {}  # nothing noted: no folder
     notes = tmp_path / KEPT_FAULTED

@@ -9,7 +9,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from interp_course.patches import gradebook_engine
-from interp_course.nbgrader_process import nbgrader_env
+from interp_course.grading.nbgrader_process import nbgrader_env
 
 
 @pytest.fixture(scope="module")

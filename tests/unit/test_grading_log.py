@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp_course import grading_log
+from interp_course.grading import log as grading_log
 
 
 def test_a_weaker_sandbox_becomes_one_notice_however_often_it_is_logged(tmp_path):

@@ -74,3 +74,14 @@ def test_the_engine_has_no_import_circles():
 
 def test_the_circle_finder_finds_one():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_engine_names_no_assignment_and_no_model():
+    """An assignment's content (its name, its models, their stand-ins) lives with the assignment."""
+    import re
+
+    content = re.compile(r"puzzle.?1|gpt.?neo|gpt.?2|eleutherai", re.IGNORECASE)
+    named = [f"{path.relative_to(PACKAGE.parent)}:{n}" for path in sorted(PACKAGE.rglob("*"))
+             if path.is_file() and path.suffix in (".py", ".j2", ".html", ".css")
+             for n, line in enumerate(path.read_text().splitlines(), 1) if content.search(line)]
+    assert named == []

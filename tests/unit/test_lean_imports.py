@@ -1,4 +1,4 @@
-"""`python -m interp_course.nbgrader_cli` is nbgrader, without the IRI grammars (`interp_course.patches.lean_imports`)."""
+"""`python -m interp_course.grading.nbgrader_cli` is nbgrader, without the IRI grammars (`interp_course.patches.lean_imports`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from interp_course.cli import nbgrader_env
 
 def test_it_is_nbgrader_and_leaves_out_only_the_iri_grammars():
     code = ("import runpy, sys; sys.argv = ['nbgrader', '--version']\n"
-            "try:\n    runpy.run_module('interp_course.nbgrader_cli', run_name='__main__')\n"
+            "try:\n    runpy.run_module('interp_course.grading.nbgrader_cli', run_name='__main__')\n"
             "except SystemExit:\n    pass\n"
             "import jsonschema, nbgrader, nbformat\n"
             "print('iri' in jsonschema.FormatChecker.checkers, 'uri' in jsonschema.FormatChecker.checkers)")

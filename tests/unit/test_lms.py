@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interp_course.exit_status import Refusal
-from interp_course.lms import CANVAS_FILE, Entry, plan, read_roster
+from interp_course.lms.canvas_collect import CANVAS_FILE, Entry, plan, read_roster
 
 # Canvas's Grades > Export: a "Points Possible" row under the header, the test student without ids.
 ROSTER = """\

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from interp_course import manifest
+from interp_course.security import manifest
 from interp_course.course import CHECKOUT, Course
 
 

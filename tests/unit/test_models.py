@@ -37,6 +37,6 @@ def test_INTERP_COURSE_HF_HOME_points_every_step_at_another_cache(tmp_path, monk
     assert models.model_env() == {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     assert models.cache_folders(["gpt2"]) == (tmp_path, [tmp_path / "hub" / "models--gpt2"])
     assert str(tmp_path) in models.describe_source()
-    from interp_course import grader_user
+    from interp_course.security import grader_user
 
     assert models.HF_HOME_OVERRIDE in grader_user._KEEP_ENV  # the grading account sees it too

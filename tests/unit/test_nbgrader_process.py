@@ -1,11 +1,11 @@
-"""A started nbgrader command does nothing until it is told to go (interp_course.nbgrader_process)."""
+"""A started nbgrader command does nothing until it is told to go (interp_course.grading.nbgrader_process)."""
 
 from __future__ import annotations
 
 import nbgrader
 
 from interp_course.course import Course
-from interp_course.nbgrader_process import start_nbgrader
+from interp_course.grading.nbgrader_process import start_nbgrader
 
 
 def test_a_started_command_runs_only_when_told_to_go(tmp_path, capsys):

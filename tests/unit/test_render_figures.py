@@ -45,7 +45,7 @@ def test_a_figure_not_drawn_leaves_a_note_saying_why():
 
 
 def test_drawn_figures_are_kept_by_their_exact_input_and_settings_within_a_memory_bound():
-    from interp_course.figures import DrawnFigures
+    from interp_course.sandbox.figures import DrawnFigures
 
     kept = DrawnFigures(max_bytes=10)
     a, b = DrawnFigures.key('{"data": []}', 800, 450), DrawnFigures.key('{"data": [] }', 800, 450)
@@ -64,7 +64,7 @@ def test_worker_threads_draw_the_same_figure_once_and_different_ones_side_by_sid
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from interp_course import figures
+    from interp_course.sandbox import figures
 
     monkeypatch.setattr(figures, "drawn", figures.DrawnFigures())
     calls, both_drawing = [], threading.Barrier(2, timeout=30)

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
-from interp_course import run_cache
+from interp_course.grading import run_cache
 from interp_course.judging.handin_files import RawHandIn
 from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
 
@@ -104,7 +104,7 @@ def test_each_kernel_gets_one_thread_and_the_count_is_part_of_the_key(tmp_path):
 def test_run_folders_are_made_where_zygote_kernels_can_be_given_them():
     """Every kernel forks from a zygote: a grader's run folders go in its runs folder (a zygote
     kernel can be given nothing else)."""
-    from interp_course import zygote
+    from interp_course.sandbox import zygote
 
     assert GradeInSandbox().run_parent() == zygote.runs_root()
     zygote.remove_runs_root()

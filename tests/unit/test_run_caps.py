@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from interp_course import handin, run_cache
+from interp_course import handin
+from interp_course.grading import run_cache
 from interp_course.judging import HandIn
 from interp_course.handin import MAX_VALUE_BYTES
 from interp_course.judging.handin_files import MAX_RUN_HAND_INS, MAX_TENSOR_FILE, RawHandIn, cap_run, read_raw_hand_in

@@ -19,8 +19,8 @@ from nbgrader.api import Gradebook
 from nbgrader.plugins.export import CsvExportPlugin
 
 from interp_course.course import Course
-from interp_course.exports import csv_cell, write_csv, write_grades_by_question
-from interp_course.grades_csv import GradesCsv
+from interp_course.lms.exports import csv_cell, write_csv, write_grades_by_question
+from interp_course.lms.grades_csv import GradesCsv
 
 FORGER = "mallory,,,,25.0,0.0,25.0,25.0"
 HOSTILE = [FORGER, '=HYPERLINK("http://evil.example","click")', "+1+1", "-rf", "@SUM(A1)", "\tx", "\rx", "jdoe"]

@@ -1,4 +1,4 @@
-"""Taking files out of a Canvas download carefully (``interp_course.safe_unpack``), and reading
+"""Taking files out of a Canvas download carefully (``interp_course.lms.safe_unpack``), and reading
 Canvas file names whose display name or file name holds ``_<digits>_<digits>_`` (``lms.splits``)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from interp_course import lms, safe_unpack
+from interp_course.lms import canvas_collect as lms, safe_unpack
 from interp_course.course import Course
-from interp_course.lms import Entry, plan, splits
-from interp_course.safe_unpack import Budget, Limits, Rejected, extract, member_problem, name_problem
+from interp_course.lms.canvas_collect import Entry, plan, splits
+from interp_course.lms.safe_unpack import Budget, Limits, Rejected, extract, member_problem, name_problem
 
 KiB, MiB = 1 << 10, 1 << 20
 ROSTER = {"1234": "jdoe", "2345": "rsmith", "3456": "klee"}

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from interp_course.course import Course
-from interp_course.staging import (
+from interp_course.grading.staging import (
     MAX_NOTEBOOK_BYTES,
     match_notebooks,
     parse_notebook,
@@ -188,7 +188,7 @@ def test_an_unreadable_timestamp_is_left_out_and_said(tmp_path):
 
 
 def test_a_giant_notebook_is_not_read(tmp_path, monkeypatch):
-    import interp_course.staging as staging
+    import interp_course.grading.staging as staging
 
     monkeypatch.setattr(staging, "MAX_NOTEBOOK_BYTES", 1000)
     submitted = tmp_path / "submitted"

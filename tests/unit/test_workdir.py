@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from interp_course import workdir
+from interp_course.sandbox import workdir
 
 
 def test_only_regular_files_are_copied_and_no_link_is_followed(tmp_path):

@@ -9,7 +9,7 @@ import time
 
 import nbformat
 
-from interp_course import run_cache, workers
+from interp_course.grading import run_cache, workers
 from interp_course.judging.handin_files import RawHandIn
 
 
@@ -86,7 +86,7 @@ def test_new_plans_come_in_the_order_they_were_written(tmp_path):
 
 
 def test_a_worker_starts_kernels_and_reads_hand_ins_without_importing_torch(tmp_path):
-    code = ("import sys, nbformat, pathlib, interp_course.workers; from interp_course.judging.judge import read_outbox; "
+    code = ("import sys, nbformat, pathlib, interp_course.grading.workers; from interp_course.judging.judge import read_outbox; "
             "from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox, HANDIN_ENV_VAR; "
             "g = GradeInSandbox(); g.nb = nbformat.v4.new_notebook(); g._handin_dir = pathlib.Path(sys.argv[1]); "
             "km = g.create_kernel_manager(); print(km.extra_env[HANDIN_ENV_VAR] == sys.argv[1], 'torch' in sys.modules)")

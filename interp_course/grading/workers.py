@@ -1,8 +1,8 @@
 """Run a batch's planned sandbox runs side by side: a local process pool, or a Dask cluster.
 
-``make grade`` grades in three steps (``interp_course.autograde``): nbgrader autograde judges
+``make grade`` grades in three steps (``interp_course.grading.batch``): nbgrader autograde judges
 every submission whose run is kept and writes a *plan* for each other one; this module executes
-the plans and keeps their runs (``interp_course.run_cache``), starting on each as soon as it is
+the plans and keeps their runs (``interp_course.grading.run_cache``), starting on each as soon as it is
 written (``--follow``: until stdin ends, which the grader closes when that pass has exited);
 a second nbgrader autograde judges those students from their kept runs, each as soon as its run
 is marked finished. nbgrader stays the gradebook's only writer, so any number of workers, in any
@@ -37,9 +37,9 @@ from interp_course.patches.lean_imports import skip_iri_grammars
 
 skip_iri_grammars()  # before run_cache imports nbformat; Dask workers import this module too
 
-from interp_course import run_cache  # noqa: E402
-from interp_course.grading_log import CHECKED, REFUSED, WORKER_MARK  # noqa: E402
-from interp_course.inert import one_line  # noqa: E402
+from interp_course.grading import run_cache  # noqa: E402
+from interp_course.grading.log import CHECKED, REFUSED, WORKER_MARK  # noqa: E402
+from interp_course.security.inert import one_line  # noqa: E402
 
 
 class _MarkedLines(logging.Formatter):
@@ -68,7 +68,7 @@ def run_kernel(plan: dict[str, bytes]):
     import nbformat
     from traitlets.config import Config
 
-    from interp_course import workdir
+    from interp_course.sandbox import workdir
     from interp_course.judging.judge import read_outbox
     from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
 
@@ -391,7 +391,7 @@ def run(plans: Plans, cache: run_cache.RunCache, start) -> tuple[int, int] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m interp_course.workers",
+    parser = argparse.ArgumentParser(prog="python -m interp_course.grading.workers",
                                      description="Execute planned sandbox runs and keep their results.")
     parser.add_argument("plans", type=Path)
     parser.add_argument("cache", type=Path)

@@ -17,7 +17,7 @@ The same flat ``{file name: bytes}`` form (``entry_files``) is what a worker sen
 data, never an object unpickled from anything a kernel produced.
 
 A *plan* is the other direction: everything one run needs (notebook, inbox, extra files, the
-execution settings), written by the grader and executed by a worker (``interp_course.workers``),
+execution settings), written by the grader and executed by a worker (``interp_course.grading.workers``),
 which then marks it finished (``mark_finished``): the pass that judges the planned students
 follows the workers run by run (``wait_finished``) instead of waiting for the last one.
 """
@@ -40,10 +40,11 @@ from interp_course import models
 from interp_course.judging.handin_files import (MAX_REPORT_FILE, MAX_RUN_HAND_INS, MAX_TENSOR_FILE, RawHandIn,
                                                 UnsafeFile, cap_run, hand_in_bytes, read_regular_file)
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent  # interp_course/
 # The engine files that decide what happens inside the kernel (not the judging: that re-runs).
-ENGINE_FILES = ["handin.py", "sandbox.py", "cgroups.py", "workdir.py", "run_cache.py", "figures.py",
-                "figure_worker.py", "images.py", "untrusted_files.py", "preprocessors/resilient_execute.py",
+ENGINE_FILES = ["handin.py", "sandbox/kernel_manager.py", "sandbox/zygote.py", "sandbox/cgroups.py",
+                "sandbox/workdir.py", "grading/run_cache.py", "sandbox/figures.py", "sandbox/figure_worker.py",
+                "security/images.py", "security/untrusted_files.py", "preprocessors/resilient_execute.py",
                 "preprocessors/grade_in_sandbox.py", "preprocessors/render_figures.py"]
 LIBRARIES = ["torch", "transformer-lens", "transformers", "ipykernel", "plotly", "nbclient", "kaleido"]
 NOTEBOOK = "notebook.ipynb"

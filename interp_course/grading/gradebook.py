@@ -19,7 +19,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Callable
 
-from interp_course import grader_user
+from interp_course.security import grader_user
 from interp_course.course import Course
 from interp_course.exit_status import Refusal
 

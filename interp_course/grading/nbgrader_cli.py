@@ -1,4 +1,4 @@
-"""``python -m interp_course.nbgrader_cli [--when-told] ARGS``: nbgrader's own command line, started faster.
+"""``python -m interp_course.grading.nbgrader_cli [--when-told] ARGS``: nbgrader's own command line, started faster.
 
 Everything is ``nbgrader`` itself (same apps, config files and guard) except what
 ``interp_course.patches.lean_imports`` leaves out (1-3 s of start-up for each of the three nbgrader
@@ -11,7 +11,7 @@ followed by a JSON list of strings runs it with those arguments added (the ones 
 such as a batch's folders); anything else, or the end of stdin, exits 0 having done nothing else.
 Until ``go`` no course file is read (not even the config) and no submission is touched, so the
 grader starts the next command this way while the one before it runs
-(``interp_course.nbgrader_process``). After ``go`` stdin may stay open: the judging pass
+(``interp_course.grading.nbgrader_process``). After ``go`` stdin may stay open: the judging pass
 (``GradeInSandbox.runs_from``) reads its end as "the workers have exited".
 """
 

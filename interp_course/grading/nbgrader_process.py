@@ -1,7 +1,7 @@
 """The real nbgrader CLI, run in the course root with this interpreter (as the grading account).
 
 ``nbgrader(course, *args)`` runs one command and streams its output. ``start_nbgrader`` starts a
-command that waits to be told (``interp_course.nbgrader_cli --when-told``): it imports its
+command that waits to be told (``interp_course.grading.nbgrader_cli --when-told``): it imports its
 libraries, ~1-3 s, while the grader is still busy with the step before; ``go()`` then runs it,
 ``cancel()`` ends it having done nothing.
 """
@@ -17,9 +17,10 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from interp_course import grader_user, grading_log
+from interp_course.grading import log as grading_log
+from interp_course.security import grader_user
 from interp_course.course import Course
-from interp_course.inert import one_line
+from interp_course.security.inert import one_line
 
 
 def nbgrader_env() -> dict[str, str]:
@@ -36,7 +37,7 @@ class Started:
 
     def __init__(self, course: Course, args: tuple[str, ...], as_grader: bool = True):
         self.course, self.args, self.told = course, args, False
-        argv, env = [sys.executable, "-m", "interp_course.nbgrader_cli", "--when-told", *args], nbgrader_env()
+        argv, env = [sys.executable, "-m", "interp_course.grading.nbgrader_cli", "--when-told", *args], nbgrader_env()
         if as_grader:
             argv, env = grader_user.command(argv), grader_user.environment(env)
         self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -26,7 +26,7 @@ Gradebook > Export, whose ``ID`` column is the Canvas user id and whose ``SIS Lo
 (by default; any column can be chosen) is the id students have in this course.
 
 ``collect_download`` runs as root (the instructor's step), so it takes files out of the zip with
-``interp_course.safe_unpack``: only the notebooks it collects, each a plain file checked and read
+``interp_course.lms.safe_unpack``: only the notebooks it collects, each a plain file checked and read
 to a cap, written 0644; never anything inside a student's upload (an uploaded archive is named
 as not collected). A member that fails is refused alone, and named in the summary.
 """
@@ -44,10 +44,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp_course import safe_unpack, student_id
+from interp_course.lms import safe_unpack
+from interp_course.security import student_id
 from interp_course.course import Course
 from interp_course.exit_status import GRADED, SOME_UNGRADED, Refusal
-from interp_course.inert import one_line
+from interp_course.security.inert import one_line
 
 # Canvas's lastfirst: word characters, lower-cased (so never the "LATE" that may follow it).
 _LASTFIRST = r"[^\WA-Z]*"

@@ -12,8 +12,8 @@ import html
 import re
 from pathlib import Path
 
-from interp_course.staging import Submission
-from interp_course.inert import one_line
+from interp_course.grading.staging import Submission
+from interp_course.security.inert import one_line
 
 _PROCESSING = re.compile(r"There was an error processing assignment: (?P<path>.+)$")
 _LOG_LINE = re.compile(r"^\[\w+ \| \w+\]")

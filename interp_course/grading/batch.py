@@ -26,16 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from interp_course import grader_user, grading_log, guard, run_cache, student_id
+from interp_course.grading import log as grading_log, run_cache
+from interp_course.security import grader_user, guard, student_id
 from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import REFUSED, Refusal
-from interp_course.exports import GRADES_EXPORTER, assignment_scores, write_grades_by_question
-from interp_course.gradebook import ensure_gradebook
-from interp_course.nbgrader_process import Started
-from interp_course.report import closing_lines, feedback_page, nbgrader_failures
-from interp_course.staging import Problem, Submission, stage_all, submission_folders
-from interp_course.inert import one_line
-from interp_course.untrusted_files import UnsafeFile, read_regular_file
+from interp_course.lms.exports import GRADES_EXPORTER, assignment_scores, write_grades_by_question
+from interp_course.grading.gradebook import ensure_gradebook
+from interp_course.grading.nbgrader_process import Started
+from interp_course.grading.report import closing_lines, feedback_page, nbgrader_failures
+from interp_course.grading.staging import Problem, Submission, stage_all, submission_folders
+from interp_course.security.inert import one_line
+from interp_course.security.untrusted_files import UnsafeFile, read_regular_file
 
 # run_nbgrader(*args, check=False): the nbgrader CLI run in the course root (cli.nbgrader).
 RunNbgrader = Callable[..., subprocess.CompletedProcess]
@@ -232,12 +233,12 @@ def _guard_refused(step: str, output: str) -> Refusal:
 
 
 class _Workers:
-    """``python -m interp_course.workers --follow`` as the grading account, started beside the
+    """``python -m interp_course.grading.workers --follow`` as the grading account, started beside the
     planning ``nbgrader autograde``: it runs each plan as soon as it is written (no pool starts
     if none is), and its lines are shown as they come."""
 
     def __init__(self, plans: Path, course: Course, batch: Batch):
-        argv = [sys.executable, "-m", "interp_course.workers", str(plans), str(course.run_cache), "--follow",
+        argv = [sys.executable, "-m", "interp_course.grading.workers", str(plans), str(course.run_cache), "--follow",
                 "--workers", str(batch.workers), *(["--scheduler", batch.scheduler] if batch.scheduler else [])]
         env = {**os.environ}
         if grader_user.is_root():
@@ -345,7 +346,7 @@ def print_table(assignment: str, rows: list[dict]) -> None:
 def apply_manual_grades(course: Course, assignment: str, grades: dict[str, dict[str, float]]) -> None:
     """Enter a TA's manual scores (what formgrader would do) into the gradebook, as the grading account."""
     if grader_user.is_root():
-        code = ("import json, sys; from interp_course.autograde import apply_manual_grades; from interp_course.course "
+        code = ("import json, sys; from interp_course.grading.batch import apply_manual_grades; from interp_course.course "
                 "import Course; apply_manual_grades(Course(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]))")
         argv = grader_user.command([sys.executable, "-c", code, str(course.root), assignment, json.dumps(grades)])
         subprocess.run(argv, cwd=course.root, env=grader_user.environment(), check=True)

@@ -1,12 +1,12 @@
 """Rescue what students hand in, on copies: grading never alters submitted/.
 
 ``nbgrader autograde`` grades ``submitted/<student>/<a>/<notebook>.ipynb`` and nothing else: a
-second download saved as ``puzzle1 (1).ipynb`` scores 0 ("Skipping unknown notebook"), and a
+second download saved as ``hw1 (1).ipynb`` scores 0 ("Skipping unknown notebook"), and a
 file that is not a whole notebook fails the student with a traceback among hundreds of log lines.
 Before grading, each submission folder is read here and copied into a staging folder that the
 grader owns (``stage``), which nbgrader is then pointed at (``CourseDirectory.submitted_directory``):
 
-- exactly one notebook under another name (``puzzle1 (1).ipynb``, ``Copy of puzzle1.ipynb``) is
+- exactly one notebook under another name (``hw1 (1).ipynb``, ``Copy of hw1.ipynb``) is
   staged under the assignment's name, and the summary says so; several candidates are reported,
   never guessed between;
 - an older nbformat is upgraded to 4 on the copy;
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import nbformat
 
-from interp_course import student_id
+from interp_course.security import student_id
 
 # More than any notebook of this course with its outputs; a bigger file is almost certainly
 # huge outputs saved in it, and is not worth holding in memory to find out.
@@ -80,7 +80,7 @@ class Submission:
 
 
 def name_key(name: str) -> str:
-    """A name reduced to lowercase letters and digits: ``Copy of Puzzle_1 (1)`` -> ``copyofpuzzle11``."""
+    """A name reduced to lowercase letters and digits: ``Copy of HW_1 (1)`` -> ``copyofhw11``."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 

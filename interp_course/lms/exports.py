@@ -45,7 +45,7 @@ from interp_course.exit_status import Refusal
 TOTALS = ["late_submission_penalty", "score", "max_score"]
 # nbgrader's exporter of grades.csv, quoted (``nbgrader export --exporter=...``): grades_csv.GradesCsv,
 # named here so that choosing it does not import nbgrader.
-GRADES_EXPORTER = "interp_course.grades_csv.GradesCsv"
+GRADES_EXPORTER = "interp_course.lms.grades_csv.GradesCsv"
 
 
 @contextlib.contextmanager

@@ -398,7 +398,7 @@ class CgroupParent:
                     except OSError as exc:
                         raise CgroupUnavailable(
                             f"cannot create the parent cgroup {d}: {exc.strerror} (as root, "
-                            "run interp_course.cgroups.prepare_delegated_parent(<grader user>) "
+                            "run interp_course.sandbox.cgroups.prepare_delegated_parent(<grader user>) "
                             "once)"
                         ) from None
                 if self.version == V2:
@@ -408,7 +408,7 @@ class CgroupParent:
                     if not os.access(d, os.W_OK | os.X_OK):
                         raise CgroupUnavailable(
                             f"the parent cgroup {d} is not writable by uid {os.geteuid()} (as "
-                            "root, run interp_course.cgroups.prepare_delegated_parent(<grader "
+                            "root, run interp_course.sandbox.cgroups.prepare_delegated_parent(<grader "
                             "user>))"
                         )
             except BaseException:
@@ -433,7 +433,7 @@ class CgroupParent:
         if missing:
             raise CgroupUnavailable(
                 f"cgroup v2: {', '.join(missing)} not available to {parent} (per {where}); "
-                "as root, run interp_course.cgroups.prepare_delegated_parent(<grader user>, "
+                "as root, run interp_course.sandbox.cgroups.prepare_delegated_parent(<grader user>, "
                 "parent='/<name>') and configure the same absolute parent"
             )
 
@@ -596,7 +596,7 @@ class SandboxCgroup:
     def add(self, pid: int) -> None:
         """Move another process (by pid) into this cgroup, in every hierarchy.
 
-        Used for zygote kernels (:mod:`interp_course.zygote`): the forked kernel waits until
+        Used for zygote kernels (:mod:`interp_course.sandbox.zygote`): the forked kernel waits until
         the grader has moved it here before it unshares or runs anything else.
         """
         data = str(int(pid)).encode()

@@ -5,7 +5,7 @@ nbgrader's ``CsvExportPlugin`` joins each row's cells with ``,`` unquoted, so a 
 ``=HYPERLINK(...)`` lands in the file as a formula. ``GradesCsv`` writes the same columns, rows
 and numbers (``str`` of each value, as nbgrader does), with ``exports.write_csv``: quoted, every
 cell that would start a formula neutralised, never through a link. ``make grade`` runs
-``nbgrader export --exporter=interp_course.grades_csv.GradesCsv`` (as the grading account, which
+``nbgrader export --exporter=interp_course.lms.grades_csv.GradesCsv`` (as the grading account, which
 owns grades.csv); nbgrader is imported here only, in the nbgrader process that loads this plugin.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins.export import ExportPlugin
 
-from interp_course.exports import GRADES_EXPORTER, write_csv
+from interp_course.lms.exports import GRADES_EXPORTER, write_csv
 
 COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
            "late_submission_penalty", "score", "max_score"]
@@ -49,7 +49,7 @@ def grade_rows(gradebook: Gradebook, assignments=(), students=()) -> list[list[s
 
 
 class GradesCsv(ExportPlugin):
-    """``nbgrader export --exporter=interp_course.grades_csv.GradesCsv [--to grades.csv]``."""
+    """``nbgrader export --exporter=interp_course.lms.grades_csv.GradesCsv [--to grades.csv]``."""
 
     def export(self, gradebook: Gradebook) -> None:
         dest = Path(self.to or "grades.csv")

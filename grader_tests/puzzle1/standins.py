@@ -24,7 +24,7 @@ attention with window 256; 2048 and 1024 positions; a 50257-token BPE), about
 
 Usage::
 
-    python -m interp_course.standins --hf-home DIR [--full-size]
+    python -m grader_tests.puzzle1.standins --hf-home DIR [--full-size]
 
 Building is deterministic (same bytes on every run) and idempotent (a snapshot
 whose ``refs/main`` already names the expected revision is left untouched).
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interp_course.course import GPT2, GPT_NEO
+from grader_tests.puzzle1.checks import GPT2, GPT_NEO
 
 # Bump when anything that changes the written bytes changes: it feeds the revision hash.
 STANDIN_VERSION = "interp-course-standins/1"
@@ -71,6 +71,8 @@ REQUIRED_FILES = (
 )
 WTE_KEY = "transformer.wte.weight"
 
+# The note's text is part of the recipe (it is written into each config, so into the revision hash):
+# it keeps the module's first name, so that caches built before the module moved stay valid.
 _NOTE = (
     "Tiny offline stand-in written by interp_course.standins, not the real {name}: "
     "its token embeddings are planted to mimic the real model's cosine geometry; "

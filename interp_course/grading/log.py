@@ -19,17 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from interp_course.exit_status import Refusal
-from interp_course.inert import one_line
+from interp_course.security.inert import one_line
 
 _current: "GradingLog | None" = None
 
-WORKER_MARK = "[worker] "  # starts each log line of a worker (interp_course.workers): log file only
+WORKER_MARK = "[worker] "  # starts each log line of a worker (interp_course.grading.workers): log file only
 # The workers' line once the batch's first kernel has started (or could not: REFUSED), which the
-# grader waits for before it judges anyone (interp_course.workers.check_kernel).
+# grader waits for before it judges anyone (interp_course.grading.workers.check_kernel).
 CHECKED, REFUSED = "Sandbox check: ", "Sandbox check: REFUSED: "
 
 # What a line says -> the notice the terminal gets (once per run). The messages come from
-# sandbox.py and figures.py, run by nbgrader or by the workers (interp_course.workers).
+# sandbox.py and figures.py, run by nbgrader or by the workers (interp_course.grading.workers).
 NOTICES = {
     "Sandbox cgroup limits are NOT enforced": (
         "kernels ran WITHOUT cgroup limits (memory and process count per notebook), as ALLOW_NO_CGROUP=1 "

@@ -10,7 +10,7 @@ nbgrader loads before the course's config. Any failure is a :class:`Refusal`: on
 - the autograde pipeline executes through ``GradeInSandbox`` alone, with the sandboxed kernel
   manager, and feedback goes through ``HideGraderInternals`` and ``HideRubric``;
 - bubblewrap starts a sandbox for the user that will grade;
-- nbgrader does not run as root (the grading account does; see ``interp_course.grader_user``);
+- nbgrader does not run as root (the grading account does; see ``interp_course.security.grader_user``);
 - the instructor's files match the release manifest and the grading account cannot write them;
 - the folder nbgrader reads submissions from holds only folders and regular files (nbgrader
   copies submissions following links).
@@ -25,21 +25,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interp_course import grader_user, manifest, models
+from interp_course import models
+from interp_course.security import grader_user, manifest
 from interp_course.course import Course
 from interp_course.exit_status import Refusal
 
 ENV_GUARD_PATH = Path(sys.prefix) / "etc" / "jupyter" / "nbgrader_config.py"
 
 ENV_GUARD = '''\
-# Installed by `python -m interp_course setup` (interp_course/guard.py). nbgrader loads this
+# Installed by `python -m interp_course setup` (interp_course/security/guard.py). nbgrader loads this
 # environment-wide config before the course's nbgrader_config.py. For `autograde` and
 # `generate_feedback` it refuses (exit 2) unless the course's sandboxed pipeline loads and is in
 # force; anything going wrong in the guard itself is a refusal for those two commands too.
 import sys as _sys
 
 try:
-    from interp_course.guard import guard_nbgrader
+    from interp_course.security.guard import guard_nbgrader
 
     guard_nbgrader(get_config())  # noqa: F821 - provided by traitlets
 except SystemExit:
@@ -97,7 +98,7 @@ def check_pipeline(config) -> None:
     from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
     from interp_course.preprocessors.hide_grader_internals import HideGraderInternals
     from interp_course.preprocessors.rubric import HideRubric
-    from interp_course.sandbox import SandboxedKernelManager
+    from interp_course.sandbox.kernel_manager import SandboxedKernelManager
 
     autograde = Autograde(config=config)
     try:

@@ -1,6 +1,6 @@
-"""Draw plotly figures as PNG files: the program ``interp_course.figures`` runs in a sandbox.
+"""Draw plotly figures as PNG files: the program ``interp_course.sandbox.figures`` runs in a sandbox.
 
-``python -m interp_course.figure_worker IN OUT WIDTH HEIGHT`` reads ``IN/<n>.json`` (plotly
+``python -m interp_course.sandbox.figure_worker IN OUT WIDTH HEIGHT`` reads ``IN/<n>.json`` (plotly
 figure dicts, in the order of their names) and writes ``OUT/<n>.png`` with kaleido, one
 headless Chromium for all of them. A figure that fails is skipped; the grader notes it.
 

@@ -1,6 +1,6 @@
 """A pre-imported kernel *zygote*: one sandboxed process that imports the heavy libraries once and
 forks one freshly sandboxed kernel per submission. It is the only way a kernel starts
-(``interp_course.sandbox.SandboxedKernelManager``), in grading and in the tests alike.
+(``interp_course.sandbox.kernel_manager.SandboxedKernelManager``), in grading and in the tests alike.
 
 Why: a sandboxed kernel spends ~12 s importing torch and transformer_lens before a student's
 first line runs. The zygote pays that once per grader process; each kernel is a ``fork`` of it.
@@ -230,7 +230,7 @@ def remove_runs_root() -> None:
     if root and os.path.isdir(root):
         from pathlib import Path
 
-        from interp_course import workdir
+        from interp_course.sandbox import workdir
 
         try:
             workdir.remove_tree(Path(root))
@@ -719,6 +719,6 @@ LAUNCHER = (
     "import sys\n"
     "if sys.path and sys.path[0] == '':\n"
     "    del sys.path[0]\n"
-    "from interp_course.zygote import serve\n"
+    "from interp_course.sandbox.zygote import serve\n"
     "serve(int(sys.argv[1]), sys.argv[2:])\n"
 )

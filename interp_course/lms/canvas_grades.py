@@ -17,11 +17,11 @@ import csv
 import re
 from pathlib import Path
 
-from interp_course import lms
+from interp_course.lms import canvas_collect as lms
 from interp_course.course import Course
 from interp_course.exit_status import GRADED, SOME_UNGRADED, Refusal
-from interp_course.exports import assignment_scores, number, write_csv
-from interp_course.inert import one_line
+from interp_course.lms.exports import assignment_scores, number, write_csv
+from interp_course.security.inert import one_line
 
 IDENTIFYING = ["Student", "ID", "SIS User ID", "SIS Login ID", "Integration ID", "Section"]
 _CANVAS_ID = re.compile(r"\s*\(\d+\)\s*$")  # the " (12345)" Canvas appends to an assignment's name
@@ -39,7 +39,7 @@ def choose_column(columns: list[str], assignment: str, wanted: str | None) -> st
             raise Refusal(f"the roster has no column {wanted!r}; its assignment columns: "
                           f"{', '.join(candidates) or 'none'}")
         return wanted
-    # "Puzzle 1 (12345)" is puzzle1's: compared without case, spaces, punctuation or the Canvas id.
+    # "Homework 1 (12345)" is hw1's: compared without case, spaces, punctuation or the Canvas id.
     exact = [c for c in candidates if _key(_CANVAS_ID.sub("", c)) == _key(assignment)]
     found = exact or [c for c in candidates if _key(c).startswith(_key(assignment))]
     if len(found) != 1:

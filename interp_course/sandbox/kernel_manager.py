@@ -1,14 +1,14 @@
 """Run Jupyter kernels in a sandbox with resource limits: one way, forked from a zygote.
 
 :class:`SandboxedKernelManager` is a drop-in ``AsyncKernelManager`` whose every kernel is a fork
-of a *zygote* (:mod:`interp_course.zygote`): one sandboxed process per grader process that has
+of a *zygote* (:mod:`interp_course.sandbox.zygote`): one sandboxed process per grader process that has
 imported the heavy libraries once. The zygote itself is started as::
 
     prlimit --as=... --fsize=... --core=0 -- \\
         bwrap --unshare-all ... -- <venv python> -c <zygote launcher> <preload modules>
 
 and each kernel it forks gets namespaces, ``/proc``, tmpfs mounts, an unprivileged uid and, where
-the machine allows it, a cgroup of its own (see :mod:`interp_course.cgroups`) that caps the memory
+the machine allows it, a cgroup of its own (see :mod:`interp_course.sandbox.cgroups`) that caps the memory
 and the number of processes of everything in that kernel's sandbox together. There is no other
 launch path: the tests drive this one (as the grading account), and so does every grading run.
 
@@ -118,7 +118,7 @@ Operational notes
 * Kernels whose policy differs (binds, environment, limits) fork from different zygotes; a
   grader process keeps at most two.
 * A kernel's working directory and run directory must lie in the grader's runs folder
-  (:func:`interp_course.zygote.runs_root`, under ``$TMPDIR``): the only folder a zygote's
+  (:func:`interp_course.sandbox.zygote.runs_root`, under ``$TMPDIR``): the only folder a zygote's
   kernels can be given. ``GradeInSandbox`` makes its run folders there.
 * ``last_command`` is the prlimit/bwrap command line of the zygote the kernel was forked from.
 """
@@ -140,13 +140,13 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Bool, CaselessStrEnum, Dict, Int, List, Unicode, default
 
-from interp_course import zygote as _zygote
-from interp_course.cgroups import CgroupStats, CgroupUnavailable, SandboxCgroup, open_parent
+from interp_course.sandbox import zygote as _zygote
+from interp_course.sandbox.cgroups import CgroupStats, CgroupUnavailable, SandboxCgroup, open_parent
 
 __all__ = ["SandboxedKernelManager", "SandboxUnavailableError", "find_bwrap"]
 
 _MB = 1024 * 1024
-_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # interp_course/
 
 # Running zygotes of this grader process, by the command that started them (their policy).
 _zygotes: dict[tuple, _zygote.Zygote] = {}
@@ -350,7 +350,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         help="Parent cgroup of the per-kernel cgroups. Relative: under the grader's own "
         "cgroup (limits on the grader keep bounding its sandboxes). Absolute ('/name'): "
         "under the hierarchy root, e.g. prepared by root with "
-        "interp_course.cgroups.prepare_delegated_parent for an unprivileged grader.",
+        "interp_course.sandbox.cgroups.prepare_delegated_parent for an unprivileged grader.",
     ).tag(config=True)
 
     tmpfs_size_mb = Int(
@@ -555,7 +555,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         then forbids further ones).
 
         Without it, a sandboxed command that is not a kernel (the figures' Chromium:
-        :mod:`interp_course.figures`): ``cwd`` is the working directory inside (bound read-write
+        :mod:`interp_course.sandbox.figures`): ``cwd`` is the working directory inside (bound read-write
         if ``writable_cwd``; default: the sandbox's own ``/tmp``).
         """
         bwrap = find_bwrap(self.bwrap_path)

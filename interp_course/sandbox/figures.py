@@ -2,7 +2,7 @@
 
 The grading kernel shows plotly figures as their JSON (``application/vnd.plotly.v1+json``): data,
 not a script. After the notebook has run, the grader hands those figures to
-``interp_course.figure_worker``, which draws them with kaleido in headless Chromium inside a
+``interp_course.sandbox.figure_worker``, which draws them with kaleido in headless Chromium inside a
 bubblewrap sandbox like the kernel's: no network, the grading account's uid mapped to nobody, no
 capabilities, its own cgroup (memory and processes), a wall-clock limit for all the figures of a
 notebook together, and nothing of the course but the figures it is given. The grader then reads
@@ -26,15 +26,15 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
-from interp_course import workdir
-from interp_course.cgroups import CgroupUnavailable, open_parent
-from interp_course.images import png_size
-from interp_course.inert import terminal_safe
-from interp_course.untrusted_files import UnsafeFile, read_regular_file
-from interp_course.sandbox import SandboxedKernelManager
+from interp_course.sandbox import workdir
+from interp_course.sandbox.cgroups import CgroupUnavailable, open_parent
+from interp_course.security.images import png_size
+from interp_course.security.inert import terminal_safe
+from interp_course.security.untrusted_files import UnsafeFile, read_regular_file
+from interp_course.sandbox.kernel_manager import SandboxedKernelManager
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # interp_course/
 _MB = 1024 * 1024
 
 
@@ -48,7 +48,7 @@ def sandbox_command(manager: SandboxedKernelManager, run: Path, width: int, heig
         "PYTHONPATH": str(PACKAGE_DIR.parent),  # only the package is bound from there
         "BROWSER_PATH": chromium,
     }
-    argv = [sys.executable, "-m", "interp_course.figure_worker", str(run / "in"), str(run / "out"), str(width), str(height)]
+    argv = [sys.executable, "-m", "interp_course.sandbox.figure_worker", str(run / "in"), str(run / "out"), str(width), str(height)]
     return manager.build_sandbox_command(argv, cwd=str(run / "out"))
 
 
