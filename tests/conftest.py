@@ -1,8 +1,8 @@
 """Shared fixtures: real nbgrader courses, graded once per test session.
 
 Grading is the slow part (a sandboxed kernel per submission), so a whole corpus is submitted and
-graded in one `nbgrader autograde` batch, as an instructor would, in a scratch copy of the
-course; the tests then read its gradebook, feedback and grades.csv.
+graded in one batch by `python -m interp_course grade` (what `make grade` runs), as an instructor
+would, in a scratch copy of the course; the tests then read its gradebook, feedback and CSVs.
 
 Run as root (as CI does), the course is released as root and graded as the unprivileged grading
 account, exactly as `make grade` does (interp_course.security.grader_user): scratch courses therefore live
@@ -33,7 +33,6 @@ from pathlib import Path
 import pytest
 
 from interp_course import cli, corpus
-from interp_course.grading import run_cache
 from interp_course.security import grader_user, manifest
 from interp_course.sandbox.cgroups import CgroupUnavailable, prepare_delegated_parent
 from interp_course.cli import nbgrader_env
@@ -81,12 +80,6 @@ def finish_nbgrader(proc: subprocess.Popen) -> subprocess.CompletedProcess:
         output.append(file.read())
         file.close()
     return subprocess.CompletedProcess(proc.args, proc.returncode, *output)
-
-
-def end_input(proc: subprocess.Popen) -> None:
-    """Close a process's stdin now; ``communicate()`` then only reads."""
-    proc.stdin.close()
-    proc.stdin = None
 
 
 def snapshot(course: Path) -> dict[str, str]:
@@ -147,10 +140,10 @@ def courses_dir():
 class GradedCourse:
     root: Path
     assignment: str
-    autograde: subprocess.CompletedProcess
+    result: subprocess.CompletedProcess  # of `python -m interp_course grade`: what the instructor sees
     seconds: float
     before: dict = field(default_factory=dict)  # snapshot() taken before grading
-    workers: str = ""  # what the workers printed
+    log: str = ""  # the run's log file (nbgrader's and the workers' own lines)
 
     @property
     def notebook(self) -> str:
@@ -219,56 +212,20 @@ def keep_runs_of(graded: GradedCourse, course: Path) -> Path:
     return course
 
 
-def start_workers(course: Path, plans: Path, *options: str) -> subprocess.Popen:
-    """`python -m interp_course.grading.workers --follow`: run the notebooks side by side as they are
-    planned, as the grading account, until its stdin is closed (``communicate()``)."""
-    argv = [sys.executable, "-m", "interp_course.grading.workers", str(plans), str(Course(course).run_cache), "--follow",
-            *options]
-    env = {**nbgrader_env(), "TMPDIR": str(grader_tmp(course))}
-    if grader_user.is_root():
-        argv, env = grader_user.command(argv), grader_user.environment(env)
-    return subprocess.Popen(argv, cwd=course, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def grade_all(course: Path, assignment: str = PUZZLE1, exclude: list[str] = (), workers: int = 2,
-              rerun: bool = False, feedback: bool = True) -> GradedCourse:
-    """Autograde (all students but ``exclude``), then feedback and export for everyone.
-
-    As `make grade` does it, with plain nbgrader: a first `nbgrader autograde` judges what has a
-    kept run and plans the rest, ``workers`` processes run the plans, and a second one judges all
-    from the kept runs (none is needed when nothing was planned). ``rerun``: run every notebook again rather than judge its kept run.
-    ``feedback=False``: export grades.csv only (the pages stay as an earlier grading wrote them).
-    """
-    grader_user.prepare_state(Course(course))  # what `make grade` does first, as root
+def grade_all(course: Path, assignment: str = PUZZLE1, only: list[str] = (), workers: int = 2,
+              rerun: bool = False) -> GradedCourse:
+    """`python -m interp_course grade` on the course (what `make grade` runs: the production batch,
+    not a copy of it), with ``workers`` local workers; ``only``: just these students
+    (``--student``); ``rerun``: run every notebook again rather than judge its kept run."""
     start = time.perf_counter()
-    only = [f"--CourseDirectory.student_id_exclude={','.join(exclude)}"] if exclude else []
-    plans = Path(tempfile.mkdtemp(prefix="plans-", dir=grader_tmp(course)))
-    grader_user.hand_over(plans)
-    runner = start_workers(course, plans, "--workers", str(workers))  # runs each plan as it is written
-    planning = run_nbgrader(course, "autograde", assignment, "--create", "--force", *only,
-                            f"--GradeInSandbox.plan_folder={plans}",
-                            *(["--GradeInSandbox.reuse_runs=False"] if rerun else []))
-    end_input(runner)  # every plan is written
-    # As `make grade`: a second pass only if the first planned runs (it judged everyone else),
-    # which judges each student as soon as the workers have finished their run.
-    planned = any((plans / run_cache.PLANNED).glob("*"))
-    judging = start_nbgrader(course, "autograde", assignment, "--create", "--force", *only,
-                             f"--GradeInSandbox.runs_from={plans}") if planned else None
-    out, err = runner.communicate()
-    if judging is not None:
-        end_input(judging)  # the workers have exited
-    assert planning.returncode == 0, planning.stderr[-3000:]
-    ran = subprocess.CompletedProcess(runner.args, runner.returncode, out, err)
-    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-    autograde = finish_nbgrader(judging) if judging is not None else planning
-    shutil.rmtree(plans, ignore_errors=True)
+    argv = [sys.executable, "-m", "interp_course", "--root", str(course), "grade", "--assignment", assignment,
+            "--workers", str(workers), *(["--no-cache"] if rerun else []),
+            *[arg for student in only for arg in ("--student", student)]]
+    result = subprocess.run(argv, env={**nbgrader_env(), "TMPDIR": str(grader_tmp(course))}, capture_output=True,
+                            text=True)
     seconds = time.perf_counter() - start
-    steps = [["generate_feedback", assignment, "--force"]] if feedback else []
-    for step in [*steps, ["export", "--to", str(course / "grades.csv")]]:
-        result = run_nbgrader(course, *step)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return GradedCourse(course, assignment, autograde, seconds, workers=ran.stdout)
+    logs = sorted((course / "logs").glob("grade-*.log"), key=lambda p: p.stat().st_mtime)
+    return GradedCourse(course, assignment, result, seconds, log=logs[-1].read_text() if logs else "")
 
 
 @pytest.fixture(scope="session")
@@ -278,7 +235,7 @@ def released_course(courses_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def graded_course(released_course) -> GradedCourse:
-    """Every Puzzle 1 corpus submission, graded in one batch through the real `nbgrader autograde`."""
+    """Every Puzzle 1 corpus submission, graded in one batch by `python -m interp_course grade`."""
     submissions = corpus.load(Course(), PUZZLE1).SUBMISSIONS
     submit(released_course, PUZZLE1, [s.name for s in submissions], Course().corpus(PUZZLE1))
     before = snapshot(released_course)

@@ -69,7 +69,7 @@ def graded(courses_dir, graded_course):
     # Handed in beside the notebook: formgrader serves it, and the explanation links to it.
     (course / "submitted" / ATTACKER / PUZZLE1 / "report.html").write_text(f"<h1>Report</h1><script>{xss(21)}</script>")
     graded = grade_all(course)
-    assert graded.autograde.returncode == 0, graded.autograde.stderr[-3000:]
+    assert graded.result.returncode == 0, graded.result.stdout[-3000:] + graded.result.stderr[-3000:]
     return graded
 
 

@@ -79,7 +79,7 @@ def test_gradebook_survives_and_holds_every_student(graded_course: GradedCourse)
     with sqlite3.connect(f"file:{gradebook}?mode=ro", uri=True) as db:
         students = {row[0] for row in db.execute("SELECT id FROM student")}
     assert students == {s.name for s in SUBMISSIONS}
-    assert "Removing failed" not in graded_course.autograde.stderr
+    assert "Removing failed" not in graded_course.log
 
 
 def test_run_folders_are_removed_and_no_daemon_survives(graded_course: GradedCourse):

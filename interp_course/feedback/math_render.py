@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from html import escape
+from typing import Callable
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
@@ -94,22 +96,31 @@ def _replace_formulas(text: str) -> list | None:
     return parts + [text[last:]] if parts else None
 
 
-@lru_cache(maxsize=1024)  # a pure function of the text; a batch's pages share most of theirs
-def render_math(html: str) -> str:
-    """``html`` with every formula in its text (not in code) replaced by MathML."""
-    if "$" not in html and "\\" not in html:
-        return html
+def replace_text(html: str, replace: Callable[[str], str | None]) -> str:
+    """``html`` with each run of text outside code, pre and math replaced by the HTML ``replace``
+    makes of it (None: left as it is)."""
     soup = BeautifulSoup(html, "html.parser")
     changed = False
     for node in list(soup.find_all(string=True)):
         if type(node) is not NavigableString or node.find_parent(["code", "pre", "math"]):
             continue
-        parts = _replace_formulas(str(node))
-        if parts is None:
-            continue
-        pieces = [NavigableString(p) if i % 2 == 0 else BeautifulSoup(p, "html.parser") for i, p in enumerate(parts)]
-        for piece in pieces:
-            node.insert_before(piece)
-        node.extract()
-        changed = True
+        new = replace(str(node))
+        if new is not None:
+            node.replace_with(BeautifulSoup(new, "html.parser"))
+            changed = True
     return str(soup) if changed else html
+
+
+def _text_with_mathml(text: str) -> str | None:
+    parts = _replace_formulas(text)
+    if parts is None:
+        return None
+    return "".join(escape(p, quote=False) if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+@lru_cache(maxsize=1024)  # a pure function of the text; a batch's pages share most of theirs
+def render_math(html: str) -> str:
+    """``html`` with every formula in its text (not in code) replaced by MathML."""
+    if "$" not in html and "\\" not in html:
+        return html
+    return replace_text(html, _text_with_mathml)

@@ -31,11 +31,10 @@ from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbconvert.preprocessors import Preprocessor
-from bs4 import BeautifulSoup, NavigableString
 from traitlets import Bool, default
 
 from interp_course.feedback.summary import parts, summary_html
-from interp_course.feedback.math_render import render_math
+from interp_course.feedback.math_render import render_math, replace_text
 from interp_course.preprocessors.sanitize_submission import _as_html_block, render_markdown
 
 PAGE_CSS = """
@@ -130,23 +129,19 @@ def readable_emoji(html: str) -> str:
     """``html`` with the emoji that carry meaning in its text (not in code) as text any font shows."""
     if not (_CIRCLE_RUN.search(html) or _MARK.search(html)):
         return html
-    soup = BeautifulSoup(html, "html.parser")
-    changed = False
-    for node in list(soup.find_all(string=True)):
-        if type(node) is not NavigableString or node.find_parent(["code", "pre", "math"]):
-            continue
-        text = str(node)
-        if not (_CIRCLE_RUN.search(text) or _MARK.search(text)):
-            continue
-        pieces, last = [], 0
-        for match in _CIRCLE_RUN.finditer(text):
-            pieces += [escape(_MARK.sub(lambda m: _MARKS[m[0]], text[last:match.start()]), quote=False),
-                       _rating_html(match[0])]
-            last = match.end()
-        pieces.append(escape(_MARK.sub(lambda m: _MARKS[m[0]], text[last:]), quote=False))
-        node.replace_with(BeautifulSoup("".join(pieces), "html.parser"))
-        changed = True
-    return str(soup) if changed else html
+    return replace_text(html, _readable_text)
+
+
+def _readable_text(text: str) -> str | None:
+    if not (_CIRCLE_RUN.search(text) or _MARK.search(text)):
+        return None
+    pieces, last = [], 0
+    for match in _CIRCLE_RUN.finditer(text):
+        pieces += [escape(_MARK.sub(lambda m: _MARKS[m[0]], text[last:match.start()]), quote=False),
+                   _rating_html(match[0])]
+        last = match.end()
+    pieces.append(escape(_MARK.sub(lambda m: _MARKS[m[0]], text[last:]), quote=False))
+    return "".join(pieces)
 
 
 def _is_test_cell(cell) -> bool:
