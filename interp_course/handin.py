@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 ENV_VAR = "INTERP_COURSE_HANDIN"
 MAX_TEXT = 2000  # characters kept of any string or error message handed in
 MAX_JSON = 20_000  # characters of JSON kept for one non-tensor value (lists, dicts)
-# Bytes of one tensor kept: 5x the course's largest value, a 256 x 768 result in float64 (1.5 MiB).
+# Bytes of one tensor kept: 2x the course's largest value, a 10 x 50257 result in float64 (3.8 MiB).
 # A bigger one (W_E itself handed in where a vector is asked) is left out with its size, so only
 # the items that need it lose points; the grader reads a cell's hand-in only up to a cap of its own
 # (judging.handin_files.MAX_TENSOR_FILE), which this keeps an honest hand-in under.

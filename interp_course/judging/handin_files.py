@@ -19,8 +19,8 @@ from interp_course.security.untrusted_files import UnsafeFile, read_regular_file
 if TYPE_CHECKING:  # torch is imported where tensors are read (parse_hand_in)
     import torch
 
-# The course's largest hand-in at real scale is 3.4 MiB of tensors (normalize's and center's results
-# on 256 × 768 rows, in float64); all ten cells together ~11 MiB. Anything bigger is padding or a
+# The course's largest hand-in of one cell at real scale is ~7.7 MiB of tensors (two 10 × 50257
+# logit tensors, in float64; 3.8 MiB in float32). Anything bigger is padding or a
 # mistake: refused unread, and the cell's verdict says what was too large.
 MAX_TENSOR_FILE = 16 * 2**20  # one cell's tensors
 MAX_REPORT_FILE = 2 * 2**20  # one cell's report
