@@ -121,10 +121,12 @@ def test_plain_nbgrader_as_root_refuses(course):
 
 def test_a_guard_that_cannot_even_import_refuses(course, courses_dir):
     broken = courses_dir / "broken-package" / "interp_course"
-    broken.mkdir(parents=True, exist_ok=True)
-    (broken / "__init__.py").write_text("")
-    (broken / "guard.py").write_text("raise ImportError('half-installed package')\n")
-    os.chmod(broken.parent, 0o755)
+    (broken / "security").mkdir(parents=True, exist_ok=True)
+    for package in (broken, broken / "security"):
+        (package / "__init__.py").write_text("")
+    (broken / "security" / "guard.py").write_text("raise ImportError('half-installed package')\n")
+    for folder in (broken.parent, broken, broken / "security"):
+        os.chmod(folder, 0o755)
     result = run_nbgrader(course, "autograde", PUZZLE1, "--create", env={"PYTHONPATH": str(broken.parent)})
     assert result.returncode == 2 and "the guard failed" in result.stderr, result.stderr[-2000:]
     # Commands that grade nothing are not held hostage by it.
