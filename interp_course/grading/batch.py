@@ -36,7 +36,7 @@ from interp_course.grading.nbgrader_process import Started
 from interp_course.grading.report import closing_lines, feedback_page, nbgrader_failures
 from interp_course.grading.staging import Problem, Submission, stage_all, submission_folders
 from interp_course.security.inert import one_line
-from interp_course.security.untrusted_files import UnsafeFile, read_regular_file
+from interp_course.security.untrusted_files import UnsafeFile, open_folder, read_regular_file
 
 # run_nbgrader(*args, check=False): the nbgrader CLI run in the course root (cli.nbgrader).
 RunNbgrader = Callable[..., subprocess.CompletedProcess]
@@ -307,18 +307,26 @@ def _written_since(path: Path, since: float) -> bool:
 
 
 def _write_not_graded_feedback(course: Course, assignment: str, submission: Submission, notebooks: list[str]) -> None:
-    """Tell the student, in the feedback file nbgrader would have written, what was wrong with the file."""
-    folder = course.feedback / submission.student / assignment
-    folder.mkdir(parents=True, exist_ok=True)
+    """Tell the student, in the feedback file nbgrader would have written, what was wrong with the file.
+
+    Run as root in folders the grading account owns: every component from feedback/ down is opened
+    without following a link, so a link planted anywhere on the way is never written through."""
     page = feedback_page(assignment, submission.problem.for_student).encode()
-    for name in notebooks:
-        path = folder / f"{name}.html"
-        if folder.is_symlink() or path.is_symlink():
-            continue  # not ours to write through; nbgrader never makes links here
-        # O_NOFOLLOW: never write through a link that appears between the check and the open.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(page)
+    try:
+        folder = open_folder(course.feedback, [submission.student, assignment], create=True)
+    except OSError:
+        return  # a link or a file on the way: not ours to write through; nbgrader never makes links here
+    try:
+        for name in notebooks:
+            try:
+                fd = os.open(f"{name}.html", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o644, dir_fd=folder)
+            except OSError:
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(page)
+    finally:
+        os.close(folder)
 
 
 def read_grades(course: Course, assignment: str, students: list[str]) -> list[dict]:

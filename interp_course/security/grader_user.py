@@ -152,9 +152,10 @@ def python_paths() -> list[Path]:
 def _chown_tree(top: Path, uid: int, gid: int) -> None:
     """chown ``top`` and everything below to the account, never following a link."""
     os.chown(top, uid, gid, follow_symlinks=False)
-    for folder, dirs, files in os.walk(top):  # os.walk does not descend into linked folders
+    # By folder descriptor: a folder swapped for a link while the walk runs is never gone through.
+    for _folder, dirs, files, fd in os.fwalk(top, follow_symlinks=False):
         for name in dirs + files:
-            os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+            os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
 
 
 def hand_over(folder: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 
 class UnsafeFile(Exception):
@@ -38,3 +39,24 @@ def read_regular_file(folder_fd: int, name: str, limit: int) -> bytes:
         return data
     finally:
         os.close(fd)
+
+
+def open_folder(top: Path, parts: list[str], create: bool = False) -> int:
+    """A file descriptor of ``top/parts...``, each component opened without following a link (and
+    made, mode 0755, where ``create`` and missing). OSError where one is a link or not a folder."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(top, flags)
+    try:
+        for part in parts:
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            inner = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
