@@ -24,7 +24,7 @@ from pathlib import Path
 
 from interp_course import models
 from interp_course.grading import log as grading_log
-from interp_course.lms import canvas_grades, canvas_collect as lms
+from interp_course.lms import canvas_collect, canvas_grades
 from interp_course.security import grader_user, guard, manifest
 from interp_course.grading.batch import Batch, grade_assignment, prepare_gradebook
 from interp_course.course import CHECKOUT, Course
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def roster_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--roster", type=Path, required=True, help="the CSV of Canvas's Grades > Export")
-        p.add_argument("--roster-column", default=lms.ROSTER_STUDENT_COLUMN,
+        p.add_argument("--roster-column", default=canvas_collect.ROSTER_STUDENT_COLUMN,
                        help="the roster column holding nbgrader student ids (default: %(default)s)")
 
     p = command("setup", "Choose the model source and set up the grading account.")
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        args.column, args.roster_column)
         elif args.command == "collect":
             # The instructor's own step (it writes submitted/, which the grading account only reads).
-            status = lms.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column)
+            status = canvas_collect.collect_download(course, assignments[0], args.zip, args.roster, args.roster_column)
         elif args.command == "refresh":
             status = refresh(course, assignments)
         elif args.command in ("grade", "demo"):

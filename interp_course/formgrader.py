@@ -89,9 +89,9 @@ def serve(course: Course, port: int, roster: Path | None = None) -> int:
 def roster_names(roster: Path, student_column: str | None = None) -> dict[str, tuple[str, str]]:
     """{student id: (first name, last name)} from a Canvas roster (Grades > Export): its ``Student``
     column is "Last, First"; the student id column is the one ``make collect`` reads."""
-    from interp_course.lms import canvas_collect as lms
+    from interp_course.lms import canvas_collect
 
-    column = student_column or lms.ROSTER_STUDENT_COLUMN
+    column = student_column or canvas_collect.ROSTER_STUDENT_COLUMN
     try:
         with open(roster, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
@@ -100,7 +100,7 @@ def roster_names(roster: Path, student_column: str | None = None) -> dict[str, t
     names = {}
     for row in rows:
         student, name = (row.get(column) or "").strip(), (row.get("Student") or "").strip()
-        if student and name and (row.get(lms.ROSTER_ID_COLUMN) or "").strip().isdigit():
+        if student and name and (row.get(canvas_collect.ROSTER_ID_COLUMN) or "").strip().isdigit():
             last, _, first = name.partition(",")
             names[student] = (first.strip(), last.strip())
     return names

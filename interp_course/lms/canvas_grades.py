@@ -5,7 +5,7 @@ The roster is the CSV of Canvas's Grades > Export: identifying columns (``Studen
 column per Canvas assignment named ``<title> (<assignment id>)``, read-only totals, and often a
 ``Points Possible`` row under the header. The output keeps the identifying columns and the one
 assignment column, every roster row in its order, and fills each student's score from the
-gradebook. Students are matched as ``make collect`` matches them (``lms.read_roster``: the
+gradebook. Students are matched as ``make collect`` matches them (``canvas_collect.read_roster``: the
 roster's ``SIS Login ID`` by default is the nbgrader student id). A roster student with nothing
 graded is left blank, not 0 (whether a missing hand-in counts as 0 is the instructor's call);
 graded students missing from the roster are named, since their scores cannot be imported.
@@ -17,7 +17,7 @@ import csv
 import re
 from pathlib import Path
 
-from interp_course.lms import canvas_collect as lms
+from interp_course.lms import canvas_collect
 from interp_course.course import Course
 from interp_course.exit_status import GRADED, SOME_UNGRADED, Refusal
 from interp_course.lms.exports import assignment_scores, number, write_csv
@@ -59,9 +59,9 @@ def read_rows(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def write_canvas_grades(course: Course, assignment: str, roster: Path, out: Path, column: str | None = None,
-                        roster_column: str = lms.ROSTER_STUDENT_COLUMN) -> int:
+                        roster_column: str = canvas_collect.ROSTER_STUDENT_COLUMN) -> int:
     """Write ``out`` for Canvas's import; print what was filled and who was not; the exit status."""
-    ids, problems = lms.read_roster(roster, roster_column)  # Canvas user id -> nbgrader student id
+    ids, problems = canvas_collect.read_roster(roster, roster_column)  # Canvas user id -> nbgrader student id
     columns, rows = read_rows(roster)
     target = choose_column(columns, assignment, column)
     scores, max_score = assignment_scores(course, assignment)
@@ -69,7 +69,7 @@ def write_canvas_grades(course: Course, assignment: str, roster: Path, out: Path
     table, filled, blank = [kept], set(), []
     for row in rows:
         out_row = {c: row.get(c) or "" for c in kept}
-        user = (row.get(lms.ROSTER_ID_COLUMN) or "").strip()
+        user = (row.get(canvas_collect.ROSTER_ID_COLUMN) or "").strip()
         if user.isdigit():  # a student; other rows (Points Possible) are kept as Canvas wrote them
             student = ids.get(user)
             score = scores.get(student) if student else None

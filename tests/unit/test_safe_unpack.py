@@ -1,5 +1,5 @@
 """Taking files out of a Canvas download carefully (``interp_course.lms.safe_unpack``), and reading
-Canvas file names whose display name or file name holds ``_<digits>_<digits>_`` (``lms.splits``)."""
+Canvas file names whose display name or file name holds ``_<digits>_<digits>_`` (``canvas_collect.splits``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from interp_course.lms import canvas_collect as lms, safe_unpack
+from interp_course.lms import canvas_collect, safe_unpack
 from interp_course.course import Course
 from interp_course.lms.canvas_collect import Entry, plan, splits
 from interp_course.lms.safe_unpack import Budget, Limits, Rejected, extract, member_problem, name_problem
@@ -232,7 +232,7 @@ def test_collect_refuses_bad_members_alone_and_keeps_the_folder_of_a_student_wit
         z.writestr(info("leekim_3456_6790_puzzle1.ipynb", mode=0o120777), b"/etc/shadow")
         z.writestr("leekim_3456_6791_puzzle1-1.ipynb", b"{}")
         z.writestr("leekim_3456_6791_puzzle1-1.ipynb", b"{}")
-    status = lms.collect_download(course, "puzzle1", tmp_path / "d.zip", roster, "SIS Login ID")
+    status = canvas_collect.collect_download(course, "puzzle1", tmp_path / "d.zip", roster, "SIS Login ID")
     out = capsys.readouterr().out
     assert status == 3, out
     assert (course.submitted / "jdoe/puzzle1/puzzle1.ipynb").read_bytes() == b"{}"
@@ -254,7 +254,7 @@ def test_collect_never_writes_through_a_link_in_submitted(tmp_path, capsys):
     roster.write_text("Student,ID,SIS Login ID\nA,1234,jdoe\n")
     with zipfile.ZipFile(tmp_path / "d.zip", "w") as z:
         z.writestr("doejane_1234_5678_puzzle1.ipynb", b"{}")
-    assert lms.collect_download(course, "puzzle1", tmp_path / "d.zip", roster, "SIS Login ID") == 3
+    assert canvas_collect.collect_download(course, "puzzle1", tmp_path / "d.zip", roster, "SIS Login ID") == 3
     assert list((tmp_path / "elsewhere").iterdir()) == []
     assert "submitted/jdoe is not a folder" in capsys.readouterr().out
 
@@ -280,5 +280,5 @@ def test_names_canvas_writes_without_the_utf8_flag_are_read_as_utf8(tmp_path, ca
     roster.write_text("Student,ID,SIS Login ID\nA,1234,jdoe\n")
     course = Course(tmp_path / "course")
     course.root.mkdir()
-    assert lms.collect_download(course, "puzzle1", tmp_path / "d.zip", roster, "SIS Login ID") == 0
+    assert canvas_collect.collect_download(course, "puzzle1", tmp_path / "d.zip", roster, "SIS Login ID") == 0
     assert (course.submitted / "jdoe/puzzle1/puzzle1.ipynb").read_bytes() == b"{}"
