@@ -49,3 +49,20 @@ def test_handing_over_never_follows_a_link(tmp_path):
     assert os.stat(tree / "a").st_uid == 12345 and os.lstat(tree / "a" / "link").st_uid == 12345
     after = os.stat(outside / "secret")
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+
+
+def test_refresh_finds_not_graded_pages_without_following_links(tmp_path):
+    from interp_course.cli import _not_graded_pages
+
+    course = Course(tmp_path / "course")
+    course.feedback.mkdir(parents=True)
+    _write_not_graded_feedback(course, "hw1", _submission("jdoe"), ["hw1"])
+    elsewhere = tmp_path / "elsewhere" / "hw1"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "hw1.html").write_bytes((course.feedback / "jdoe" / "hw1" / "hw1.html").read_bytes())
+    (course.feedback / "mallory").symlink_to(elsewhere.parent)  # a linked student folder
+    (course.feedback / "eve" / "hw1").mkdir(parents=True)
+    (course.feedback / "eve" / "hw1" / "hw1.html").symlink_to(elsewhere / "hw1.html")  # a linked page
+    (course.feedback / "ann" / "hw1").mkdir(parents=True)
+    (course.feedback / "ann" / "hw1" / "hw1.html").write_text("<!DOCTYPE html><p>graded</p>")
+    assert _not_graded_pages(course, "hw1") == ["jdoe"]
