@@ -85,7 +85,7 @@ def _submit(root: Path, assignment: str, notebook: Path, n: int, name: str) -> N
         nbformat.write(nb, target)
 
 
-PROGRESS = re.compile(r"\] (\d+)/\d+")  # a progress line of the workers: "[####....] 3/8  ..."
+PROGRESS = re.compile(r"\] (\d+)/\d+")  # a progress line of the batch: "[####....] 3/8  ..."
 
 
 def _cpu_jiffies() -> tuple[int, int]:
@@ -208,8 +208,6 @@ def _role(pid: int, kernel_pids: set[int]) -> str:
         return "kernel"  # (a zygote kernel has its zygote's command line; the zygote counts as one too)
     if "-m nbgrader" in cmd or "interp_course.grading.nbgrader_cli" in cmd:
         return "nbgrader"
-    if "interp_course.grading.workers" in cmd:
-        return "workers"
     return "other"
 
 
@@ -383,7 +381,6 @@ def full_size(n: int, hf_home: Path, base: Path) -> dict:
         "kernel VmHWM": sampler.peak("kernel"),
         "kernel VmPeak": sampler.peak("kernel", "VmPeak"),
         "nbgrader VmHWM": sampler.peak("nbgrader"),
-        "workers VmHWM": sampler.peak("workers"),
     }
 
 
@@ -408,7 +405,7 @@ def print_full_size(n: int, f: dict) -> None:
     rlimit_as = SandboxedKernelManager.memory_limit_mb.default_value * _MiB  # per process
     print(f"  grading kernel process: peak address space {mib(f['kernel VmPeak'])} of its {mib(rlimit_as)} "
           f"RLIMIT_AS: {mib(rlimit_as - f['kernel VmPeak'])} to spare")
-    print(f"  grader: nbgrader peak RSS {mib(f['nbgrader VmHWM'])}; worker processes {mib(f['workers VmHWM'])}")
+    print(f"  grader: peak RSS of an nbgrader process (the batch's autograde included) {mib(f['nbgrader VmHWM'])}")
     cores = f["workers"]
     print(f"  the same batch with {cores} workers: {f['seconds all']:.1f} s per submission; cores busy on average "
           f"{f['busy']:.2f} with {cores} workers, {f['busy 1']:.2f} with 1")

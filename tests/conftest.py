@@ -59,12 +59,12 @@ def run_nbgrader(course: Path, *args: str, as_grader: bool = True, env: dict | N
 
 
 def start_nbgrader(course: Path, *args: str, as_grader: bool = True, env: dict | None = None) -> subprocess.Popen:
-    """``run_nbgrader``, started: it runs while its stdin is open (``GradeInSandbox.runs_from``)."""
+    """``run_nbgrader``, started (``finish_nbgrader`` waits for it)."""
     argv = [sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"]
     env = {**nbgrader_env(), "TMPDIR": str(grader_tmp(course)), **(env or {})}
     if as_grader:
         argv, env = grader_user.command(argv), grader_user.environment(env)
-    # Its output goes to files: a full pipe would stop it while nobody reads (it runs beside the workers).
+    # Its output goes to files: a full pipe would stop it while nobody reads.
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(argv, cwd=course, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err, text=True)
     proc.output_files = (out, err)

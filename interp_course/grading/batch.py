@@ -3,8 +3,10 @@
 1. the gradebook's record of each assignment is rebuilt if missing (``gradebook.py``), for all of
    them before any is graded;
 2. every submission is read and the gradable ones staged, rescued where possible (``staging.py``);
-3. one ``nbgrader autograde`` batch grades the staged copies; a student counts as graded only if
-   this run wrote their autograded notebook (nbgrader's exit status covers the whole batch);
+3. one autograde batch (``autograde.py``: nbgrader's autograde, with the kernels run side by
+   side) grades the staged copies; a student counts as graded only if this run wrote their
+   autograded notebook and, if their notebook ran in this batch, judged it from that run
+   (nbgrader's exit status covers the whole batch);
 4. the TA's manual grades (demo only), then feedback and grades.csv side by side, and
    grades_by_question.csv (``exports.py``); a "not graded" feedback page for a student whose file
    was at fault;
@@ -19,24 +21,23 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from interp_course.grading import log as grading_log, run_cache
+from interp_course.grading import log as grading_log
 from interp_course.security import grader_user, guard, student_id
 from interp_course.course import COURSE_ID, Course
 from interp_course.exit_status import REFUSED, Refusal
 from interp_course.lms.exports import GRADES_EXPORTER, assignment_scores, write_grades_by_question
 from interp_course.grading.gradebook import ensure_gradebook
 from interp_course.grading.nbgrader_process import Started
-from interp_course.grading.report import closing_lines, feedback_page, nbgrader_failures
+from interp_course.grading.report import BatchReport, closing_lines, feedback_page, nbgrader_failures
 from interp_course.grading.staging import Problem, Submission, stage_all, submission_folders
 from interp_course.security.inert import one_line
-from interp_course.security.untrusted_files import UnsafeFile, open_folder, read_regular_file
+from interp_course.security.untrusted_files import open_folder
 
 # run_nbgrader(*args, check=False): the nbgrader CLI run in the course root (cli.nbgrader).
 RunNbgrader = Callable[..., subprocess.CompletedProcess]
@@ -65,6 +66,12 @@ class Batch:
     reuse_runs: bool = True  # False: run every notebook again (and keep the new runs)
     rerun_faulted: bool = False  # True: run again the notebooks whose kept run's kernel faulted
 
+    def options(self) -> tuple[str, ...]:
+        """The batch's options for its autograde (``grading.autograde.AutogradeBatch``)."""
+        return (f"--workers={self.workers}", *([f"--scheduler={self.scheduler}"] if self.scheduler else []),
+                *([] if self.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]),
+                *(["--GradeInSandbox.rerun_faulted=True"] if self.rerun_faulted else []))
+
     def where(self) -> str:
         return f"the Dask scheduler at {self.scheduler}" if self.scheduler else f"{self.workers} local worker(s)"
 
@@ -91,60 +98,41 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
         return True
     notebooks = course.notebooks(assignment)
     started, start = time.time(), time.perf_counter()
-    written_since = {}  # student -> the time their autograded notebook must be newer than
-    log, planned, kept_faults = "", [], {}
-    # Stage into fresh folders of the course root that only this run uses, and point nbgrader at
-    # them; submitted/ is only ever read. (Inside the root, so nbgrader's own path matching sees a
+    log, report = "", BatchReport()
+    # Stage into a fresh folder of the course root that only this run uses, and point nbgrader at
+    # it; submitted/ is only ever read. (Inside the root, so nbgrader's own path matching sees a
     # plain relative name, whatever $TMPDIR is.)
-    with tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as staging, \
-            tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as second, \
-            tempfile.TemporaryDirectory(prefix=".plans-", dir=course.root) as plans:
+    with tempfile.TemporaryDirectory(prefix=".staged-", dir=course.root) as staging:
         submissions = stage_all(course.submitted, assignment, notebooks, Path(staging), batch.students)
-        for folder in (staging, second, plans):
-            grader_user.hand_over(Path(folder))  # nbgrader reads and writes them as the grading account
+        grader_user.hand_over(Path(staging))  # nbgrader reads and writes it as the grading account
         gradable = [s for s in submissions if s.problem is None]
         feedback = start_nbgrader("generate_feedback", assignment, "--force", "--log-level=WARN") if gradable else None
-        judging = workers = None
         try:
             if gradable:
-                # 1. One nbgrader run for the whole batch (a failing student never stops the others):
-                #    students whose run is kept are judged now; the others' runs are written as plans.
-                #    2. The workers run the plans as they are written, side by side, and keep the runs.
-                reuse = [] if batch.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]
-                reuse += ["--GradeInSandbox.rerun_faulted=True"] if batch.rerun_faulted else []
-                planning = autograde if autograde is not None else start_nbgrader("autograde")
-                workers = _Workers(Path(plans), course, batch)
-                log = _autograde(planning, _autograde_args(assignment, staging,
-                                                           f"--GradeInSandbox.plan_folder={plans}", *reuse)[1:])
-                workers.planning_done()
-                planned = sorted(p.name for p in (Path(plans) / run_cache.PLANNED).glob("*"))
-                kept_faults = _kept_faults(Path(plans))
-                if planned and workers.refusal():
-                    # The batch's first kernel could not start: nobody is judged, nothing exported.
-                    raise Refusal(f"{workers.refusal()}; nothing was exported and no feedback written. Fix the "
+                # One batch (grading.autograde): judges every student whose run is kept, runs the
+                # others' notebooks side by side and judges each as soon as its run is kept.
+                autograde = autograde if autograde is not None else start_nbgrader("autograde")
+                result = autograde.go(check=False, more=(assignment, "--create", "--force", "--log-level=WARN",
+                                                         f"--CourseDirectory.submitted_directory={Path(staging).name}",
+                                                         *batch.options()))
+                log, report = result.stdout, BatchReport.read(autograde.report())
+                if report.refusal:  # the batch's first kernel could not start: nobody was judged
+                    raise Refusal(f"{report.refusal}; nothing was exported and no feedback written. Fix the "
                                   "cause and run `make grade` again")
-                if planned:
-                    # 3. nbgrader judges those students from their kept runs, each as soon as the
-                    #    workers have finished it. A run no worker kept is executed by nbgrader itself.
-                    for student in planned:
-                        os.rename(Path(staging) / student, Path(second) / student)
-                    written_since.update(dict.fromkeys(planned, time.time()))
-                    judging = start_nbgrader(*_autograde_args(assignment, second, f"--GradeInSandbox.runs_from={plans}"))
-                    log += _autograde(judging, stdin_until=workers.wait)
-                workers.finish()
+                if result.returncode == REFUSED:
+                    raise _guard_refused("autograde", result.stdout)
         except BaseException:
-            if workers is not None:
-                workers.stop()
-            for waiting in (feedback, judging):
-                if waiting is not None:
-                    waiting.cancel()
+            if feedback is not None:
+                feedback.cancel()
             raise
         failures = {path.parent.name: why for path, why in nbgrader_failures(log).items()
-                    if path.parent.parent in (Path(staging), Path(second))}
+                    if path.parent.parent == Path(staging)}
     elapsed = time.perf_counter() - start
     for s in gradable:
-        since = written_since.get(s.student, started)
-        if not all(_written_since(course.autograded / s.student / assignment / f"{n}.ipynb", since) for n in s.files):
+        # A planned student's autograded notebook is written twice: it counts once they were judged.
+        judged = s.student not in report.planned or s.student in report.judged
+        if not (judged and all(_written_since(course.autograded / s.student / assignment / f"{n}.ipynb", started)
+                               for n in s.files)):
             s.problem = Problem(f"nbgrader could not grade it ({failures.get(s.student, f'see its errors in {_log_name(course)}')})",
                                 f"read nbgrader's traceback in {_log_name(course)} (after \"There was an error "
                                 f"processing assignment\" for {s.student}), fix the cause and run again")
@@ -175,36 +163,16 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
     stale = {r["student_id"]: float(r["score"]) for r in
              read_grades(course, assignment, [s.student for s in submissions if s.problem is not None])}
     if gradable:
-        print(f"Kernels: {len(planned)} submission(s) run in the sandbox on {batch.where()}, "
-              f"{len(gradable) - len(planned)} judged from kept runs (gradebook/runs/).")
-    if kept_faults:
-        print(f"Of those, {len(kept_faults)} faulted when they ran and were not run again "
+        print(f"Kernels: {len(report.planned)} submission(s) run in the sandbox on {batch.where()}, "
+              f"{len(gradable) - len(report.planned)} judged from kept runs (gradebook/runs/).")
+    if report.kept_faults:
+        print(f"Of those, {len(report.kept_faults)} faulted when they ran and were not run again "
               "(`make grade RERUN_FAULTED=1` runs them again):")
-        for student, faults in sorted(kept_faults.items()):
+        for student, faults in sorted(report.kept_faults.items()):
             print(one_line(f"  {student}: {faults}"))
     for line in closing_lines(assignment, submissions, elapsed, stale, no_feedback):
         print(line)
     return len(graded) == len(submissions) and not no_feedback
-
-
-def _kept_faults(plans: Path) -> dict[str, str]:
-    """Students the planning pass judged from a kept run whose kernel faulted, and the faults
-    (``GradeInSandbox._kept_fault``: written by the grading account; read as untrusted anyway)."""
-    folder = plans / run_cache.KEPT_FAULTED
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return {}
-    found = {}
-    try:
-        for name in sorted(os.listdir(fd)):
-            try:
-                found[name] = read_regular_file(fd, name, limit=4096).decode(errors="replace")
-            except (UnsafeFile, OSError):
-                found[name] = "(a kernel fault)"
-    finally:
-        os.close(fd)
-    return found
 
 
 def _log_name(course: Course) -> str:
@@ -212,87 +180,10 @@ def _log_name(course: Course) -> str:
     return str(log.path.relative_to(course.root)) if log else "the output above"
 
 
-def _autograde_args(assignment: str, staging: str, *options: str) -> tuple[str, ...]:
-    """``nbgrader autograde`` over one staged folder."""
-    return ("autograde", assignment, "--create", "--force", "--log-level=WARN",
-            f"--CourseDirectory.submitted_directory={Path(staging).name}", *options)
-
-
-def _autograde(started: Started, more: tuple[str, ...] = (), stdin_until=None) -> str:
-    """Run a started ``nbgrader autograde`` (with the arguments ``more`` added); its log."""
-    result = started.go(check=False, more=more, stdin_until=stdin_until)
-    if result.returncode == REFUSED:
-        raise _guard_refused("autograde", result.stdout)
-    return result.stdout
-
-
 def _guard_refused(step: str, output: str) -> Refusal:
     """nbgrader's own guard refused (``guard.refuse``): its reason, from nbgrader's output."""
     reasons = [line.partition(guard.REFUSING)[2].strip() for line in output.splitlines() if guard.REFUSING in line]
     return Refusal(f"nbgrader's own guard refused to {step}: {reasons[-1] if reasons else 'see the log'}")
-
-
-class _Workers:
-    """``python -m interp_course.grading.workers --follow`` as the grading account, started beside the
-    planning ``nbgrader autograde``: it runs each plan as soon as it is written (no pool starts
-    if none is), and its lines are shown as they come."""
-
-    def __init__(self, plans: Path, course: Course, batch: Batch):
-        argv = [sys.executable, "-m", "interp_course.grading.workers", str(plans), str(course.run_cache), "--follow",
-                "--workers", str(batch.workers), *(["--scheduler", batch.scheduler] if batch.scheduler else [])]
-        env = {**os.environ}
-        if grader_user.is_root():
-            argv, env = grader_user.command(argv), grader_user.environment(env)
-        self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, errors="replace")
-        self._checked, self._refusal = threading.Event(), ""
-        self._lines = threading.Thread(target=self._show, args=(grading_log.current(),), daemon=True)
-        self._lines.start()
-
-    def _show(self, log) -> None:
-        try:
-            for line in self.proc.stdout:
-                check = line.removeprefix(grading_log.WORKER_MARK)
-                if check.startswith(grading_log.CHECKED):
-                    self._refusal = check[len(grading_log.REFUSED):].strip() if check.startswith(grading_log.REFUSED) else ""
-                    self._checked.set()
-                if not line.startswith(grading_log.WORKER_MARK):  # the workers' warnings go to the log file only
-                    print(one_line(line.rstrip("\n")), flush=True)
-                if log:
-                    log.write(line)
-        finally:
-            self._checked.set()
-
-    def refusal(self) -> str:
-        """Once the workers have started the batch's first kernel (or exited): why no kernel could
-        start there (``workers.check_kernel``), or empty."""
-        self._checked.wait()
-        return self._refusal
-
-    def planning_done(self) -> None:
-        """No more plans: the workers finish the ones they have, then exit."""
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-
-    def wait(self) -> int:
-        return self.proc.wait()
-
-    def finish(self) -> None:
-        self.planning_done()
-        status = self.proc.wait()
-        self._lines.join()
-        if status != 0:
-            print(f"The workers stopped with exit status {status}; nbgrader runs what they did not.")
-
-    def stop(self) -> None:
-        """On an error: end the workers (a kernel dies with its worker: bwrap --die-with-parent)."""
-        self.planning_done()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait()
-        self._lines.join()
 
 
 def _written_since(path: Path, since: float) -> bool:
@@ -368,5 +259,7 @@ def apply_manual_grades(course: Course, assignment: str, grades: dict[str, dict[
     with Gradebook(course.db_url, course_id=COURSE_ID) as gb:
         for student, cells in grades.items():
             for grade_id, score in cells.items():
-                gb.find_grade(grade_id, notebook, assignment, student).manual_score = score
+                grade = gb.find_grade(grade_id, notebook, assignment, student)
+                grade.manual_score = score
+                grade.needs_manual_grade = False  # as formgrader's own "save" does, once a score is entered
         gb.db.commit()

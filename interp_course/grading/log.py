@@ -1,4 +1,4 @@
-"""The full log of a grading run: everything nbgrader and the workers print, in one file.
+"""The full log of a grading run: everything nbgrader prints, in one file.
 
 ``make grade`` shows the instructor what they act on (the progress, the table, what was not
 graded and why); nbgrader's own lines (its warnings, each kernel fault, tracebacks) go to
@@ -23,13 +23,11 @@ from interp_course.security.inert import one_line
 
 _current: "GradingLog | None" = None
 
-WORKER_MARK = "[worker] "  # starts each log line of a worker (interp_course.grading.workers): log file only
-# The workers' line once the batch's first kernel has started (or could not: REFUSED), which the
-# grader waits for before it judges anyone (interp_course.grading.workers.check_kernel).
-CHECKED, REFUSED = "Sandbox check: ", "Sandbox check: REFUSED: "
+# Starts each line of a batch's output that the terminal shows too (its progress: grading.workers.say).
+TERMINAL = "[batch] "
 
 # What a line says -> the notice the terminal gets (once per run). The messages come from
-# sandbox.py and figures.py, run by nbgrader or by the workers (interp_course.grading.workers).
+# the sandbox and the figures code, run in the batch's autograde process.
 NOTICES = {
     "Sandbox cgroup limits are NOT enforced": (
         "kernels ran WITHOUT cgroup limits (memory and process count per notebook), as ALLOW_NO_CGROUP=1 "

@@ -1,9 +1,11 @@
 """``python -m interp_course.grading.nbgrader_cli [--when-told] ARGS``: nbgrader's own command line, started faster.
 
 Everything is ``nbgrader`` itself (same apps, config files and guard) except what
-``interp_course.patches.lean_imports`` leaves out (1-3 s of start-up for each of the three nbgrader
-commands of a grading run) and that its gradebook openings share one SQLAlchemy engine
-(``interp_course.patches.gradebook_engine``: ~40 ms less for each notebook autograded).
+``interp_course.patches.lean_imports`` leaves out (1-3 s of start-up for each nbgrader command of
+a grading run), that its gradebook openings share one SQLAlchemy engine
+(``interp_course.patches.gradebook_engine``: ~40 ms less for each notebook autograded), and that
+``autograde`` is nbgrader's autograde app with the batch's kernels run side by side
+(``interp_course.grading.autograde``).
 
 ``--when-told``: import the libraries the command will use (``PRELOAD``: nbgrader's apps, and
 torch for autograde; ~1-3 s), then wait for one line on stdin. ``go`` runs the command, ``go``
@@ -11,8 +13,7 @@ followed by a JSON list of strings runs it with those arguments added (the ones 
 such as a batch's folders); anything else, or the end of stdin, exits 0 having done nothing else.
 Until ``go`` no course file is read (not even the config) and no submission is touched, so the
 grader starts the next command this way while the one before it runs
-(``interp_course.grading.nbgrader_process``). After ``go`` stdin may stay open: the judging pass
-(``GradeInSandbox.runs_from``) reads its end as "the workers have exited".
+(``interp_course.grading.nbgrader_process``).
 """
 
 import importlib
@@ -21,7 +22,8 @@ import sys
 
 # Library imports only: the course's own files are loaded by nbgrader after "go".
 PRELOAD = {
-    "autograde": ["nbgrader.apps.nbgraderapp", "IPython.lib.lexers", "torch", "safetensors.torch"],
+    "autograde": ["interp_course.grading.autograde", "IPython.lib.lexers", "torch", "safetensors.torch",
+                  "interp_course.preprocessors.grade_in_sandbox"],
     "generate_feedback": ["nbgrader.apps.nbgraderapp", "IPython.lib.lexers", "bs4", "latex2mathml.converter"],
 }
 DEFAULT_PRELOAD = ["nbgrader.apps.nbgraderapp"]
@@ -46,6 +48,11 @@ if __name__ == "__main__":
     from interp_course.patches.gradebook_engine import share_engines
 
     share_engines()
-    from nbgrader.apps.nbgraderapp import main
+    if sys.argv[1:2] == ["autograde"]:
+        from interp_course.grading.autograde import main
 
-    main()
+        main(sys.argv[2:])
+    else:
+        from nbgrader.apps.nbgraderapp import main
+
+        main()

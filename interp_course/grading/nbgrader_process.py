@@ -3,7 +3,8 @@
 ``nbgrader(course, *args)`` runs one command and streams its output. ``start_nbgrader`` starts a
 command that waits to be told (``interp_course.grading.nbgrader_cli --when-told``): it imports its
 libraries, ~1-3 s, while the grader is still busy with the step before; ``go()`` then runs it,
-``cancel()`` ends it having done nothing.
+``cancel()`` ends it having done nothing. ``autograde`` (``interp_course.grading.autograde``) is
+given a file of its own for its batch report, read with ``report()``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import os
 import shlex
 import subprocess
 import sys
-import threading
+import tempfile
 from pathlib import Path
-from typing import Callable
 
 from interp_course.grading import log as grading_log
+from interp_course.grading.report import MAX_BATCH_REPORT
 from interp_course.security import grader_user
 from interp_course.course import Course
 from interp_course.security.inert import one_line
@@ -37,17 +38,21 @@ class Started:
 
     def __init__(self, course: Course, args: tuple[str, ...], as_grader: bool = True):
         self.course, self.args, self.told = course, args, False
-        argv, env = [sys.executable, "-m", "interp_course.grading.nbgrader_cli", "--when-told", *args], nbgrader_env()
+        # autograde writes its report to an unnamed file open in both processes: nothing else can reach it
+        self._report = tempfile.TemporaryFile() if args[:1] == ("autograde",) else None
+        fds = (self._report.fileno(),) if self._report else ()
+        argv = [sys.executable, "-m", "interp_course.grading.nbgrader_cli", "--when-told", *args,
+                *(f"--report-fd={fd}" for fd in fds)]
+        env = nbgrader_env()
         if as_grader:
             argv, env = grader_user.command(argv), grader_user.environment(env)
         self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, errors="replace")
+                                     stderr=subprocess.STDOUT, text=True, errors="replace", pass_fds=fds)
 
-    def go(self, check: bool = True, more: tuple[str, ...] = (),
-           stdin_until: Callable[[], object] | None = None) -> subprocess.CompletedProcess:
-        """Run it, with the arguments ``more`` added; its output is shown as it comes (a batch takes
-        minutes) and kept, for the summary. ``stdin_until``: its standard input stays open until
-        that call returns (``GradeInSandbox.runs_from``: until the workers have exited).
+    def go(self, check: bool = True, more: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        """Run it, with the arguments ``more`` added; its output is kept, for the summary. While
+        grading it goes to the log file, but for the lines it marks for the terminal
+        (``grading_log.TERMINAL``: a batch's progress); otherwise it is all shown as it comes.
 
         It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
         """
@@ -57,14 +62,14 @@ class Started:
             log.write("$ nbgrader " + shlex.join(self.args))
         else:  # one write: feedback and export start side by side
             print(one_line("$ nbgrader " + shlex.join(self.args)) + "\n", end="", flush=True)
-        self._tell(f"go {json.dumps(list(more))}\n" if more else "go\n", close=stdin_until is None)
-        if stdin_until is not None:
-            threading.Thread(target=lambda: (stdin_until(), self._tell("")), daemon=True).start()
+        self._tell(f"go {json.dumps(list(more))}\n" if more else "go\n")
         lines = []
         for line in self.proc.stdout:
             lines.append(line)
-            if log:  # while grading, nbgrader's lines go to the log file only
+            if log:
                 log.write(line)
+                if line.startswith(grading_log.TERMINAL):
+                    print(one_line(line[len(grading_log.TERMINAL):].rstrip("\n")), flush=True)
             else:
                 print(one_line(line.rstrip("\n")), flush=True)
         result = subprocess.CompletedProcess(self.proc.args, self.proc.wait(), "".join(lines))
@@ -75,6 +80,13 @@ class Started:
         if check:
             result.check_returncode()
         return result
+
+    def report(self) -> bytes:
+        """What autograde wrote to its report file (once it has exited), bounded."""
+        if self._report is None:
+            return b""
+        self._report.seek(0)
+        return self._report.read(MAX_BATCH_REPORT)
 
     @property
     def waiting(self) -> bool:
@@ -88,13 +100,11 @@ class Started:
             self.proc.stdout.read()
             self.proc.wait()
 
-    def _tell(self, text: str, close: bool = True) -> None:
+    def _tell(self, text: str) -> None:
         self.told = True
         try:
             self.proc.stdin.write(text)
-            self.proc.stdin.flush()
-            if close:
-                self.proc.stdin.close()
+            self.proc.stdin.close()
         except (BrokenPipeError, ValueError):  # it stopped early (its error is in its output), or closed
             pass
 

@@ -10,10 +10,46 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from interp_course.grading.staging import Submission
+from interp_course.security import student_id
 from interp_course.security.inert import one_line
+
+# What a batch (grading.autograde) tells the grader, on a file the two share.
+PLANNED, JUDGED, KEPT_FAULT, REFUSAL = "planned", "judged", "kept-fault", "refused"
+MAX_BATCH_REPORT = 16 * 2**20  # far above a line per student of any course
+
+
+@dataclass
+class BatchReport:
+    """What a batch told the grader: one line per event, ``<word> <student> [<text>]``."""
+
+    planned: list[str] = field(default_factory=list)
+    judged: set[str] = field(default_factory=set)
+    kept_faults: dict[str, str] = field(default_factory=dict)
+    refusal: str = ""
+
+    @classmethod
+    def read(cls, data: bytes) -> "BatchReport":
+        """Parse a report (written by the grading account: bounded, and only the words it writes)."""
+        report = cls()
+        for line in data[:MAX_BATCH_REPORT].decode("utf-8", "replace").splitlines():
+            word, _, rest = line.partition(" ")
+            student, _, text = rest.partition(" ")
+            if word == REFUSAL:
+                report.refusal = rest
+            elif not student_id.is_safe(student):
+                continue
+            elif word == PLANNED:
+                report.planned.append(student)
+            elif word == JUDGED:
+                report.judged.add(student)
+            elif word == KEPT_FAULT:
+                report.kept_faults[student] = text
+        return report
+
 
 _PROCESSING = re.compile(r"There was an error processing assignment: (?P<path>.+)$")
 _LOG_LINE = re.compile(r"^\[\w+ \| \w+\]")

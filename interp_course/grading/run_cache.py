@@ -17,9 +17,7 @@ The same flat ``{file name: bytes}`` form (``entry_files``) is what a worker sen
 data, never an object unpickled from anything a kernel produced.
 
 A *plan* is the other direction: everything one run needs (notebook, inbox, extra files, the
-execution settings), written by the grader and executed by a worker (``interp_course.grading.workers``),
-which then marks it finished (``mark_finished``): the pass that judges the planned students
-follows the workers run by run (``wait_finished``) instead of waiting for the last one.
+execution settings), written by the grader for a batch's workers (``interp_course.grading.workers``).
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import select
 import shutil
 import sys
 from importlib import metadata
@@ -226,65 +223,16 @@ class RunCache:
 PLAN_META = "meta.json"
 
 
-def write_plan(plans: Path, key: str, nb, run: Path, model_ids, config: dict) -> None:
-    """Write what a worker needs for this run, once per key (identical notebooks share a run)."""
-    folder = plans / key
-    if folder.exists():
-        return
-    tmp = plans / f".{key}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copytree(run / "inbox", tmp / "inbox")
-    shutil.copytree(run / "work", tmp / "work", symlinks=True)
-    (tmp / NOTEBOOK).write_text(nbformat.writes(nb))
-    (tmp / PLAN_META).write_text(json.dumps({"key": key, "models": list(model_ids), "config": config}))
-    os.rename(tmp, folder)
+def write_plan(folder: Path, nb, run: Path, model_ids, config: dict) -> None:
+    """Write what a worker needs for this run into the new folder ``folder``: the batch keeps its
+    waiting plans on disk, not in memory (each carries its checks' inputs)."""
+    folder.mkdir()
+    shutil.copytree(run / "inbox", folder / "inbox")
+    shutil.copytree(run / "work", folder / "work", symlinks=True)
+    (folder / NOTEBOOK).write_text(nbformat.writes(nb))
+    (folder / PLAN_META).write_text(json.dumps({"models": list(model_ids), "config": config}))
 
 
 def plan_data(folder: Path) -> dict[str, bytes]:
     """A plan folder as flat data, to send to a worker."""
     return {name: data for name, data in _files(folder)}
-
-
-def plan_keys(plans: Path) -> list[str]:
-    return sorted(p.name for p in plans.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-# What else a plans folder holds, beside the plans (dot names: never a key).
-FINISHED = ".finished"  # one empty file per plan a worker has finished
-PLANNED = ".planned"  # one file per student whose notebook was planned, holding the plan's key
-KEPT_FAULTED = ".kept-faulted"  # one file per student judged from a kept run whose kernel faulted: the faults
-
-
-def mark_planned(plans: Path, student: str, key: str) -> None:
-    (plans / PLANNED).mkdir(exist_ok=True)
-    (plans / PLANNED / student).write_text(key)
-
-
-def mark_finished(plans: Path, key: str) -> None:
-    """Say that the workers are done with ``key``'s plan (its run kept, or given up)."""
-    (plans / FINISHED).mkdir(exist_ok=True)
-    (plans / FINISHED / key).touch()
-
-
-class OpenInput:
-    """Whether the grader may still say more: until ``told`` (this process's stdin) ends, which
-    the grader closes once what it stands for is over (the planning pass, the workers process),
-    however that ended. The end is seen at once, also by a new ``OpenInput`` on the same input."""
-
-    def __init__(self, told=None):
-        self._fd = (told if told is not None else sys.stdin).fileno()
-        self.open = True
-
-    def wait(self, seconds: float) -> None:
-        """Up to ``seconds``, less if the input ends meanwhile."""
-        if self.open and select.select([self._fd], [], [], seconds)[0] and not os.read(self._fd, 4096):
-            self.open = False
-
-
-def wait_finished(plans: Path, key: str, workers: OpenInput, poll: float = 0.1) -> None:
-    """Wait until the workers have finished ``key``'s plan, or have exited (``workers`` ends). A
-    key with no plan there (kept before, or not planned in this batch) is not waited for."""
-    if (plans / key).is_dir():
-        while workers.open and not (plans / FINISHED / key).exists():
-            workers.wait(poll)

@@ -1,62 +1,53 @@
-"""Run a batch's planned sandbox runs side by side: a local process pool, or a Dask cluster.
+"""A batch's sandboxed runs, side by side: threads of this process, or a Dask cluster.
 
-``make grade`` grades in three steps (``interp_course.grading.batch``): nbgrader autograde judges
-every submission whose run is kept and writes a *plan* for each other one; this module executes
-the plans and keeps their runs (``interp_course.grading.run_cache``), starting on each as soon as it is
-written (``--follow``: until stdin ends, which the grader closes when that pass has exited);
-a second nbgrader autograde judges those students from their kept runs, each as soon as its run
-is marked finished. nbgrader stays the gradebook's only writer, so any number of workers, in any
+``grading.autograde`` hands each run it plans to :class:`Runs` and judges each student as soon as
+their run is kept; nbgrader stays the gradebook's only writer, so any number of workers, in any
 order, gives the same grades.
 
-* ``--workers N`` (default: the number of cores): N sandboxed kernels at a time on this machine,
-  each driven by a thread of this process (the kernels are processes; the threads only wait on
-  them) and forked from one shared zygote; a run's figures are drawn (in a sandbox of their own)
-  while its worker's next kernel runs.
-* ``--scheduler tcp://HOST:PORT``: the runs go to the workers of a running Dask scheduler. Each
+* local (the default): ``workers`` sandboxed kernels at a time on this machine, each driven by a
+  thread (the kernels are processes; the threads only wait on them) and forked from one shared
+  zygote; a run's figures are drawn (in a sandbox of their own) while its worker's next kernel runs.
+* ``scheduler`` (``tcp://HOST:PORT``): the runs go to the workers of a running Dask scheduler. Each
   worker needs this package, bubblewrap and the model cache, and runs as an unprivileged account;
   a plan and its result travel as plain ``{file name: bytes}``. Dask reschedules the runs of a
-  worker that dies; a run that still fails is not kept, and the last step runs it itself.
+  worker that dies; a run that still fails is not kept, and the judging pass runs it itself.
 
-Run as the grading account, never as root: it handles what kernels produced.
+Runs as the grading account, never as root: it handles what kernels produced.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import logging
-import os
+import queue
+import shutil
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterator
 
-from interp_course.patches.lean_imports import skip_iri_grammars
-
-skip_iri_grammars()  # before run_cache imports nbformat; Dask workers import this module too
-
-from interp_course.grading import run_cache  # noqa: E402
-from interp_course.grading.log import CHECKED, REFUSED, WORKER_MARK  # noqa: E402
-from interp_course.security.inert import one_line  # noqa: E402
+from interp_course.grading import run_cache
+from interp_course.grading.log import TERMINAL
+from interp_course.security.inert import one_line
 
 
-class _MarkedLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return "\n".join(WORKER_MARK + line for line in super().format(record).splitlines())
+def say(line: str) -> None:
+    """A line for the instructor's terminal (the rest of this process's output goes to the log)."""
+    print(TERMINAL + one_line(line), flush=True)
 
 
 def log_warnings() -> None:
-    """Send the sandbox's and the executor's warnings to stderr, each line marked as a worker's.
+    """On a Dask worker, send the sandbox's and the executor's warnings to its log (stderr).
 
-    Outside an nbgrader app, traitlets gives them a logger that drops everything. A local
-    worker's stderr reaches the grader (``autograde._Workers``), a Dask worker's its own log.
+    Outside an nbgrader app, traitlets gives them a logger that drops everything.
     """
     logger = logging.getLogger("traitlets")
-    if not any(isinstance(h.formatter, _MarkedLines) for h in logger.handlers):
+    if not any(getattr(h, "_interp_course", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_MarkedLines("%(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler._interp_course = True
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
 
@@ -72,7 +63,6 @@ def run_kernel(plan: dict[str, bytes]):
     from interp_course.judging.judge import read_outbox
     from interp_course.preprocessors.grade_in_sandbox import GradeInSandbox
 
-    log_warnings()
     meta = json.loads(plan[run_cache.PLAN_META])
     grader = GradeInSandbox(config=Config(meta["config"]))
     run = workdir.make(parent=grader.run_parent())
@@ -93,16 +83,6 @@ def run_kernel(plan: dict[str, bytes]):
         workdir.remove_tree(run)
 
 
-def _import_run_kernel() -> None:
-    """Import what ``run_kernel`` needs (nbgrader's preprocessors, nbclient, the sandbox: ~0.7 s)
-    now: a local pool is started while the first plan is still being written, and the first
-    zygote then starts as soon as that plan is there. (``run_kernel`` imports them itself: a Dask
-    worker imports this module too, and needs them only once it runs a plan.)"""
-    for name in ("nbformat", "traitlets.config", "interp_course.judging.judge",
-                 "interp_course.preprocessors.grade_in_sandbox"):
-        importlib.import_module(name)
-
-
 def draw_figures(ran) -> dict[str, bytes]:
     """The figure half of a run (``run_kernel``'s result); the whole run as flat files
     (``run_cache.entry_files``)."""
@@ -111,7 +91,9 @@ def draw_figures(ran) -> dict[str, bytes]:
 
 
 def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
-    """Run one plan in a fresh sandbox here, figures included; its result as flat files."""
+    """Run one plan in a fresh sandbox here, figures included; its result as flat files (what a
+    Dask worker runs)."""
+    log_warnings()
     return draw_figures(run_kernel(plan))
 
 
@@ -155,56 +137,14 @@ def check_failure(result: dict[str, bytes]) -> str:
     return "; ".join(errors)
 
 
-def check_kernel(runner, plan: dict[str, bytes]) -> bool:
-    """Run ``check_plan(plan)`` where the batch's runs will run; say how it went (``CHECKED``
-    or ``REFUSED``); whether a kernel could start there and import the course package."""
+def check_kernel(runner, plan: dict[str, bytes]) -> str:
+    """Run ``check_plan(plan)`` where the batch's runs will run: why no kernel could start there
+    and import the course package, or empty if one could."""
     try:
         why = check_failure(runner.run_now(check_plan(plan)))
     except Exception as exc:  # noqa: BLE001 - e.g. KernelStartFailed, with the kernel's own last lines
         why = f"{type(exc).__name__}: {exc}"
-    if why:
-        print(WORKER_MARK + one_line(f"{REFUSED}no sandboxed kernel could start on the workers {runner.label} ({why})"), flush=True)
-        return False
-    print(f"{WORKER_MARK}{CHECKED}a kernel started on the workers {runner.label} and imported the course package", flush=True)
-    return True
-
-
-def _students(plans: Path) -> dict[str, list[str]]:
-    """Which students each plan is for (identical notebooks share one)."""
-    found: dict[str, list[str]] = {}
-    for path in sorted((plans / run_cache.PLANNED).glob("*")):
-        found.setdefault(path.read_text().strip(), []).append(path.name)
-    return found
-
-
-def _report_faults(plans: Path, key: str, result) -> None:
-    found = faults(result) if isinstance(result, dict) else []
-    if found:
-        who = ", ".join(_students(plans).get(key, [key[:12]]))
-        print(one_line(f"  {who}: {run_cache.fault_line(found)}"), flush=True)
-
-
-def _finish(plans: Path, cache: run_cache.RunCache, key: str, future, where: str) -> bool:
-    """Report and keep one finished run; whether it was kept. A lost run is graded by the last
-    nbgrader pass itself."""
-    try:
-        result = future.result()
-    except Exception as exc:  # noqa: BLE001 - a dead worker, KilledWorker, ...
-        who = ", ".join(_students(plans).get(key, [key[:12]]))
-        print(one_line(f"  {who}: the run failed {where} ({type(exc).__name__}: {exc}); nbgrader runs it itself"),
-              flush=True)
-        return False
-    _report_faults(plans, key, result)
-    return _keep(cache, key, result)
-
-
-def _keep(cache: run_cache.RunCache, key: str, result) -> bool:
-    try:
-        cache.store(key, result)
-        return True
-    except (ValueError, OSError) as exc:
-        print(one_line(f"  run {key[:12]} not kept: {exc}"), flush=True)
-        return False
+    return f"no sandboxed kernel could start on the workers {runner.label} ({why})" if why else ""
 
 
 class Progress:
@@ -221,7 +161,7 @@ class Progress:
         self.workers, self.total, self.done, self.failed, self.more = workers, 0, 0, 0, True
         self.start = time.perf_counter()
         self._since: tuple[float, int] | None = None  # (when, runs done) once each worker has done two
-        print(f"Running the notebooks in the sandbox as they are planned: {workers} worker(s) {where}", flush=True)
+        say(f"Running the notebooks in the sandbox as they are planned: {workers} worker(s) {where}")
 
     def tick(self, ok: bool) -> None:
         self.done += 1
@@ -230,9 +170,9 @@ class Progress:
         if self._since is None and self.done >= 2 * self.workers:
             self._since = (now, self.done)
         filled = round(24 * self.done / self.total)
-        print(f"  [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}{'+' if self.more else ''}  "
-              f"{(now - self.start) / self.done:.1f} s/notebook  ETA {self._eta(now)}"
-              + (f"  ({self.failed} failed)" if self.failed else ""), flush=True)
+        say(f"  [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}{'+' if self.more else ''}  "
+            f"{(now - self.start) / self.done:.1f} s/notebook  ETA {self._eta(now)}"
+            + (f"  ({self.failed} failed)" if self.failed else ""))
 
     def _eta(self, now: float) -> str:
         if self.done >= self.total:
@@ -242,37 +182,6 @@ class Progress:
         since, done = self._since
         left = (self.total - self.done) * (now - since) / (self.done - done)
         return f"{int(left) // 60}:{int(left) % 60:02d}"
-
-
-class Plans:
-    """The plans in a folder, as nbgrader writes them (each one appears whole: ``write_plan``
-    renames it into place). With ``follow`` more may come until this process's stdin ends, which
-    the grader closes when the planning ``nbgrader autograde`` has exited; the runs then start
-    while the rest of the batch is still being planned."""
-
-    def __init__(self, folder: Path, follow: bool, told=None):
-        self.folder, self._seen = folder, set()
-        self._told = run_cache.OpenInput(told) if follow else None
-
-    @property
-    def planning(self) -> bool:
-        """Whether more plans may come."""
-        return self._told is not None and self._told.open
-
-    def new(self) -> list[str]:
-        """The plans written since the last call, in the order they were written (the order in
-        which the judging pass takes the students)."""
-        keys = [k for k in run_cache.plan_keys(self.folder) if k not in self._seen]
-        self._seen.update(keys)
-        return sorted(keys, key=lambda k: (os.stat(self.folder / k).st_mtime_ns, k))
-
-    def wait(self, timeout: float) -> None:
-        """Up to ``timeout`` seconds, less if planning ends meanwhile."""
-        if self._told is not None:
-            self._told.wait(timeout)
-
-
-POLL_S = 0.2  # how often a following run looks for new plans
 
 
 class _Local:
@@ -294,20 +203,27 @@ class _Local:
         self.figures = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="figures")
         self._at_figures = threading.BoundedSemaphore(workers)
 
-    def submit(self, key: str, plan: dict[str, bytes]) -> Future:
-        result = Future()  # done when the run and its figures are
+    def submit(self, key: str, folder: Path) -> Future:
+        """Run the plan in ``folder`` (read when its kernel starts); done when its figures are."""
+        return self._submit(lambda: run_cache.plan_data(folder))
+
+    def run_now(self, plan: dict[str, bytes]) -> dict[str, bytes]:
+        return self._submit(lambda: plan).result()
+
+    def _submit(self, plan: Callable[[], dict[str, bytes]]) -> Future:
+        result = Future()
 
         def figures(ran) -> None:
             try:
                 result.set_result(draw_figures(ran))
-            except BaseException as exc:  # noqa: BLE001 - the run's failure, reported by _finish
+            except BaseException as exc:  # noqa: BLE001 - the run's failure, reported by Runs._keep
                 result.set_exception(exc)
             finally:
                 self._at_figures.release()
 
         def kernel() -> None:
             try:
-                ran = run_kernel(plan)
+                ran = run_kernel(plan())
             except BaseException as exc:  # noqa: BLE001
                 result.set_exception(exc)
             else:
@@ -316,12 +232,6 @@ class _Local:
 
         self.kernels.submit(kernel)
         return result
-
-    def run_now(self, plan: dict[str, bytes]) -> dict[str, bytes]:
-        return self.submit("", plan).result()
-
-    def finished(self, running, block: bool):
-        return wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)[0]
 
     def close(self) -> None:
         self.kernels.shutdown(cancel_futures=True)  # first: a running kernel still hands its figures on
@@ -334,87 +244,156 @@ class _Dask:
     where = "on the cluster"
 
     def __init__(self, scheduler: str):
-        from distributed import Client, as_completed
+        from distributed import Client
 
         self.client = Client(scheduler, timeout="30s")
-        self.running = as_completed()
         self.workers, self.label = len(self.client.scheduler_info()["workers"]), f"of the Dask scheduler at {scheduler}"
 
-    def submit(self, key: str, plan: dict[str, bytes]):
-        future = self.client.submit(execute_plan, plan, key=f"run-{key}", pure=False, retries=1)
-        self.running.add(future)
-        return future
+    def submit(self, key: str, folder: Path):
+        return self.client.submit(execute_plan, run_cache.plan_data(folder), key=f"run-{key}", pure=False, retries=1)
 
     def run_now(self, plan: dict[str, bytes]) -> dict[str, bytes]:
         return self.client.submit(execute_plan, plan, pure=False).result()
-
-    def finished(self, running, block: bool):
-        return self.running.next_batch(block=block)
 
     def close(self) -> None:
         self.client.close()
 
 
-def run(plans: Plans, cache: run_cache.RunCache, start) -> tuple[int, int] | None:
-    """Execute the plans on ``start()`` (``_Local`` or ``_Dask``), made when the first plan is
-    there, and keep their runs; (runs kept, runs tried), or None if no kernel could start there
-    (``check_kernel``: then no plan is run)."""
-    runner, progress, running, kept = None, None, {}, 0
-    try:
-        while True:
-            for key in plans.new():
+def runner(workers: int, scheduler: str = "") -> "_Local | _Dask":
+    """Where a batch's runs run: a Dask scheduler's workers, or ``workers`` threads here."""
+    return _Dask(scheduler) if scheduler else _Local(max(1, workers))
+
+
+class Runs:
+    """The sandboxed runs of one batch, run while nbgrader plans and judges (``grading.autograde``).
+
+    ``plan`` takes a run the planning pass could not judge from a kept one; a thread of this
+    object starts the runner (``start()``: ``_Local`` or ``_Dask``) at the first plan, checks that
+    a kernel starts there (``check_kernel``: if not, no plan is run and ``refusal`` says why), then
+    hands it every plan as it comes and keeps each run as it finishes. ``finished()`` gives each
+    planned student once their run is over (kept, or lost: the judging pass then runs it itself).
+    Identical notebooks share one run. Waiting plans stay on disk, in ``folder``.
+    """
+
+    def __init__(self, cache: run_cache.RunCache, start: Callable[[], "_Local | _Dask"], folder: Path):
+        self.cache, self.start, self.folder = cache, start, folder
+        self._events: queue.Queue = queue.Queue()  # ("plan", key) | ("done", key, future) | ("end",)
+        self._finished: queue.Queue = queue.Queue()  # students whose run is over; None: no more
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[str]] = {}  # key -> the students its run is for
+        self._over: set[str] = set()  # keys whose run is over
+        self._checked = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False  # the workers have stopped
+        self.planned: list[str] = []
+        self.refusal = ""
+
+    def plan(self, student: str, key: str, write: Callable[[Path], None]) -> None:
+        """Run ``student``'s notebook: ``write(folder)`` writes its plan (``run_cache.write_plan``).
+        Called by the planning pass only (one thread)."""
+        with self._lock:
+            new = key not in self._waiting and key not in self._over
+        if new:
+            write(self.folder / key)
+        with self._lock:
+            self.planned.append(student)
+            if key in self._over or self._closed:  # the same notebook ran just now, or the workers stopped
+                self._finished.put(student)
+                return
+            self._waiting.setdefault(key, []).append(student)
+        if new:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="runs", daemon=True)
+                self._thread.start()
+            self._events.put(("plan", key))
+
+    def planning_done(self) -> str:
+        """No more plans. Why no kernel could start (then nothing runs), or empty."""
+        self._events.put(("end",))
+        if self._thread is None:
+            self._finished.put(None)
+            return ""
+        self._checked.wait()
+        return self.refusal
+
+    def finished(self) -> Iterator[str]:
+        """Each planned student, as soon as their run is over (after ``planning_done``)."""
+        while (student := self._finished.get()) is not None:
+            yield student
+        while True:  # students planned after the workers stopped
+            try:
+                student = self._finished.get_nowait()
+            except queue.Empty:
+                break
+            if student is not None:
+                yield student
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        runner, progress, running, more = None, None, 0, True
+        try:
+            while more or running:
+                event = self._events.get()
+                if event[0] == "end":
+                    more = False
+                    if progress is not None:
+                        progress.more = False
+                    continue
+                key = event[1]
+                if event[0] == "done":
+                    running -= 1
+                    progress.tick(self._keep(key, event[2], runner.where))
+                    self._over_for(key)
+                    continue
                 if runner is None:
-                    runner = start()
-                    if not check_kernel(runner, run_cache.plan_data(plans.folder / key)):
-                        return None
+                    runner = self.start()
+                    self.refusal = check_kernel(runner, run_cache.plan_data(self.folder / key))
+                    self._checked.set()
+                    if self.refusal:
+                        return
                     progress = Progress(runner.workers, runner.label)
-                running[runner.submit(key, run_cache.plan_data(plans.folder / key))] = key
+                future = runner.submit(key, self.folder / key)
+                future.add_done_callback(lambda f, key=key: self._events.put(("done", key, f)))
+                running += 1
                 progress.total += 1
             if progress is not None:
-                progress.more = plans.planning
-            if not running:
-                if not plans.planning:
-                    return kept, progress.total if progress else 0
-                plans.wait(POLL_S)
-                continue
-            done = runner.finished(running, block=not plans.planning)
-            for future in done:
-                key = running.pop(future)
-                ok = _finish(plans.folder, cache, key, future, runner.where)
-                run_cache.mark_finished(plans.folder, key)  # the judging pass may take this student now
-                kept += ok
-                progress.tick(ok)
-            plans.wait(0 if done else POLL_S)
-    finally:
-        if runner is not None:
-            runner.close()
+                say(f"Kept {progress.done - progress.failed} of {progress.done} run(s)")
+        except Exception as exc:  # noqa: BLE001 - the judging pass runs what is left itself
+            say(f"The workers stopped ({type(exc).__name__}: {exc}); nbgrader runs what they did not.")
+        finally:
+            self._checked.set()
+            if runner is not None:
+                runner.close()
+            with self._lock:
+                self._closed, left = True, list(self._waiting)
+            for key in left:
+                self._over_for(key)
+            self._finished.put(None)
 
+    def _over_for(self, key: str) -> None:
+        """``key``'s run is over: its students may be judged."""
+        with self._lock:
+            self._over.add(key)
+            for student in self._waiting.pop(key, []):
+                self._finished.put(student)
+        shutil.rmtree(self.folder / key, ignore_errors=True)
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m interp_course.grading.workers",
-                                     description="Execute planned sandbox runs and keep their results.")
-    parser.add_argument("plans", type=Path)
-    parser.add_argument("cache", type=Path)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--scheduler", default="")
-    parser.add_argument("--follow", action="store_true",
-                        help="Run plans as they are written, until stdin ends (the planning pass is over).")
-    args = parser.parse_args(argv)
-    plans = Plans(args.plans, args.follow)
-    cache = run_cache.RunCache(args.cache)
-    if not args.scheduler:
-        _import_run_kernel()
-    if args.scheduler:
-        ran = run(plans, cache, lambda: _Dask(args.scheduler))
-    else:
-        ran = run(plans, cache, lambda: _Local(max(1, args.workers)))
-    if ran is None:
-        return 2
-    kept, tried = ran
-    if tried:
-        print(f"Kept {kept} of {tried} run(s)", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    def _keep(self, key: str, future, where: str) -> bool:
+        """Report and keep one finished run; whether it was kept."""
+        with self._lock:
+            who = ", ".join(sorted(self._waiting.get(key, []))) or key[:12]
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - a dead worker, KilledWorker, ...
+            say(f"  {who}: the run failed {where} ({type(exc).__name__}: {exc}); nbgrader runs it itself")
+            return False
+        found = faults(result)
+        if found:
+            say(f"  {who}: {run_cache.fault_line(found)}")
+        try:
+            self.cache.store(key, result)
+            return True
+        except (ValueError, OSError) as exc:
+            say(f"  run {key[:12]} not kept: {exc}")
+            return False

@@ -16,11 +16,10 @@ For one submission:
 5. the whole run folder (inbox, outbox, scratch) is deleted without following links.
 
 Runs are kept (``interp_course.grading.run_cache``): a notebook whose key (sanitized notebook, inputs,
-extra files, models, engine) was run before is judged from the kept run, with no kernel. With
-``plan_folder`` set, a run that is not kept is not executed here but written there as a plan,
-for workers to run (``interp_course.grading.workers``); the cell verdicts then say nothing was handed in
-and the batch grades that student again once the run is kept. That second pass, with
-``runs_from`` set, judges each student as soon as the workers have finished their run.
+extra files, models, engine) was run before is judged from the kept run, with no kernel. In a
+batch (``interp_course.grading.autograde``), a run that is not kept is not executed here but handed
+to the batch's workers as a plan; the cell verdicts then say nothing was handed in, and the batch
+grades that student again as soon as the run is kept.
 
 ``nbgrader_config.py`` puts this class in ``Autograde.autograde_preprocessors`` so that plain
 ``nbgrader autograde`` takes this path.
@@ -79,11 +78,6 @@ class GradeInSandbox(ResilientExecute):
     rerun_faulted = Bool(False, help="Run a notebook again when its kept run's kernel faulted (died, or ran "
                          "out of time): e.g. after the machine ran short of memory. False: judge it from that "
                          "run, as any other (and say so).").tag(config=True)
-    plan_folder = Unicode("", help="If set, runs that are not kept are written here as plans for "
-                          "workers instead of being executed.").tag(config=True)
-    runs_from = Unicode("", help="The plans folder of a batch whose workers are still running: a notebook "
-                        "planned there is judged once the workers have finished its run, or have exited (this "
-                        "process's standard input ends); one they did not keep is then run here.").tag(config=True)
 
     _handin_dir: Path | None = None
     _models: tuple[str, ...] = ()
@@ -117,23 +111,28 @@ class GradeInSandbox(ResilientExecute):
             inputs = write_inbox(run / "inbox", nb, assignment)
             key = run_cache.run_key(nb, run / "inbox", run / "work", assignment.models, self.execution_settings())
             kept = run_cache.RunCache(course.run_cache)
-            if self.runs_from:
-                run_cache.wait_finished(Path(self.runs_from), key, run_cache.OpenInput())
-            hit = kept.load(key) if self.reuse_runs else None
-            faulted = run_cache.faults(hit[0]) if hit is not None and not self.runs_from else []
-            if faulted and self.rerun_faulted:
-                self.log.info("The kept run %s faulted (%s): running it again", key[:12],
-                              run_cache.fault_line(faulted))
-                hit = None
+            batch, student = self._batch(), resources["nbgrader"]["student"]
+            if batch is not None and not batch.planning:  # judging a run this batch has just made
+                hit, faulted = kept.load(key), []
+            else:
+                hit = kept.load(key) if self.reuse_runs else None
+                faulted = run_cache.faults(hit[0]) if hit is not None else []
+                if faulted and self.rerun_faulted:
+                    self.log.info("The kept run %s faulted (%s): running it again", key[:12],
+                                  run_cache.fault_line(faulted))
+                    hit = None
             if hit is not None:
                 nb, hand_ins = hit
                 self.log.info("Judged from the kept run %s (no kernel)", key[:12])
                 if faulted:
-                    self._kept_fault(resources["nbgrader"]["student"], run_cache.fault_line(faulted))
-            elif self.plan_folder:
-                plans = Path(self.plan_folder)
-                run_cache.write_plan(plans, key, nb, run, assignment.models, self.plan_config())
-                run_cache.mark_planned(plans, resources["nbgrader"]["student"], key)
+                    self.log.warning("%s: judged from a kept run whose kernel faulted (%s); "
+                                     "--GradeInSandbox.rerun_faulted=True runs it again", student,
+                                     run_cache.fault_line(faulted))
+                    if batch is not None:
+                        batch.kept_fault(student, run_cache.fault_line(faulted))
+            elif batch is not None and batch.planning:
+                config = self.plan_config()
+                batch.plan(student, key, lambda folder: run_cache.write_plan(folder, nb, run, assignment.models, config))
                 hand_ins = {}
             else:
                 nb = self.execute_run(nb, run, assignment.models, resources)
@@ -146,15 +145,13 @@ class GradeInSandbox(ResilientExecute):
         self.log.info("Autograded test cells: %g / %g points", total, sum(v.max_points for v in verdicts.values()))
         return nb, resources
 
-    def _kept_fault(self, student: str, faults: str) -> None:
-        """A student judged from a kept run whose kernel faulted: a warning, and, for the grader's
-        closing lines, a note in the plans folder."""
-        self.log.warning("%s: judged from a kept run whose kernel faulted (%s); "
-                         "--GradeInSandbox.rerun_faulted=True runs it again", student, faults)
-        if self.plan_folder:
-            notes = Path(self.plan_folder) / run_cache.KEPT_FAULTED  # read by autograde._kept_faults
-            notes.mkdir(exist_ok=True)
-            (notes / student).write_text(faults)
+    def _batch(self):
+        """The batch this notebook is graded in (``grading.autograde.AutogradeBatch``, the app
+        above this preprocessor's exporter and converter), or None under plain ``nbgrader autograde``."""
+        node = self.parent
+        while node is not None and not hasattr(node, "planning"):
+            node = getattr(node, "parent", None)
+        return node
 
     def execute_run(self, nb, run: Path, model_ids, resources: dict | None = None):
         """Run ``nb`` in the sandbox with ``run``'s inbox, outbox and scratch folder ``work``,
@@ -186,7 +183,7 @@ class GradeInSandbox(ResilientExecute):
                       "RenderFigures")
 
     # How this batch runs, not what a run does:
-    _BATCH_ONLY = ("plan_folder", "reuse_runs", "rerun_faulted", "runs_from")
+    _BATCH_ONLY = ("reuse_runs", "rerun_faulted")
 
     def plan_config(self) -> dict:
         sections = {name: {k: v for k, v in self.config[name].items() if k not in self._BATCH_ONLY}

@@ -117,20 +117,15 @@ def test_the_not_graded_feedback_page_escapes_what_it_quotes():
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 
-# --- students judged from a kept run whose kernel faulted ------------------------------------
-def test_the_kept_faults_the_planning_pass_noted_are_read_without_following_links(tmp_path):
-    from interp_course.grading.batch import _kept_faults
-    from interp_course.grading.run_cache import KEPT_FAULTED
+# --- what a batch tells the grader ------------------------------------------------------------
+def test_the_batch_report_is_read_bounded_and_only_for_safe_student_ids():
+    from interp_course.grading.report import MAX_BATCH_REPORT, BatchReport
 
-    assert _kept_faults(tmp_path) == {}  # nothing noted: no folder
-    notes = tmp_path / KEPT_FAULTED
-    notes.mkdir()
-    (notes / "bob").write_text("KernelDied in cell 12")
-    (tmp_path / "secret").write_text("not a fault")
-    (notes / "eve").symlink_to(tmp_path / "secret")
-    (notes / "mallory").write_text("x" * 5000)
-    assert _kept_faults(tmp_path) == {"bob": "KernelDied in cell 12", "eve": "(a kernel fault)",
-                                      "mallory": "(a kernel fault)"}
-    notes.rename(tmp_path / "moved")
-    (tmp_path / KEPT_FAULTED).symlink_to(tmp_path / "moved")  # the folder itself a link: not followed
-    assert _kept_faults(tmp_path) == {}
+    report = BatchReport.read(b"planned bob\nplanned alice\njudged bob\nkept-fault eve KernelDied in cell 12\n"
+                              b"judged ../x\nplanned \xff\nsomething else\n")
+    assert report.planned == ["bob", "alice"] and report.judged == {"bob"}
+    assert report.kept_faults == {"eve": "KernelDied in cell 12"} and report.refusal == ""
+    refused = BatchReport.read(b"refused no sandboxed kernel could start (ImportError: x)\n")
+    assert refused.refusal == "no sandboxed kernel could start (ImportError: x)"
+    huge = BatchReport.read(b"planned a\n" * (MAX_BATCH_REPORT // 10 + 5))
+    assert len(huge.planned) == MAX_BATCH_REPORT // 10

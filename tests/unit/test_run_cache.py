@@ -42,13 +42,10 @@ def test_the_key_changes_with_each_input(run):
 
 
 def test_how_a_batch_runs_is_not_part_of_the_key():
-    """The planning pass (plan_folder set, maybe reuse_runs off) and the judging pass must agree."""
+    """The planning pass (maybe with reuse_runs off) and the judging pass must agree."""
     base = Config({"Execute": {"timeout": 60}})
-    planning = Config({"Execute": {"timeout": 60},
-                       "GradeInSandbox": {"plan_folder": "/tmp/plans", "reuse_runs": False}})
-    judging = Config({"Execute": {"timeout": 60}, "GradeInSandbox": {"runs_from": "/tmp/plans"}})
+    planning = Config({"Execute": {"timeout": 60}, "GradeInSandbox": {"reuse_runs": False, "rerun_faulted": True}})
     assert GradeInSandbox(config=planning).execution_settings() == GradeInSandbox(config=base).execution_settings()
-    assert GradeInSandbox(config=judging).execution_settings() == GradeInSandbox(config=base).execution_settings()
     assert GradeInSandbox(config=Config({"Execute": {"timeout": 61}})).execution_settings() != \
         GradeInSandbox(config=base).execution_settings()
 
@@ -110,28 +107,3 @@ def test_run_folders_are_made_where_zygote_kernels_can_be_given_them():
     zygote.remove_runs_root()
 
 
-def test_the_judging_pass_follows_the_workers_run_by_run(tmp_path):
-    """``runs_from``: a planned student is judged once the workers have finished their run (kept
-    or given up), or have exited; a student with no plan in the batch is judged at once."""
-    import os
-    import threading
-
-    first, second, unplanned = "a" * 64, "b" * 64, "c" * 64
-    for planned in (first, second):
-        (tmp_path / planned).mkdir()
-    read, write = os.pipe()
-    with os.fdopen(read) as told, os.fdopen(write, "w") as tell:
-        running = run_cache.OpenInput(told)
-        run_cache.wait_finished(tmp_path, unplanned, running)  # returns at once (the test would hang)
-        finish = threading.Timer(0.3, run_cache.mark_finished, (tmp_path, first))
-        finish.start()
-        run_cache.wait_finished(tmp_path, first, running)
-        assert (tmp_path / run_cache.FINISHED / first).exists() and running.open
-        exit_ = threading.Timer(0.3, tell.close)  # the grader's signal: the workers process has exited
-        exit_.start()
-        run_cache.wait_finished(tmp_path, second, running)  # never finished: waits for the exit
-        assert not (tmp_path / run_cache.FINISHED / second).exists() and not running.open
-        later = run_cache.OpenInput(told)  # the next student's wait sees the end at once
-        later.wait(60)
-        assert not later.open
-        finish.join(), exit_.join()

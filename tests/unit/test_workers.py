@@ -1,15 +1,19 @@
-"""What the workers print: one line per faulted run, naming the students it was for."""
+"""A batch's runs (interp_course.grading.workers): each student is judged as soon as their run is
+over, faults are named once per run, and a worker draws one run's figures while its next kernel runs."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
+import threading
+from concurrent.futures import Future
+from pathlib import Path
 
 import nbformat
+import pytest
 
 from interp_course.grading import run_cache, workers
+from interp_course.grading.log import TERMINAL
 from interp_course.judging.handin_files import RawHandIn
 
 
@@ -20,6 +24,11 @@ def result_with(*outputs):
     return run_cache.entry_files(nb, {"test_a": RawHandIn(problem="nothing was handed in")})
 
 
+def shown(out: str) -> list[str]:
+    """The lines a batch shows on the instructor's terminal."""
+    return [line.removeprefix(TERMINAL) for line in out.splitlines() if line.startswith(TERMINAL)]
+
+
 def test_kernel_faults_are_named_with_their_cell():
     died = nbformat.v4.new_output("error", ename="KernelDied", evalue="exit 1", traceback=[])
     plain = nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[])
@@ -27,18 +36,120 @@ def test_kernel_faults_are_named_with_their_cell():
     assert workers.faults(result_with(plain)) == []
 
 
-def test_a_faulted_run_is_reported_once_for_every_student_who_shares_it(tmp_path, capsys):
+class FakeRunner:
+    """A runner whose runs finish when the test says (``finish``), with the result it gives."""
+
+    workers, label, where = 2, "on this machine", "on its worker"
+
+    def __init__(self, check: str = ""):
+        self.check, self.futures, self.closed = check, {}, False
+        self.submitted = threading.Event()
+
+    def run_now(self, plan):
+        if self.check:
+            raise RuntimeError(self.check)
+        return result_with()
+
+    def submit(self, key, folder: Path):
+        assert (folder / "plan").read_text() == key  # the plan was written before it was handed on
+        self.futures[key] = Future()
+        self.submitted.set()
+        return self.futures[key]
+
+    def finish(self, key, result=None, error=None):
+        assert wait_for(lambda: key in self.futures)
+        if error:
+            self.futures[key].set_exception(error)
+        else:
+            self.futures[key].set_result(result if result is not None else result_with())
+
+    def close(self):
+        self.closed = True
+
+
+def wait_for(condition, seconds: float = 10) -> bool:
+    done = threading.Event()
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        done.wait(0.01)
+    return False
+
+
+def write(key):
+    def to(folder: Path):
+        folder.mkdir()
+        (folder / "plan").write_text(key)
+        (folder / run_cache.PLAN_META).write_text('{"models": [], "config": {}}')
+    return to
+
+
+@pytest.fixture
+def batch(tmp_path):
+    runner = FakeRunner()
+    runs = workers.Runs(run_cache.RunCache(tmp_path / "runs"), lambda: runner, tmp_path / "plans")
+    (tmp_path / "plans").mkdir()
+    runs.fake = runner
+    return runs
+
+
+def test_each_student_is_judged_as_soon_as_their_run_is_over_while_planning_goes_on(batch, capsys):
+    a, b = "a" * 64, "b" * 64
+    batch.plan("alice", a, write(a))
+    batch.plan("bob", b, write(b))
+    finished = batch.finished()
+    batch.fake.finish(b)
+    assert next(finished) == "bob"  # bob's run finished first: he is judged first
+    batch.plan("carol", b, write(b))  # the same notebook as bob's, which ran just now: no second run
+    assert next(finished) == "carol"
+    assert batch.planning_done() == ""
+    batch.fake.finish(a)
+    assert list(finished) == ["alice"]
+    assert batch.planned == ["alice", "bob", "carol"] and batch.fake.closed
+    assert a in batch.cache and b in batch.cache and not any((batch.folder).iterdir())  # kept; plans gone
+    assert shown(capsys.readouterr().out)[-1] == "Kept 2 of 2 run(s)"
+
+
+def test_a_faulted_run_is_reported_once_for_every_student_who_shares_it(batch, capsys):
     key = "d" * 64
-    for student in ("bob", "alice"):
-        run_cache.mark_planned(tmp_path, student, key)
+    batch.plan("bob", key, write(key))
+    batch.plan("alice", key, write(key))
+    batch.planning_done()
     timeout = nbformat.v4.new_output("error", ename="CellTimeout", evalue="60 s", traceback=[])
-    workers._report_faults(tmp_path, key, result_with(timeout))
-    assert capsys.readouterr().out == "  alice, bob: CellTimeout in cell 1\n"
+    batch.fake.finish(key, result_with(timeout))
+    assert sorted(batch.finished()) == ["alice", "bob"]
+    assert "  alice, bob: CellTimeout in cell 1" in shown(capsys.readouterr().out)
 
 
-def test_a_workers_warnings_reach_the_grader_as_marked_log_lines(capfd):
-    """Outside an nbgrader app, traitlets drops every log record; a worker must not lose the
-    sandbox's warnings (e.g. no cgroup limits), nor print a student's output on the terminal."""
+def test_a_lost_run_is_not_kept_and_its_student_is_still_judged(batch, capsys):
+    key = "e" * 64
+    batch.plan("dave", key, write(key))
+    batch.planning_done()
+    batch.fake.finish(key, error=RuntimeError("KilledWorker"))
+    assert list(batch.finished()) == ["dave"] and key not in batch.cache
+    out = shown(capsys.readouterr().out)
+    assert "  dave: the run failed on its worker (RuntimeError: KilledWorker); nbgrader runs it itself" in out
+    assert out[-1] == "Kept 0 of 1 run(s)"
+
+
+def test_when_no_kernel_can_start_no_plan_runs_and_the_batch_says_why(tmp_path):
+    runner = FakeRunner(check="ModuleNotFoundError: No module named 'numpy.random'")
+    runs = workers.Runs(run_cache.RunCache(tmp_path / "runs"), lambda: runner, tmp_path)
+    runs.plan("erin", "f" * 64, write("f" * 64))
+    why = runs.planning_done()
+    assert why == ("no sandboxed kernel could start on the workers on this machine "
+                   "(RuntimeError: ModuleNotFoundError: No module named 'numpy.random')")
+    assert not runner.futures and list(runs.finished()) == ["erin"] and runner.closed
+
+
+def test_a_batch_with_nothing_to_run_starts_no_runner(tmp_path):
+    runs = workers.Runs(run_cache.RunCache(tmp_path), lambda: pytest.fail("no runner needed"), tmp_path)
+    assert runs.planning_done() == "" and list(runs.finished()) == []
+
+
+def test_a_dask_workers_warnings_reach_its_log(capfd):
+    """Outside an nbgrader app, traitlets drops every log record; a Dask worker must not lose the
+    sandbox's warnings (e.g. no cgroup limits)."""
     import logging
 
     from traitlets.config import LoggingConfigurable
@@ -48,41 +159,11 @@ def test_a_workers_warnings_reach_the_grader_as_marked_log_lines(capfd):
     try:
         workers.log_warnings()
         workers.log_warnings()  # one handler, however many runs a worker does
-        LoggingConfigurable().log.warning("Kernel output before it died:\n%s", "student text\nmore")
+        LoggingConfigurable().log.warning("Kernel output before it died:\n%s", "student text")
         LoggingConfigurable().log.info("not shown")
     finally:
         logger.handlers[:], logger.level = handlers, level
-    assert capfd.readouterr().err.splitlines() == [
-        "[worker] WARNING Kernel output before it died:", "[worker] student text", "[worker] more"]
-
-
-def test_following_plans_sees_each_new_plan_once_until_stdin_ends(tmp_path):
-    plans_dir = tmp_path / "plans"
-    plans_dir.mkdir()
-    read, write = os.pipe()
-    with os.fdopen(read) as told, os.fdopen(write, "w") as tell:
-        plans = workers.Plans(plans_dir, follow=True, told=told)
-        assert plans.new() == []
-        (plans_dir / ("a" * 64)).mkdir()
-        (plans_dir / ".half-written.tmp").mkdir()  # write_plan's temporary name: not a plan yet
-        assert plans.new() == ["a" * 64]
-        (plans_dir / ("b" * 64)).mkdir()
-        assert plans.new() == ["b" * 64] and plans.new() == []
-        start = time.perf_counter()
-        plans.wait(0.3)  # nothing said: waits the whole time, still planning
-        assert plans.planning and time.perf_counter() - start >= 0.25
-        tell.close()  # the grader's signal: the planning pass has exited
-        plans.wait(30)
-        assert not plans.planning
-    assert not workers.Plans(plans_dir, follow=False).planning  # plain: every plan is there already
-
-
-def test_new_plans_come_in_the_order_they_were_written(tmp_path):
-    """The judging pass takes the students in planning order: the runs start in that order too."""
-    for n, key in enumerate(["c" * 64, "a" * 64, "b" * 64]):
-        (tmp_path / key).mkdir()
-        os.utime(tmp_path / key, ns=(n * 10**9, n * 10**9))
-    assert workers.Plans(tmp_path, follow=False).new() == ["c" * 64, "a" * 64, "b" * 64]
+    assert capfd.readouterr().err.splitlines() == ["WARNING Kernel output before it died:", "student text"]
 
 
 def test_a_worker_starts_kernels_and_reads_hand_ins_without_importing_torch(tmp_path):
@@ -101,17 +182,21 @@ def test_a_worker_starts_kernels_and_reads_hand_ins_without_importing_torch(tmp_
     assert judging.stdout == "interp_course.judging.compare\n"  # checks.py still finds every name
 
 
-def test_a_worker_runs_its_next_kernel_while_the_last_runs_figures_are_drawn(monkeypatch):
+def test_a_worker_runs_its_next_kernel_while_the_last_runs_figures_are_drawn(monkeypatch, tmp_path):
     """One worker: plan 2's kernel starts while plan 1's figures are still being drawn, but plan
     3's waits (one run at its figures per worker: each holds its hand-ins in memory); each run is
     finished (its future done) only once its figures are; a failure in either half is that run's
     failure."""
-    import threading
-
     drawing, second_kernel, third_kernel = threading.Event(), threading.Event(), threading.Event()
     release = threading.Event()
 
+    def run_later(name: str) -> Future:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "name").write_text(name)
+        return local.submit(name, tmp_path / name)  # the plan is read from its folder when its kernel starts
+
     def run_kernel(plan):
+        plan = {"name": plan["name"].decode()}
         if plan["name"] == "broken":
             raise RuntimeError("no sandbox")
         if plan["name"] == "two":
@@ -132,15 +217,13 @@ def test_a_worker_runs_its_next_kernel_while_the_last_runs_figures_are_drawn(mon
     monkeypatch.setattr(workers, "draw_figures", draw_figures)
     local = workers._Local(1)
     try:
-        one = local.submit("k1", {"name": "one"})
-        two = local.submit("k2", {"name": "two"})
-        three = local.submit("k3", {"name": "three"})
+        one, two, three = (run_later(name) for name in ("one", "two", "three"))
         assert drawing.wait(10) and second_kernel.wait(10)  # the kernel did not wait for the figures
         assert not third_kernel.wait(0.5) and not one.done()  # run 2 waits for a place at the figures
         release.set()
         assert one.result(10) == {"notebook": "one"} and two.result(10) == {"notebook": "two"}
         assert three.result(10) == {"notebook": "three"}
-        broken, bad = local.submit("k3", {"name": "broken"}), local.submit("k4", {"name": "bad figures"})
+        broken, bad = run_later("broken"), run_later("bad figures")
         assert "no sandbox" in str(broken.exception(10)) and "Chromium" in str(bad.exception(10))
     finally:
         release.set()
@@ -157,7 +240,7 @@ def test_the_time_left_is_counted_from_when_every_worker_has_finished_two_runs(m
     progress.total, progress.more = 10, False
     for ok in (True, True, True, True, False, True, True, True):
         progress.tick(ok)
-    lines = capsys.readouterr().out.splitlines()[1:]
+    lines = shown(capsys.readouterr().out)[1:]
     assert [line.split("ETA ")[1] for line in lines] == [
         "…", "…", "…", "…", "…  (1 failed)", "0:30  (1 failed)", "0:29  (1 failed)", "0:15  (1 failed)"]
     assert lines[0] == "  [##......................] 1/10  14.0 s/notebook  ETA …"
@@ -171,7 +254,7 @@ def test_while_notebooks_are_still_being_planned_the_time_left_is_not_guessed(mo
     progress.total = 2  # more may come (progress.more stays True)
     progress.tick(True)
     progress.tick(True)
-    assert capsys.readouterr().out.splitlines()[1:] == [
+    assert shown(capsys.readouterr().out)[1:] == [
         "  [############............] 1/2+  3.0 s/notebook  ETA …",
         "  [########################] 2/2+  3.0 s/notebook  ETA …",
     ]

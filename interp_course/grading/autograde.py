@@ -1,0 +1,124 @@
+"""One batch's autograde, in one process: plan, run the kernels side by side, judge.
+
+``make grade`` runs this (``nbgrader_cli autograde``, as the grading account) where stock nbgrader
+would run ``nbgrader autograde``; it is that app, with the same options, config files and guard,
+and it grades each notebook with nbgrader's own ``Autograde`` converter. What it adds is the
+batch: nbgrader grades one notebook at a time, and a sandboxed run takes seconds, so
+
+1. **plan**: one ``Autograde`` pass over every submission. ``GradeInSandbox`` judges each one
+   whose run is kept (``run_cache``) and hands every other run to :class:`workers.Runs`, which
+   runs them side by side, on threads here or on a Dask cluster, while this pass goes on;
+2. **judge**: as each of those runs is kept, an ``Autograde`` pass over that one student judges
+   them from it (a run the workers lost is run there and then).
+
+nbgrader stays the only writer of the gradebook and of ``autograded/``. What the grader needs
+to know about the batch (who was planned and judged, who was judged from a faulted kept run,
+why no kernel could start) it writes to ``report_fd``, a file the grader opened for it
+(``report.BatchReport``): no student's text reaches that file, unlike this process's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from nbgrader.apps.autogradeapp import AutogradeApp
+from nbgrader.apps.baseapp import NbGrader
+from nbgrader.converters import Autograde, NbGraderException
+from traitlets import Int, Unicode
+
+from interp_course.course import Course
+from interp_course.exit_status import REFUSED
+from interp_course.grading import run_cache, workers
+from interp_course.grading.report import JUDGED, KEPT_FAULT, PLANNED, REFUSAL
+
+
+class AutogradeBatch(AutogradeApp):
+    """``nbgrader autograde ASSIGNMENT``, with the batch's sandboxed runs side by side."""
+
+    name = "interp-course-autograde"
+    workers = Int(os.cpu_count() or 1, help="Sandboxed kernels at a time on this machine.").tag(config=True)
+    scheduler = Unicode("", help="tcp://HOST:PORT of a Dask scheduler whose workers run the kernels; "
+                        "empty: this machine.").tag(config=True)
+    report_fd = Int(-1, help="A file descriptor the grader opened: the batch's report (BatchReport).").tag(config=True)
+
+    aliases = {**AutogradeApp.aliases, "workers": "AutogradeBatch.workers", "scheduler": "AutogradeBatch.scheduler",
+               "report-fd": "AutogradeBatch.report_fd"}
+
+    planning = True  # GradeInSandbox finds its batch by this attribute (GradeInSandbox._batch)
+    _runs: workers.Runs | None = None
+
+    def initialize(self, argv=None) -> None:
+        super().initialize(argv)
+        # The course config filters nbgrader's autograde log (by its app's name): this log too.
+        for found in logging.getLogger(AutogradeApp.__name__).filters:
+            self.log.addFilter(found)
+        if self.report_fd >= 0:
+            os.set_inheritable(self.report_fd, False)  # no kernel or Chromium inherits it
+
+    def start(self) -> None:
+        NbGrader.start(self)
+        if len(self.extra_args) != 1:
+            self.fail("Give one argument: the assignment id")
+        self.coursedir.assignment_id = self.extra_args[0]
+        with tempfile.TemporaryDirectory(prefix="plans-") as plans:
+            cache = run_cache.RunCache(Course(Path(self.coursedir.root)).run_cache)
+            self._runs = workers.Runs(cache, lambda: workers.runner(self.workers, self.scheduler), Path(plans))
+            failed = not self._autograde()
+            self.planning = False
+            refusal = self._runs.planning_done()
+            if refusal:
+                self._tell(REFUSAL, refusal)
+                self.exit(REFUSED)
+            for student in self._runs.finished():
+                if self._autograde(student):
+                    self._tell(JUDGED, student)
+                else:
+                    failed = True
+        if failed:
+            self.exit(1)
+
+    def _autograde(self, student: str = "") -> bool:
+        """One ``Autograde`` pass: every submission, or only ``student``'s; whether all were graded."""
+        with _set(self.coursedir, "student_id", student or self.coursedir.student_id):
+            try:
+                Autograde(coursedir=self.coursedir, parent=self).start()
+            except NbGraderException:
+                return False
+        return True
+
+    def plan(self, student: str, key: str, write) -> None:
+        """``GradeInSandbox``: run this student's notebook on the batch's workers."""
+        self._runs.plan(student, key, write)
+        self._tell(PLANNED, student)
+
+    def kept_fault(self, student: str, faults: str) -> None:
+        """``GradeInSandbox``: this student was judged from a kept run whose kernel faulted."""
+        self._tell(KEPT_FAULT, student, faults)
+
+    def _tell(self, word: str, *text: str) -> None:
+        if self.report_fd >= 0:
+            os.write(self.report_fd, (" ".join((word, *text)).replace("\n", " ") + "\n").encode())
+
+
+@contextlib.contextmanager
+def _set(obj, name: str, value):
+    saved = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, saved)
+
+
+def main(argv: list[str]) -> None:
+    """Run the batch app with ``argv`` (what follows ``autograde`` on the command line)."""
+    AutogradeBatch.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
