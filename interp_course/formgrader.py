@@ -23,7 +23,8 @@ with these changes to nbgrader's formgrader (0.9.6):
   and collects through Canvas) gets no "exchange directory missing" banner and no
   ``[C] Unwritable directory`` line on every request (``QuietExchangeList``).
 - Students are named as the roster names them (``start(roster=...)`` writes the names into the
-  gradebook), and by their id where no roster did, not "None, None".
+  gradebook), and by their id where no roster did, not "None, None"; a student without an email
+  (a Canvas roster has none) has an empty cell, not "None" (``SCRIPT_PATCHES``).
 """
 
 from __future__ import annotations
@@ -188,15 +189,38 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# nbgrader 0.9.6's manage_students.js writes "None, None" for a student without a name.
-_NO_NAME_JS = (
-    '        if (last_name === null) last_name = "None";\n'
-    '        var first_name = this.model.get("first_name");\n'
-    '        if (first_name === null) first_name = "None";\n'
-    '        var name = last_name + ", " + first_name;\n',
-    '        var first_name = this.model.get("first_name");\n'
-    '        var name = [last_name, first_name].filter(function (x) { return x; }).join(", ") || this.model.get("id");\n',
-)
+# nbgrader 0.9.6's scripts write what a student's record lacks as "None": "None, None" for no name
+# (Manage Students and an assignment's submissions), "None" for no email. The server's copies name
+# such a student by their id and leave the email blank: {script: [(nbgrader's lines, ours)]}.
+_JOINED_NAME = '[last_name, first_name].filter(function (x) { return x; }).join(", ")'
+SCRIPT_PATCHES = {
+    "manage_students.js": [
+        ('        if (last_name === null) last_name = "None";\n'
+         '        var first_name = this.model.get("first_name");\n'
+         '        if (first_name === null) first_name = "None";\n'
+         '        var name = last_name + ", " + first_name;\n',
+         '        var first_name = this.model.get("first_name");\n'
+         f'        var name = {_JOINED_NAME} || this.model.get("id");\n'),
+        ('        if (email === null) email = "None";\n',
+         '        if (email === null) email = "";\n'),
+    ],
+    "manage_submissions.js": [
+        ('        if (last_name === null) last_name = "None";\n'
+         '        if (first_name === null) first_name = "None";\n'
+         '        var name = last_name + ", " + first_name;\n',
+         f'        var name = {_JOINED_NAME} || student;\n'),
+    ],
+}
+
+
+def patched_script(name: str) -> str:
+    """nbgrader's formgrader script ``name`` with ``SCRIPT_PATCHES``."""
+    from nbgrader.server_extensions.formgrader import handlers
+
+    script = (Path(handlers.static_path) / "js" / name).read_text()
+    for stock, ours in SCRIPT_PATCHES[name]:
+        script = script.replace(stock, ours)
+    return script
 
 
 def formgrade_pages() -> None:
@@ -225,18 +249,21 @@ def formgrade_pages() -> None:
         exporter.register_preprocessor(RubricBesideScore, enabled=True)
         webapp.settings["nbgrader_exporter"] = exporter
 
-    class StudentsScript(web.RequestHandler):
-        """manage_students.js, naming a student without a name by their id."""
+    class PatchedScript(web.RequestHandler):
+        """One of nbgrader's scripts with ``SCRIPT_PATCHES``."""
+
+        def initialize(self, script: str):
+            self.script = script
 
         def get(self):
-            script = (Path(handlers.static_path) / "js" / "manage_students.js").read_text()
             self.set_header("Content-Type", "application/javascript; charset=UTF-8")
-            self.write(script.replace(*_NO_NAME_JS))
+            self.write(patched_script(self.script))
 
     def init_handlers(self, webapp):
-        # added before nbgrader's own handlers: this one answers first
-        path = url_path_join(webapp.settings.get("base_url", "/"), "formgrader/static/js/manage_students.js")
-        webapp.add_handlers(".*$", [(path, StudentsScript)])
+        # added before nbgrader's own handlers: these answer first
+        base = webapp.settings.get("base_url", "/")
+        webapp.add_handlers(".*$", [(url_path_join(base, f"formgrader/static/js/{script}"), PatchedScript,
+                                     {"script": script}) for script in SCRIPT_PATCHES])
         stock_handlers(self, webapp)
 
     stock_render = handlers.ManageAssignmentsHandler.render

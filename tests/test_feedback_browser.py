@@ -6,11 +6,11 @@ page is opened in Chromium (Debian's, driven by Playwright) with networking off 
 every request goes to a proxy that is not there, and any request but the page's own file is
 refused and recorded) in a 390 px wide window (a phone) and a 1280 px one (a laptop), and
 screenshotted whole. From the screenshot: every histogram is drawn (the bars' colour fills part of
-each figure). From the page: nothing is wider than the window (the document's width, and every
-element's right edge), nothing is clipped or scrolls sideways, the math is MathML and no raw TeX is
-left, one points summary (the package's) sits on top, in notebook order, with working links, no
-``Out[n]`` prompt or stray score follows a verdict, hints show a disclosure triangle, and no emoji is
-left to show as an empty box.
+each figure). From the page: figures fit the width with text of at least 9 px, nothing is wider
+than the window (the document's width, and every element's right edge), nothing is clipped or
+scrolls sideways, the math is MathML and no raw TeX is left, one points summary (the package's)
+sits on top, in notebook order, with working links, no ``Out[n]`` prompt or stray score follows a
+verdict, hints show a disclosure triangle, and no emoji is left to show as an empty box.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 FULL, PARTIAL = "full-marks", "partial-nan-and-layernorm"
 PHONE, LAPTOP = 390, 1280  # window widths, CSS px
 HISTOGRAMS_IN_FULL_MARKS = 8  # plot_histogram in cells 12, 14, 18, 26, 31 and three times in 42
-FIGURE_WIDTH = 800  # RenderFigures' images, px
+FIGURE_WIDTH, FIGURE_FONT = 600, 16  # RenderFigures' figures on the page and their least text, CSS px
+LEGIBLE = 9  # CSS px: the smallest text a phone's reader should get
 BAR = (0x63, 0x6E, 0xFA)  # plotly's first colour, #636efa: every histogram's bars
 # Emoji, which show as empty boxes where no emoji font is installed (the notebook rates each
 # exercise with coloured circles).
@@ -138,6 +139,11 @@ def test_feedback_reads_offline_on_a_phone_and_a_laptop(feedback, chromium, scre
         assert len(figures) == HISTOGRAMS_IN_FULL_MARKS
     assert all(f["x"] >= 0 and f["x"] + f["w"] <= width + 1 for f in figures), figures
     assert all(f["w"] == pytest.approx(min(FIGURE_WIDTH, f["w"]), abs=1) for f in figures)
+    if width == LAPTOP:
+        assert all(f["w"] == pytest.approx(FIGURE_WIDTH, abs=1) for f in figures)  # at their own size
+    # Their text legible: drawn FIGURE_FONT px at the figure's full width, it scales with the image
+    # (tests/unit/test_figures_on_a_phone.py measures it in the drawn image).
+    assert all(FIGURE_FONT * f["w"] / FIGURE_WIDTH >= LEGIBLE for f in figures), [f["w"] for f in figures]
     assert shot.size[1] >= max(f["y"] + f["h"] for f in figures), "the screenshot misses part of the page"
     scale = (min(figures[0]["w"], FIGURE_WIDTH) / FIGURE_WIDTH) ** 2  # bars scale with the image's area
     bars = [bar_pixels(shot, f) for f in figures]

@@ -25,8 +25,9 @@ timeout, figs = float(sys.argv[1]), json.loads(sys.stdin.read())
 sandboxed, in_sandbox = [], figures._draw_in_sandbox  # how many figures each sandbox was given
 figures._draw_in_sandbox = lambda texts, *a, **k: sandboxed.append(len(texts)) or in_sandbox(texts, *a, **k)
 def draw():
-    return figures.draw(figs, SandboxedKernelManager(), width=320, height=200, timeout=timeout, memory_mb=2048,
-                        max_png_bytes=300_000, chromium="/usr/lib/chromium/chromium", log=logging.getLogger())
+    return figures.draw(figs, SandboxedKernelManager(), width=320, height=200, scale=2, font_size=16, timeout=timeout,
+                        memory_mb=2048, max_png_bytes=300_000, chromium="/usr/lib/chromium/chromium",
+                        log=logging.getLogger())
 start = time.monotonic()
 pngs = draw()
 seconds = time.monotonic() - start

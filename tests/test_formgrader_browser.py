@@ -13,7 +13,7 @@ as a TA would: log in with the token, Manual Grading, the submission, then
 - the page's math is typeset by MathJax from the course's own server (no CDN can be reached), and
   the links at its top lead to each answer graded by hand;
 - the course uses no nbgrader exchange: no banner says it is missing; students are named as the
-  roster names them, else by their id (never "None, None");
+  roster names them, else by their id (never "None, None"), and a missing email is blank, not "None";
 - on the attacker's page no payload runs: none marks the page, none makes a request outside the
   server (a loopback beacon), no terminal exists, while the ordinary content is on the page;
 - a control: the same payload run on that page does all three, so the checks can fail.
@@ -245,12 +245,21 @@ def test_no_exchange_banner_and_students_are_named(browser, screenshots):
     assert page.locator(".alert-warning", has_text="exchange").count() == 0
     page.goto(f"{browser.base}/formgrader/manage_students")
     page.wait_for_selector("a[href*='/formgrader/manage_students/']")
-    names = {row.locator("td").nth(1).inner_text(): row.locator("td").nth(0).inner_text()
-             for row in page.locator("tbody tr").all()}
+    rows = {row.locator("td").nth(1).inner_text(): (row.locator("td").nth(0).inner_text(),
+                                                     row.locator("td").nth(2).inner_text())
+            for row in page.locator("tbody tr").all()}
+    names = {student: name for student, (name, _) in rows.items()}
     assert names[TA] == f"{ROSTER_NAME[1]}, {ROSTER_NAME[0]}"  # from the roster
     assert names[ATTACKER] == ATTACKER  # not in the roster: its id
     assert not any("None" in name for name in names.values())
+    assert {email for _, email in rows.values()} == {""}  # no email (a Canvas roster has none): blank, not "None"
     page.screenshot(path=screenshots / "manage-students.png")
+    # An assignment's submissions name their students the same way.
+    page.goto(f"{browser.base}/formgrader/manage_submissions/puzzle1")
+    page.wait_for_selector("a[href*='/formgrader/manage_students/']")
+    shown = {row.locator("td").nth(1).inner_text(): row.locator("td").nth(0).inner_text()
+             for row in page.locator("tbody tr").all()}
+    assert {TA, ATTACKER} <= shown.keys() and all(shown[student] == names[student] for student in shown), shown
 
 
 def test_no_student_script_runs_on_the_manual_grading_page(browser, screenshots):

@@ -7,6 +7,10 @@ emits) is drawn in a sandbox (``interp_course.sandbox.figures``) and replaced by
 output, so the autograded notebook, formgrader and the feedback page show every figure without
 plotly.js, a CDN or any of the student's script. A figure that cannot be drawn (too big, too many, time limit) becomes a
 one-line note.
+
+Sizes are for a phone first: a figure is shown ``width`` CSS px wide (the page scales it down to
+fit a narrower screen, ~374 px on a 390 px phone), drawn ``scale`` image pixels per CSS px, with its
+text at least ``font_size`` at full width (~10 px on that phone).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ def _title(figure) -> str:
 
 class RenderFigures(Preprocessor):
     enabled = Bool(True, help="Draw the figures (False: each becomes a note).").tag(config=True)
-    width = Int(800, help="Width of a figure's image in pixels (long titles need room).").tag(config=True)
-    height = Int(450, help="Height of a figure's image in pixels.").tag(config=True)
+    width = Int(600, help="Width of a figure on the page, CSS px (a narrower screen scales it down).").tag(config=True)
+    height = Int(400, help="Height of a figure on the page, in CSS px.").tag(config=True)
+    scale = Float(2, help="Image pixels per CSS px (sharp on dense screens); 1 if over max_png_bytes.").tag(config=True)
+    font_size = Int(16, help="Least size of a figure's text, in CSS px at the figure's full width.").tag(config=True)
     timeout = Float(120, help="Wall-clock seconds to draw all the figures of one notebook.").tag(config=True)
     memory_mb = Int(2048, help="Memory of the drawing sandbox (cgroup), in MiB.").tag(config=True)
     max_figures = Int(30, help="Figures drawn per notebook; later ones become a note.").tag(config=True)
@@ -54,14 +60,15 @@ class RenderFigures(Preprocessor):
             pngs, reason = [None] * len(todo), "figures are never drawn as root"
         else:
             pngs = figures.draw(todo, SandboxedKernelManager(config=self.config), width=self.width,
-                                height=self.height, timeout=self.timeout, memory_mb=self.memory_mb,
-                                max_png_bytes=self.max_png_bytes, chromium=self.chromium, log=self.log)
+                                height=self.height, scale=self.scale, font_size=self.font_size, timeout=self.timeout,
+                                memory_mb=self.memory_mb, max_png_bytes=self.max_png_bytes, chromium=self.chromium,
+                                log=self.log)
             reason = "it could not be drawn (the grading log says why)"
         pngs = iter(pngs)
         for output, figure in found:
             png = next(pngs) if isinstance(figure, dict) else None
             why = figure if isinstance(figure, str) else reason
-            self._replace(output, png, _title(figure) if isinstance(figure, dict) else "", why)
+            self._replace(output, png, _title(figure) if isinstance(figure, dict) else "", why, self.width)
         if found:
             self.log.info("Figures drawn: %d of %d", sum(1 for o, _ in found if "image/png" in o.data), len(found))
         return nb, resources
@@ -81,13 +88,15 @@ class RenderFigures(Preprocessor):
         return figure
 
     @staticmethod
-    def _replace(output, png: bytes | None, title: str, why: str) -> None:
+    def _replace(output, png: bytes | None, title: str, why: str, width: int) -> None:
         label = f"Figure: {title}" if title else "Figure"
         if png is not None:
-            width, height = png_size(png)
+            pixels_wide, pixels_high = png_size(png)
             output.data = nbformat.from_dict({"image/png": base64.b64encode(png).decode(), "text/plain": label})
-            # alt: what a screen reader says for the image (the feedback page's <img alt>)
-            output.metadata = nbformat.from_dict({"image/png": {"width": width, "height": height, "alt": label}})
+            # width, height: the figure's size on the page (<img width height>), whatever its pixels per CSS px;
+            # alt: what a screen reader says for the image
+            size = {"width": width, "height": round(pixels_high * width / pixels_wide)}
+            output.metadata = nbformat.from_dict({"image/png": {**size, "alt": label}})
         else:
             output.data = nbformat.from_dict({"text/plain": f"[{label} not shown: {why}]"})
             output.metadata = nbformat.from_dict({})

@@ -25,6 +25,7 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from interp_course.sandbox import workdir
 from interp_course.sandbox.cgroups import CgroupUnavailable, open_parent
@@ -38,7 +39,17 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # interp_course/
 _MB = 1024 * 1024
 
 
-def sandbox_command(manager: SandboxedKernelManager, run: Path, width: int, height: int, chromium: str) -> list[str]:
+class Size(NamedTuple):
+    """How the figures are drawn: the worker's WIDTH HEIGHT SCALE FONT_SIZE MAX_BYTES."""
+
+    width: int  # CSS px on the page
+    height: int
+    scale: float  # image pixels per CSS px
+    font_size: int  # the least of the figure's text
+    max_png_bytes: int
+
+
+def sandbox_command(manager: SandboxedKernelManager, run: Path, chromium: str, size: Size) -> list[str]:
     """The worker's command line: ``manager``'s sandbox, with the figures read-only and only
     the output folder writable."""
     manager.memory_limit_mb = 0  # Chromium reserves address space it never uses; the cgroup caps memory
@@ -48,7 +59,8 @@ def sandbox_command(manager: SandboxedKernelManager, run: Path, width: int, heig
         "PYTHONPATH": str(PACKAGE_DIR.parent),  # only the package is bound from there
         "BROWSER_PATH": chromium,
     }
-    argv = [sys.executable, "-m", "interp_course.sandbox.figure_worker", str(run / "in"), str(run / "out"), str(width), str(height)]
+    argv = [sys.executable, "-m", "interp_course.sandbox.figure_worker", str(run / "in"), str(run / "out"),
+            *map(str, size)]
     return manager.build_sandbox_command(argv, cwd=str(run / "out"))
 
 
@@ -107,21 +119,23 @@ class DrawnFigures:
 drawn = DrawnFigures()
 
 
-def draw(figures: list[dict], manager: SandboxedKernelManager, *, width: int, height: int, timeout: float,
-         memory_mb: int, max_png_bytes: int, chromium: str, log) -> list[bytes | None]:
-    """A PNG for each figure, or None where it was not drawn (error, time limit, not a PNG).
-    Figures this process drew before come from ``drawn``; only the others go to a sandbox."""
+def draw(figures: list[dict], manager: SandboxedKernelManager, *, width: int, height: int, scale: float,
+         font_size: int, timeout: float, memory_mb: int, max_png_bytes: int, chromium: str, log) -> list[bytes | None]:
+    """A PNG for each figure, or None where it was not drawn (error, time limit, not a PNG): shown
+    ``width`` x ``height`` CSS px, drawn ``scale`` pixels per CSS px, its text at least ``font_size``
+    (``figure_worker.legible``). Figures this process drew before come from ``drawn``; only the
+    others go to a sandbox."""
+    size = Size(width, height, scale, font_size, max_png_bytes)
     texts = [json.dumps(figure) for figure in figures]
-    keys = [DrawnFigures.key(text, width, height, max_png_bytes, chromium) for text in texts]
+    keys = [DrawnFigures.key(text, *size, chromium) for text in texts]
     pngs = [drawn.get(key) for key in keys]
     missing = [keys[n] for n, png in enumerate(pngs) if png is None]
     if missing:
         with drawn.drawing(missing):
             pngs = [drawn.get(key) for key in keys]  # another thread may have drawn them meanwhile
             todo = [n for n, png in enumerate(pngs) if png is None]
-            new = _draw_in_sandbox([texts[n] for n in todo], manager, width=width, height=height, timeout=timeout,
-                                   memory_mb=memory_mb, max_png_bytes=max_png_bytes, chromium=chromium,
-                                   log=log) if todo else []
+            new = _draw_in_sandbox([texts[n] for n in todo], manager, size=size, timeout=timeout,
+                                   memory_mb=memory_mb, chromium=chromium, log=log) if todo else []
             for n, png in zip(todo, new):
                 pngs[n] = png
                 if png is not None:  # a figure that failed may draw next time (time limit, memory)
@@ -129,9 +143,9 @@ def draw(figures: list[dict], manager: SandboxedKernelManager, *, width: int, he
     return pngs
 
 
-def _draw_in_sandbox(texts: list[str], manager: SandboxedKernelManager, *, width: int, height: int,
-                     timeout: float, memory_mb: int, max_png_bytes: int, chromium: str, log) -> list[bytes | None]:
-    """Draw the figures (their JSON texts) in one sandboxed Chromium."""
+def _draw_in_sandbox(texts: list[str], manager: SandboxedKernelManager, *, size: Size, timeout: float,
+                     memory_mb: int, chromium: str, log) -> list[bytes | None]:
+    """Draw the figures (their JSON texts) in one sandboxed Chromium; ``size`` as ``draw`` makes it."""
     if not os.path.isfile(chromium):
         log.warning("Figures not drawn: no Chromium at %s (apt-get install chromium)", chromium)
         return [None] * len(texts)
@@ -142,7 +156,7 @@ def _draw_in_sandbox(texts: list[str], manager: SandboxedKernelManager, *, width
         (run / "out").mkdir()
         for n, text in enumerate(texts):
             (run / "in" / f"{n}.json").write_text(text)
-        command = sandbox_command(manager, run, width, height, chromium)
+        command = sandbox_command(manager, run, chromium, size)
         try:
             cgroup = open_parent(manager.cgroup_root, manager.cgroup_parent).new_child(memory_mb * _MB, 512)
         except CgroupUnavailable as exc:
@@ -164,7 +178,7 @@ def _draw_in_sandbox(texts: list[str], manager: SandboxedKernelManager, *, width
                 f.seek(max(0, os.path.getsize(run / "log") - 2000))
                 log.warning("The figure sandbox exited with %s: %s", worker.returncode,
                             terminal_safe(f.read().decode("utf-8", "replace")))
-        return _read_pngs(run / "out", len(texts), max_png_bytes)
+        return _read_pngs(run / "out", len(texts), size.max_png_bytes)
     finally:
         if cgroup is not None:
             cgroup.destroy()

@@ -13,7 +13,7 @@ import struct
 import zlib
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_SIDE = 16384  # pixels; the figures drawn for feedback are 800 wide
+MAX_SIDE = 16384  # pixels; the figures drawn for feedback are 1200 wide
 
 
 def png_size(data: bytes) -> tuple[int, int] | None:

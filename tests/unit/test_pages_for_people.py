@@ -180,9 +180,14 @@ def test_students_are_named_by_the_roster_else_by_their_id(tmp_path):
     roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section\n    Points Possible,,,,\n"
                       '"Doe, Jane",4242,,jdoe,S1\n"Plato",17,,plato,S1\n"Nobody, No",18,,,S1\n')
     assert formgrader.roster_names(roster) == {"jdoe": ("Jane", "Doe"), "plato": ("", "Plato")}
-    # nbgrader's list of students writes "None, None" for a student without a name: the server's
-    # copy of that script names them by their id (the patch must still apply to nbgrader's script)
-    script = (NBGRADER / "static" / "js" / "manage_students.js").read_text()
-    assert formgrader._NO_NAME_JS[0] in script
-    patched = script.replace(*formgrader._NO_NAME_JS)
-    assert '"None"' not in patched.split("render: function")[1].split("// id")[0]
+    # nbgrader's lists of students and of submissions write "None, None" for a student without a
+    # name and "None" for no email: the server's copies of those scripts name them by their id and
+    # leave the email blank (each patch must still apply to nbgrader's script)
+    for name, patches in formgrader.SCRIPT_PATCHES.items():
+        script = (NBGRADER / "static" / "js" / name).read_text()
+        assert all(stock in script for stock, _ in patches), name
+        patched = formgrader.patched_script(name)
+        assert all(ours in patched for _, ours in patches), name
+    students = formgrader.patched_script("manage_students.js").split("render: function")[1].split("// score")[0]
+    submissions = formgrader.patched_script("manage_submissions.js").split("// student name")[1].split("// timestamp")[0]
+    assert '"None"' not in students and '"None"' not in submissions

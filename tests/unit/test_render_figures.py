@@ -31,15 +31,16 @@ def test_only_plotly_figures_of_bounded_size_and_number_are_sent_to_be_drawn():
 
 def test_a_drawn_figure_becomes_an_image_the_sanitizer_keeps():
     output = new_output("display_data", data={"application/vnd.plotly.v1+json": FIGURE})
-    RenderFigures._replace(output, PNG_1PX, _title(FIGURE), "")
+    RenderFigures._replace(output, PNG_1PX, _title(FIGURE), "", 600)
     assert dict(output.data) == {"image/png": base64.b64encode(PNG_1PX).decode(), "text/plain": "Figure: GPT-Neo: norms"}
-    assert dict(output.metadata) == {"image/png": {"width": 1, "height": 1, "alt": "Figure: GPT-Neo: norms"}}
+    # shown at the figure's width on the page, whatever its pixels per CSS px
+    assert dict(output.metadata) == {"image/png": {"width": 600, "height": 600, "alt": "Figure: GPT-Neo: norms"}}
     assert SanitizeSubmission().sanitize_output(output) == output
 
 
 def test_a_figure_not_drawn_leaves_a_note_saying_why():
     output = new_output("display_data", data={"application/vnd.plotly.v1+json": FIGURE})
-    RenderFigures._replace(output, None, "GPT-Neo: norms", "it is too large to draw")
+    RenderFigures._replace(output, None, "GPT-Neo: norms", "it is too large to draw", 600)
     assert dict(output.data) == {"text/plain": "[Figure: GPT-Neo: norms not shown: it is too large to draw]"}
     assert _title({"layout": {"title": "plain"}}) == "plain" and _title({"layout": []}) == ""
 
@@ -78,8 +79,8 @@ def test_worker_threads_draw_the_same_figure_once_and_different_ones_side_by_sid
         return [PNG_1PX] * len(texts)
 
     monkeypatch.setattr(figures, "_draw_in_sandbox", sandbox)
-    settings = dict(manager=None, width=800, height=450, timeout=60, memory_mb=512, max_png_bytes=10**6,
-                    chromium="chromium", log=None)
+    settings = dict(manager=None, width=600, height=400, scale=2, font_size=16, timeout=60, memory_mb=512,
+                    max_png_bytes=10**6, chromium="chromium", log=None)
 
     def figure(title):
         return {**FIGURE, "layout": {"title": {"text": title}}}
