@@ -7,6 +7,7 @@ the csv module, the gradebook's numbers.
 
 - row 6: a 4 KB notebook nested 2,000 deep, and one with a 5,000-digit integer (they stopped
   staging, so nobody was graded);
+- row 7: 20 markdown cells of 5,000 formulas each (0.9 MB: a 13 MB feedback page, 30 s or more);
 - row 8: a display handle updated from a later cell with megabytes (update_display_data skipped
   the output cap: a 60 MB notebook and feedback page);
 - row 9: a hand-in padded with a 20 MB tensor (kept in full, per cell and per run);
@@ -27,11 +28,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from bs4 import BeautifulSoup
 from nbgrader.api import Gradebook
 
 from conftest import PUZZLE1
 from interp_course.cli import nbgrader_env
 from interp_course.course import Course
+from interp_course.feedback.math_render import MAX_FORMULAS
 from test_grade_command import AUTO_MAX, BLANK, FULL_MARKS, hand_in, released_course, run_grade
 
 FORGER = "mallory,,,,25.0,0.0,25.0,25.0"
@@ -40,9 +43,10 @@ NEWLINE = "aa\nbb"  # sorts before every graded student
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def with_cells(notebook: bytes, *sources: str) -> bytes:
+def with_cells(notebook: bytes, *sources: str, markdown: bool = False) -> bytes:
     nb = nbformat.reads(notebook.decode(), as_version=4)
-    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    new_cell = nbformat.v4.new_markdown_cell if markdown else nbformat.v4.new_code_cell
+    nb.cells += [new_cell(source) for source in sources]
     return nbformat.writes(nb).encode()
 
 
@@ -66,6 +70,7 @@ def big_integer_notebook() -> bytes:
     return nbformat.writes(nb).replace('"n": 1', '"n": ' + "9" * 5000).encode()
 
 
+MATH_BOMB = " ".join(["$a_{c}$"] * 5000)
 DISPLAY_FLOOD = (
     "from IPython.display import display\nhandle = display('small', display_id=True)",
     "for _ in range(5):\n    handle.update('u' * 4_000_000)",
@@ -83,6 +88,7 @@ STUDENTS = {
     # A cell of the student's own: restore_structure gives the released cells their ids back, not this one.
     "no-ids": without_cell_ids(with_cells(FULL_MARKS, "scratch = 1")),
     "display-flood": with_cells(FULL_MARKS, *DISPLAY_FLOOD),
+    "math-bomb": with_cells(FULL_MARKS, *[MATH_BOMB] * 20, markdown=True),
     "padded": None,  # PADDING inserted before the first test cell: built below
     "deep": deep_notebook(),
     "bigint": big_integer_notebook(),
@@ -92,7 +98,7 @@ STUDENTS = {
     FORMULA: BLANK,
     NEWLINE: BLANK,
 }
-GRADED = ["honest", "no-ids", "display-flood", "padded", "+1+1", "-rf"]
+GRADED = ["honest", "no-ids", "display-flood", "math-bomb", "padded", "+1+1", "-rf"]
 NOT_GRADED = ["deep", "bigint", FORGER, FORMULA, NEWLINE]
 
 
@@ -142,7 +148,7 @@ def test_the_honest_student_and_every_gradable_attacker_are_graded(batch):
     assert sorted(grades) == sorted(GRADED)
     totals = {s: sum(cells.values()) for s, cells in grades.items()}
     assert totals["honest"] == AUTO_MAX  # as alone: every autograded cell in full
-    assert grades["no-ids"] == grades["display-flood"] == grades["honest"]
+    assert grades["no-ids"] == grades["display-flood"] == grades["math-bomb"] == grades["honest"]
     assert totals["+1+1"] == totals["-rf"] == 0
     assert f"Autograded {len(GRADED)} of {len(STUDENTS)} submissions of puzzle1 in " in batch.result.stdout
 
@@ -205,8 +211,20 @@ def test_a_padded_hand_in_costs_that_cell_and_is_not_kept(batch):
 
 
 def test_a_notebook_without_cell_ids_keeps_one_key(batch):
-    """One kept run per distinct notebook (honest, no-ids, display-flood, padded, and the blank one
-    of +1+1 and -rf): five. With a key that changed at every read, the judging pass ran no-ids
-    again under a sixth (and every regrade would again)."""
+    """One kept run per distinct notebook (honest, no-ids, display-flood, math-bomb, padded, and
+    the blank one of +1+1 and -rf): six. With a key that changed at every read, the judging pass
+    ran no-ids again under a seventh (and every regrade would again)."""
     runs = [p for p in (batch.root / "gradebook" / "runs").iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name)]
-    assert len(runs) == 5, sorted(p.name[:12] for p in runs)
+    assert len(runs) == 6, sorted(p.name[:12] for p in runs)
+
+
+def test_a_math_bomb_gets_a_page_with_the_capped_math_and_the_rest_as_text(batch):
+    """Its page renders MAX_FORMULAS formulas (the notebook's own come first), says once where the
+    rest begins, and shows the rest as the TeX written: text, like the rest of the page."""
+    pages = {s: batch.root / "feedback" / s / PUZZLE1 / "puzzle1.html" for s in ("honest", "math-bomb")}
+    honest, bomb = (BeautifulSoup(page.read_text(), "html.parser") for page in pages.values())
+    assert len(bomb.find_all("math")) == MAX_FORMULAS
+    assert len(bomb.select("p.interp-math-note")) == 1
+    assert bomb.get_text().count("$a_{c}$") == 20 * 5000 - (MAX_FORMULAS - len(honest.find_all("math")))
+    # every formula as MathML made a 13 MB page
+    assert pages["math-bomb"].stat().st_size < pages["honest"].stat().st_size + 2_000_000

@@ -3,7 +3,7 @@
 * a summary of the points per part at the top, linking to each graded cell
   (``interp_course.feedback.summary``);
 * math pre-rendered to MathML (``interp_course.feedback.math_render``) instead of TeX left for MathJax
-  from a CDN;
+  from a CDN, within one budget per page: past it the rest stays TeX, and a note says where;
 * a stylesheet for one column from a 390 px phone to a laptop: long code and output lines wrap
   instead of scrolling sideways, tables wrap (the summary's rows stack on a phone), figures and
   formulas fit the width, hints' ``<details>`` show their disclosure triangle;
@@ -34,7 +34,8 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, default
 
 from interp_course.feedback.summary import parts, summary_html
-from interp_course.feedback.math_render import render_math, replace_text
+from interp_course.feedback.math_render import (MAX_FORMULAS, MAX_SECONDS, MAX_TEX_CHARS, MathBudget, render_math,
+                                               replace_text)
 from interp_course.preprocessors.sanitize_submission import _as_html_block, render_markdown
 
 PAGE_CSS = """
@@ -70,6 +71,7 @@ details { margin: 0.4em 0; }
 details > summary { display: list-item; list-style: disclosure-closed inside; cursor: pointer; font-weight: 600; }
 details[open] > summary { list-style-type: disclosure-open; }
 .interp-rating { white-space: nowrap; }
+p.interp-math-note { border-left: 4px solid #c9a400; background: #fffbe6; padding: 0.4em 0.6em; }
 .interp-rating .on-red { color: #d62728; } .interp-rating .on-blue { color: #1f6fd1; }
 .interp-rating .on-green { color: #2ca02c; } .interp-rating .on-yellow { color: #c9a400; }
 .interp-rating .on-orange { color: #e67e00; } .interp-rating .on-purple { color: #8e44ad; }
@@ -102,6 +104,8 @@ span.nbgrader-label { line-height: 25px; }
 
 
 NO_ALT = "No description has been provided for this image"  # nbconvert's words
+MATH_NOTE = (f"This page shows at most {MAX_FORMULAS:,} formulas ({MAX_TEX_CHARS:,} characters of TeX, "
+             f"{MAX_SECONDS:g} seconds) as math; from here on, the rest is shown as the TeX it was written in.")
 
 # Emoji show as empty boxes where no emoji font is installed (most Linux machines, many school
 # computers). Where one carries meaning it becomes text every font has: a run of coloured circles
@@ -235,9 +239,13 @@ class FeedbackPage(Preprocessor):
 
     def preprocess(self, nb, resources):
         summary = summary_html(parts(nb))  # from the markdown headings, before they become HTML
-        for cell in nb.cells:
+        math, math_stops = MathBudget(), None
+        for index, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":
-                self._markdown(cell)
+                ran_out = math.ran_out
+                self._markdown(cell, math)
+                if math.ran_out and not ran_out:  # the rest of the page's math stays TeX from this cell on
+                    math_stops = index
             if _is_test_cell(cell):
                 # The verdict's execute_result carried its score to nbgrader at autograde (the
                 # gradebook has it; GetGrades put it in the cell's metadata): on the page it would
@@ -245,6 +253,10 @@ class FeedbackPage(Preprocessor):
                 cell.outputs = [o for o in cell.outputs if o.get("output_type") != "execute_result"]
             for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
                 _give_images_alt_text(output)
+        if math_stops is not None:
+            note = nbformat.v4.new_markdown_cell(_as_html_block(f'<p class="interp-math-note">{escape(MATH_NOTE)}</p>'))
+            note.id = "interp-math-note"
+            nb.cells.insert(math_stops, note)
         if summary:
             cell = nbformat.v4.new_markdown_cell(_as_html_block(f'<div class="interp-summary">{summary}</div>'))
             cell.id = "interp-summary"  # not a random one: a template that writes cell ids gives the same page each time
@@ -252,12 +264,12 @@ class FeedbackPage(Preprocessor):
         resources.setdefault("inlining", {}).setdefault("css", []).append(PAGE_CSS)
         return nb, resources
 
-    def _markdown(self, cell) -> None:
-        """Math as MathML, emoji that carry meaning as text."""
+    def _markdown(self, cell, math: MathBudget) -> None:
+        """Math as MathML (as far as the page's ``math`` budget goes), emoji that carry meaning as text."""
         source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
         try:
             html = render_markdown(source, cell.get("attachments"), anchors=False)
-            rendered = readable_emoji(render_math(html))
+            rendered = readable_emoji(render_math(html, math))
         except Exception:  # noqa: BLE001 - the cell keeps its TeX
             self.log.warning("Math in a markdown cell could not be rendered", exc_info=True)
             return
