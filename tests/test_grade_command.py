@@ -163,7 +163,8 @@ def test_a_batch_out_of_time_grades_what_it_can_names_the_rest_and_the_next_run_
             "`make grade` again") in limited.stdout
     assert "Kept 0 of 0 run(s); 1 not started: the batch's time limit ran out" in limited.stdout
     assert "Autograded 1 of 2 submissions" in limited.stdout and scores(course)["blank"] == 0
-    assert not (course / "autograded" / "full-marks").exists() and not (course / "feedback" / "full-marks").exists()
+    assert not (course / "autograded" / "full-marks" / PUZZLE1).exists()
+    assert not (course / "feedback" / "full-marks" / PUZZLE1).exists()
     again = run_grade(course)
     assert again.returncode == 0 and "1 submission(s) run in the sandbox" in again.stdout
     assert scores(course) == {"blank": 0, "full-marks": AUTO_MAX}
