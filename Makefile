@@ -14,7 +14,7 @@
 # make test       — set up, then the whole test suite (unit, then end to end)
 # make clean      — remove grading state: submitted/, autograded/, feedback/, gradebook/, CSVs, settings
 # Options (docs/instructors.md): ASSIGNMENT=<a>, WORKERS=N, SCHEDULER=tcp://HOST:PORT, NO_CACHE=1,
-# RERUN_FAULTED=1, STUDENTS="id1 id2", ALLOW_NO_CGROUP=1; collect: ROSTER_COLUMN=; canvas: COLUMN=, ROSTER_COLUMN=, OUT=.
+# RERUN_FAULTED=1, STUDENTS="id1 id2", TIME_LIMIT=45m, ALLOW_NO_CGROUP=1; collect: ROSTER_COLUMN=; canvas: COLUMN=, ROSTER_COLUMN=, OUT=.
 # Only setup, demo and test set up: the others refuse (exit 2) until `make setup` has run.
 
 PY := .venv/bin/python
@@ -23,9 +23,10 @@ MODEL_SOURCE ?= auto
 ASSIGNMENT ?=
 ASSIGNMENT_ARGS := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 # make grade WORKERS=N (default: the cores) SCHEDULER=tcp://HOST:PORT (Dask) NO_CACHE=1 (run all again)
-# RERUN_FAULTED=1 (run again the notebooks whose kept run's kernel faulted)
+# RERUN_FAULTED=1 (run again the notebooks whose kept run's kernel faulted) TIME_LIMIT=45m (start no run after)
 BATCH_ARGS := $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(NO_CACHE),--no-cache) \
-	$(if $(RERUN_FAULTED),--rerun-faulted) $(foreach s,$(STUDENTS),--student $(s))
+	$(if $(RERUN_FAULTED),--rerun-faulted) $(foreach s,$(STUDENTS),--student $(s)) \
+	$(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT))
 
 .PHONY: help setup demo test test-fast grade refresh collect canvas release corpus verify-real bench formgrader clean
 

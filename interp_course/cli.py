@@ -17,6 +17,7 @@ import argparse
 import functools
 import importlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -245,6 +246,14 @@ class _OneLineCommands(argparse.HelpFormatter):
         self._action_max_length = 14
 
 
+def duration(text: str) -> float:
+    """Seconds, from ``90``, ``90s``, ``45m`` or ``2h`` (``--time-limit``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say e.g. 600, 45m or 2h)")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; its exit status (see exit_status.py)."""
     parser = argparse.ArgumentParser(prog="python -m interp_course", description=__doc__.splitlines()[0],
@@ -272,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="run again the notebooks whose kept run's kernel faulted (died, or ran out of time)")
         p.add_argument("--student", action="append", dest="students", default=[], metavar="ID",
                        help="grade only this student's submission (repeatable; default: everyone in submitted/)")
+        p.add_argument("--time-limit", type=duration, default=0, metavar="DURATION",
+                       help="start no sandboxed run after this long, e.g. 45m or 2h (runs under way finish; the "
+                       "notebooks not run are listed NOT GRADED, and the next grade runs only them)")
 
     def roster_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--roster", type=Path, required=True, help="the CSV of Canvas's Grades > Export")
@@ -342,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.workers < 1:
                 raise Refusal(f"--workers must be at least 1, not {args.workers}")
             batch = Batch(students=tuple(args.students), workers=args.workers, scheduler=args.scheduler,
-                          reuse_runs=not args.no_cache, rerun_faulted=args.rerun_faulted)
+                          reuse_runs=not args.no_cache, rerun_faulted=args.rerun_faulted, time_limit=args.time_limit)
             status = (grade if args.command == "grade" else demo)(course, assignments, batch=batch)
         else:
             status = {"release": release, "corpus": corpus}[args.command](course, assignments)

@@ -31,9 +31,9 @@ SOURCE = nbformat.read(Course().source(PUZZLE1) / "puzzle1.ipynb", as_version=4)
 AUTO_MAX = sum(float(SOURCE.cells[i].metadata["nbgrader"]["points"]) for i, _ in graded_test_cells(SOURCE))
 
 
-def run_grade(root: Path, assignment: str = PUZZLE1) -> subprocess.CompletedProcess:
+def run_grade(root: Path, assignment: str = PUZZLE1, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "interp_course", "--root", str(root), "grade",
-                           "--assignment", assignment], env=nbgrader_env(), capture_output=True, text=True)
+                           "--assignment", assignment, *options], env=nbgrader_env(), capture_output=True, text=True)
 
 
 def released_course(dest: Path) -> Path:
@@ -149,6 +149,25 @@ def test_all_graded_from_an_empty_gradebook_exits_0(courses_dir):
     assert "(gradebook.db is empty)" in result.stdout and "NOT GRADED" not in result.stdout
     assert result.stdout.splitlines()[-1].startswith("Autograded 1 of 1 submissions of puzzle1 in ")
     assert scores(course) == {"blank": 0}
+
+
+def test_a_batch_out_of_time_grades_what_it_can_names_the_rest_and_the_next_run_grades_them(courses_dir):
+    course = released_course(courses_dir / "time-limit")
+    hand_in(course, {"blank/puzzle1/puzzle1.ipynb": BLANK})
+    assert run_grade(course).returncode == 0  # blank's run is kept
+    hand_in(course, {"full-marks/puzzle1/puzzle1.ipynb": FULL_MARKS})
+    # One second: starting the batch's first kernel takes longer, so full-marks' run never starts.
+    limited = run_grade(course, PUZZLE1, "--time-limit", "1s")
+    assert limited.returncode == 3, limited.stdout[-3000:] + limited.stderr[-3000:]
+    assert ("full-marks: not run: the batch's time limit (1 s) ran out before its notebook ran. Fix: run "
+            "`make grade` again") in limited.stdout
+    assert "Kept 0 of 0 run(s); 1 not started: the batch's time limit ran out" in limited.stdout
+    assert "Autograded 1 of 2 submissions" in limited.stdout and scores(course)["blank"] == 0
+    assert not (course / "autograded" / "full-marks" / PUZZLE1).exists()
+    assert not (course / "feedback" / "full-marks" / PUZZLE1).exists()
+    again = run_grade(course)
+    assert again.returncode == 0 and "1 submission(s) run in the sandbox" in again.stdout
+    assert scores(course) == {"blank": 0, "full-marks": AUTO_MAX}
 
 
 def test_a_gradebook_that_is_not_a_database_is_refused_with_exit_2(courses_dir):

@@ -22,19 +22,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from nbgrader.apps.autogradeapp import AutogradeApp
 from nbgrader.apps.baseapp import NbGrader
 from nbgrader.converters import Autograde, NbGraderException
-from traitlets import Int, Unicode
+from traitlets import Float, Int, Unicode
 
 from interp_course.course import Course
 from interp_course.exit_status import REFUSED
 from interp_course.grading import run_cache, workers
-from interp_course.grading.report import JUDGED, KEPT_FAULT, PLANNED, REFUSAL
+from interp_course.grading.report import JUDGED, KEPT_FAULT, OUT_OF_TIME, PLANNED, REFUSAL
 
 
 class AutogradeBatch(AutogradeApp):
@@ -44,10 +46,12 @@ class AutogradeBatch(AutogradeApp):
     workers = Int(os.cpu_count() or 1, help="Sandboxed kernels at a time on this machine.").tag(config=True)
     scheduler = Unicode("", help="tcp://HOST:PORT of a Dask scheduler whose workers run the kernels; "
                         "empty: this machine.").tag(config=True)
+    time_limit = Float(0, help="Seconds after which the batch starts no sandboxed run (runs under way "
+                       "finish); 0: no limit.").tag(config=True)
     report_fd = Int(-1, help="A file descriptor the grader opened: the batch's report (BatchReport).").tag(config=True)
 
     aliases = {**AutogradeApp.aliases, "workers": "AutogradeBatch.workers", "scheduler": "AutogradeBatch.scheduler",
-               "report-fd": "AutogradeBatch.report_fd"}
+               "report-fd": "AutogradeBatch.report_fd", "time-limit": "AutogradeBatch.time_limit"}
 
     planning = True  # GradeInSandbox finds its batch by this attribute (GradeInSandbox._batch)
     _runs: workers.Runs | None = None
@@ -67,7 +71,10 @@ class AutogradeBatch(AutogradeApp):
         self.coursedir.assignment_id = self.extra_args[0]
         with tempfile.TemporaryDirectory(prefix="plans-") as plans:
             cache = run_cache.RunCache(Course(Path(self.coursedir.root)).run_cache)
-            self._runs = workers.Runs(cache, lambda: workers.runner(self.workers, self.scheduler), Path(plans))
+            # Wall-clock time: a Dask worker on another machine compares it with its own clock.
+            deadline = time.time() + self.time_limit if self.time_limit > 0 else 0.0
+            self._runs = workers.Runs(cache, lambda: workers.runner(self.workers, self.scheduler, deadline),
+                                      Path(plans), deadline)
             failed = not self._autograde()
             self.planning = False
             refusal = self._runs.planning_done()
@@ -75,7 +82,11 @@ class AutogradeBatch(AutogradeApp):
                 self._tell(REFUSAL, refusal)
                 self.exit(REFUSED)
             for student in self._runs.finished():
-                if self._autograde(student):
+                if student in self._runs.out_of_time:  # not run: no verdicts, nor the planning pass's blanks
+                    cd = self.coursedir
+                    shutil.rmtree(cd.format_path(cd.autograded_directory, student, cd.assignment_id), ignore_errors=True)
+                    self._tell(OUT_OF_TIME, student)
+                elif self._autograde(student):
                     self._tell(JUDGED, student)
                 else:
                     failed = True

@@ -65,12 +65,14 @@ class Batch:
     scheduler: str = ""  # tcp://HOST:PORT of a Dask scheduler; empty: this machine
     reuse_runs: bool = True  # False: run every notebook again (and keep the new runs)
     rerun_faulted: bool = False  # True: run again the notebooks whose kept run's kernel faulted
+    time_limit: float = 0  # seconds after which the batch starts no sandboxed run; 0: none
 
     def options(self) -> tuple[str, ...]:
         """The batch's options for its autograde (``grading.autograde.AutogradeBatch``)."""
         return (f"--workers={self.workers}", *([f"--scheduler={self.scheduler}"] if self.scheduler else []),
                 *([] if self.reuse_runs else ["--GradeInSandbox.reuse_runs=False"]),
-                *(["--GradeInSandbox.rerun_faulted=True"] if self.rerun_faulted else []))
+                *(["--GradeInSandbox.rerun_faulted=True"] if self.rerun_faulted else []),
+                *([f"--time-limit={self.time_limit:g}"] if self.time_limit else []))
 
     def where(self) -> str:
         return f"the Dask scheduler at {self.scheduler}" if self.scheduler else f"{self.workers} local worker(s)"
@@ -129,6 +131,11 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
                     if path.parent.parent == Path(staging)}
     elapsed = time.perf_counter() - start
     for s in gradable:
+        if s.student in report.out_of_time:
+            s.problem = Problem(f"not run: the batch's time limit ({_minutes(batch.time_limit)}) ran out before its "
+                                "notebook ran", "run `make grade` again (runs kept so far are not run again), with a "
+                                "larger TIME_LIMIT or more WORKERS")
+            continue
         # A planned student's autograded notebook is written twice: it counts once they were judged.
         judged = s.student not in report.planned or s.student in report.judged
         if not (judged and all(_written_since(course.autograded / s.student / assignment / f"{n}.ipynb", started)
@@ -173,6 +180,10 @@ def grade_assignment(course: Course, assignment: str, start_nbgrader: StartNbgra
     for line in closing_lines(assignment, submissions, elapsed, stale, no_feedback):
         print(line)
     return len(graded) == len(submissions) and not no_feedback
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _log_name(course: Course) -> str:

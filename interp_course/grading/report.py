@@ -18,7 +18,7 @@ from interp_course.security import student_id
 from interp_course.security.inert import one_line
 
 # What a batch (grading.autograde) tells the grader, on a file the two share.
-PLANNED, JUDGED, KEPT_FAULT, REFUSAL = "planned", "judged", "kept-fault", "refused"
+PLANNED, JUDGED, KEPT_FAULT, OUT_OF_TIME, REFUSAL = "planned", "judged", "kept-fault", "out-of-time", "refused"
 MAX_BATCH_REPORT = 16 * 2**20  # far above a line per student of any course
 
 
@@ -29,6 +29,7 @@ class BatchReport:
     planned: list[str] = field(default_factory=list)
     judged: set[str] = field(default_factory=set)
     kept_faults: dict[str, str] = field(default_factory=dict)
+    out_of_time: set[str] = field(default_factory=set)  # planned, not run: the batch's time limit ran out
     refusal: str = ""
 
     @classmethod
@@ -48,6 +49,8 @@ class BatchReport:
                 report.judged.add(student)
             elif word == KEPT_FAULT:
                 report.kept_faults[student] = text
+            elif word == OUT_OF_TIME:
+                report.out_of_time.add(student)
         return report
 
 

@@ -52,6 +52,15 @@ def log_warnings() -> None:
         logger.setLevel(logging.WARNING)
 
 
+class OutOfTime(Exception):
+    """A run not started: the batch's time limit had run out."""
+
+
+def _check_time(deadline: float) -> None:
+    if deadline and time.time() > deadline:
+        raise OutOfTime("the batch's time limit ran out before this run started")
+
+
 def run_kernel(plan: dict[str, bytes]):
     """The kernel half of one plan's run, in a fresh sandbox here: (the grader, the executed
     notebook with its figures still plotly JSON, the hand-ins read from the outbox). The run's
@@ -90,9 +99,10 @@ def draw_figures(ran) -> dict[str, bytes]:
     return run_cache.entry_files(grader.draw_figures(nb), hand_ins)
 
 
-def execute_plan(plan: dict[str, bytes]) -> dict[str, bytes]:
+def execute_plan(plan: dict[str, bytes], deadline: float = 0) -> dict[str, bytes]:
     """Run one plan in a fresh sandbox here, figures included; its result as flat files (what a
-    Dask worker runs)."""
+    Dask worker runs). Not after ``deadline`` (a time.time(); 0: none): ``OutOfTime``."""
+    _check_time(deadline)
     log_warnings()
     return draw_figures(run_kernel(plan))
 
@@ -197,20 +207,21 @@ class _Local:
 
     where = "on its worker"
 
-    def __init__(self, workers: int):
-        self.workers, self.label = workers, "on this machine"
+    def __init__(self, workers: int, deadline: float = 0):
+        self.workers, self.label, self.deadline = workers, "on this machine", deadline
         self.kernels = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
         self.figures = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="figures")
         self._at_figures = threading.BoundedSemaphore(workers)
 
     def submit(self, key: str, folder: Path) -> Future:
-        """Run the plan in ``folder`` (read when its kernel starts); done when its figures are."""
-        return self._submit(lambda: run_cache.plan_data(folder))
+        """Run the plan in ``folder`` (read when its kernel starts, if the batch still has time);
+        done when its figures are."""
+        return self._submit(lambda: run_cache.plan_data(folder), self.deadline)
 
     def run_now(self, plan: dict[str, bytes]) -> dict[str, bytes]:
         return self._submit(lambda: plan).result()
 
-    def _submit(self, plan: Callable[[], dict[str, bytes]]) -> Future:
+    def _submit(self, plan: Callable[[], dict[str, bytes]], deadline: float = 0) -> Future:
         result = Future()
 
         def figures(ran) -> None:
@@ -223,6 +234,7 @@ class _Local:
 
         def kernel() -> None:
             try:
+                _check_time(deadline)
                 ran = run_kernel(plan())
             except BaseException as exc:  # noqa: BLE001
                 result.set_exception(exc)
@@ -243,14 +255,16 @@ class _Dask:
 
     where = "on the cluster"
 
-    def __init__(self, scheduler: str):
+    def __init__(self, scheduler: str, deadline: float = 0):
         from distributed import Client
 
+        self.deadline = deadline
         self.client = Client(scheduler, timeout="30s")
         self.workers, self.label = len(self.client.scheduler_info()["workers"]), f"of the Dask scheduler at {scheduler}"
 
     def submit(self, key: str, folder: Path):
-        return self.client.submit(execute_plan, run_cache.plan_data(folder), key=f"run-{key}", pure=False, retries=1)
+        return self.client.submit(execute_plan, run_cache.plan_data(folder), self.deadline, key=f"run-{key}",
+                                  pure=False, retries=1)
 
     def run_now(self, plan: dict[str, bytes]) -> dict[str, bytes]:
         return self.client.submit(execute_plan, plan, pure=False).result()
@@ -259,9 +273,10 @@ class _Dask:
         self.client.close()
 
 
-def runner(workers: int, scheduler: str = "") -> "_Local | _Dask":
-    """Where a batch's runs run: a Dask scheduler's workers, or ``workers`` threads here."""
-    return _Dask(scheduler) if scheduler else _Local(max(1, workers))
+def runner(workers: int, scheduler: str = "", deadline: float = 0) -> "_Local | _Dask":
+    """Where a batch's runs run: a Dask scheduler's workers, or ``workers`` threads here; none
+    starts after ``deadline`` (a time.time(); 0: none)."""
+    return _Dask(scheduler, deadline) if scheduler else _Local(max(1, workers), deadline)
 
 
 class Runs:
@@ -275,8 +290,11 @@ class Runs:
     Identical notebooks share one run. Waiting plans stay on disk, in ``folder``.
     """
 
-    def __init__(self, cache: run_cache.RunCache, start: Callable[[], "_Local | _Dask"], folder: Path):
-        self.cache, self.start, self.folder = cache, start, folder
+    def __init__(self, cache: run_cache.RunCache, start: Callable[[], "_Local | _Dask"], folder: Path,
+                 deadline: float = 0):
+        self.cache, self.start, self.folder, self.deadline = cache, start, folder, deadline
+        self.out_of_time: set[str] = set()  # planned students whose run never started: the time limit ran out
+        self._not_run = 0
         self._events: queue.Queue = queue.Queue()  # ("plan", key) | ("done", key, future) | ("end",)
         self._finished: queue.Queue = queue.Queue()  # students whose run is over; None: no more
         self._lock = threading.Lock()
@@ -298,6 +316,8 @@ class Runs:
         with self._lock:
             self.planned.append(student)
             if key in self._over or self._closed:  # the same notebook ran just now, or the workers stopped
+                if self._late(key):
+                    self.out_of_time.add(student)
                 self._finished.put(student)
                 return
             self._waiting.setdefault(key, []).append(student)
@@ -343,7 +363,11 @@ class Runs:
                 key = event[1]
                 if event[0] == "done":
                     running -= 1
-                    progress.tick(self._keep(key, event[2], runner.where))
+                    kept = self._keep(key, event[2], runner.where)
+                    if kept is None:
+                        progress.total -= 1
+                    else:
+                        progress.tick(kept)
                     self._over_for(key)
                     continue
                 if runner is None:
@@ -358,7 +382,8 @@ class Runs:
                 running += 1
                 progress.total += 1
             if progress is not None:
-                say(f"Kept {progress.done - progress.failed} of {progress.done} run(s)")
+                say(f"Kept {progress.done - progress.failed} of {progress.done} run(s)"
+                    + (f"; {self._not_run} not started: the batch's time limit ran out" if self._not_run else ""))
         except Exception as exc:  # noqa: BLE001 - the judging pass runs what is left itself
             say(f"The workers stopped ({type(exc).__name__}: {exc}); nbgrader runs what they did not.")
         finally:
@@ -372,19 +397,30 @@ class Runs:
             self._finished.put(None)
 
     def _over_for(self, key: str) -> None:
-        """``key``'s run is over: its students may be judged."""
+        """``key``'s run is over: its students may be judged. If it was not kept and the time limit
+        has run out, they are not (the judging pass would run it itself)."""
+        late = self._late(key)
         with self._lock:
             self._over.add(key)
             for student in self._waiting.pop(key, []):
+                if late:
+                    self.out_of_time.add(student)
                 self._finished.put(student)
         shutil.rmtree(self.folder / key, ignore_errors=True)
 
-    def _keep(self, key: str, future, where: str) -> bool:
-        """Report and keep one finished run; whether it was kept."""
+    def _late(self, key: str) -> bool:
+        """Whether ``key``'s run was not kept and no run may start any more."""
+        return bool(self.deadline) and time.time() > self.deadline and key not in self.cache
+
+    def _keep(self, key: str, future, where: str) -> bool | None:
+        """Report and keep one finished run; whether it was kept (None: not started, out of time)."""
         with self._lock:
             who = ", ".join(sorted(self._waiting.get(key, []))) or key[:12]
         try:
             result = future.result()
+        except OutOfTime:
+            self._not_run += 1
+            return None
         except Exception as exc:  # noqa: BLE001 - a dead worker, KilledWorker, ...
             say(f"  {who}: the run failed {where} ({type(exc).__name__}: {exc}); nbgrader runs it itself")
             return False

@@ -258,3 +258,39 @@ def test_while_notebooks_are_still_being_planned_the_time_left_is_not_guessed(mo
         "  [############............] 1/2+  3.0 s/notebook  ETA …",
         "  [########################] 2/2+  3.0 s/notebook  ETA …",
     ]
+
+
+# --- the batch's time limit (make grade TIME_LIMIT=) ------------------------------------------
+def test_after_the_time_limit_no_run_starts_and_its_students_are_not_judged(tmp_path, capsys):
+    runner = FakeRunner()
+    runs = workers.Runs(run_cache.RunCache(tmp_path / "runs"), lambda: runner, tmp_path, deadline=1.0)  # long past
+    late, lost = "a" * 64, "b" * 64
+    runs.plan("alice", late, write(late))
+    runs.plan("bob", lost, write(lost))
+    runs.planning_done()
+    runner.finish(late, error=workers.OutOfTime("the batch's time limit ran out"))
+    runner.finish(lost, error=RuntimeError("KilledWorker"))  # lost after the limit: not run again either
+    assert sorted(runs.finished()) == ["alice", "bob"] and runs.out_of_time == {"alice", "bob"}
+    assert shown(capsys.readouterr().out)[-1] == "Kept 0 of 1 run(s); 1 not started: the batch's time limit ran out"
+
+
+def test_a_local_worker_starts_no_kernel_after_the_time_limit(monkeypatch, tmp_path):
+    monkeypatch.setattr(workers, "run_kernel", lambda plan: pytest.fail("no kernel after the limit"))
+    local = workers._Local(1, deadline=1.0)
+    try:
+        (tmp_path / "plan").mkdir()
+        with pytest.raises(workers.OutOfTime):
+            local.submit("k", tmp_path / "plan").result(10)
+    finally:
+        local.close()
+
+
+def test_the_time_limit_reads_like_a_duration():
+    import argparse
+
+    from interp_course.cli import duration
+
+    assert [duration(t) for t in ("600", "90s", "45m", "1.5h")] == [600, 90, 2700, 5400]
+    for bad in ("0", "-5m", "45 minutes", "m", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            duration(bad)
