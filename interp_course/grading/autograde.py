@@ -35,7 +35,10 @@ from traitlets import Float, Int, Unicode
 
 from interp_course.course import Course
 from interp_course.exit_status import REFUSED
-from interp_course.grading import run_cache, workers
+from interp_course.security import guard
+from interp_course.security.inert import one_line
+from interp_course.grading import run_cache
+from interp_course.grading.workers import Runs, runner
 from interp_course.grading.report import JUDGED, KEPT_FAULT, OUT_OF_TIME, PLANNED, REFUSAL
 
 
@@ -49,23 +52,31 @@ class AutogradeBatch(AutogradeApp):
     time_limit = Float(0, help="Seconds after which the batch starts no sandboxed run (runs under way "
                        "finish); 0: no limit.").tag(config=True)
     report_fd = Int(-1, help="A file descriptor the grader opened: the batch's report (BatchReport).").tag(config=True)
+    terminal_fd = Int(-1, help="A file descriptor the grader opened: the batch's progress, for its terminal "
+                      "(-1: this process's output).").tag(config=True)
 
     aliases = {**AutogradeApp.aliases, "workers": "AutogradeBatch.workers", "scheduler": "AutogradeBatch.scheduler",
-               "report-fd": "AutogradeBatch.report_fd", "time-limit": "AutogradeBatch.time_limit"}
+               "report-fd": "AutogradeBatch.report_fd", "terminal-fd": "AutogradeBatch.terminal_fd",
+               "time-limit": "AutogradeBatch.time_limit"}
 
     planning = True  # GradeInSandbox finds its batch by this attribute (GradeInSandbox._batch)
-    _runs: workers.Runs | None = None
+    _runs: Runs | None = None
 
     def initialize(self, argv=None) -> None:
         super().initialize(argv)
         # The course config filters nbgrader's autograde log (by its app's name): this log too.
         for found in logging.getLogger(AutogradeApp.__name__).filters:
             self.log.addFilter(found)
-        if self.report_fd >= 0:
-            os.set_inheritable(self.report_fd, False)  # no kernel or Chromium inherits it
+        for fd in (self.report_fd, self.terminal_fd):
+            if fd >= 0:
+                os.set_inheritable(fd, False)  # no kernel or Chromium inherits them
+        self._terminal = os.fdopen(self.terminal_fd, "w", buffering=1) if self.terminal_fd >= 0 else sys.stdout
 
     def start(self) -> None:
         NbGrader.start(self)
+        if not getattr(Autograde.start, "_interp_course_guarded", False):
+            guard.refuse("the course's guard did not run (nbgrader's environment config from `make setup`); "
+                         "grade with `make grade`")
         if len(self.extra_args) != 1:
             self.fail("Give one argument: the assignment id")
         self.coursedir.assignment_id = self.extra_args[0]
@@ -73,8 +84,8 @@ class AutogradeBatch(AutogradeApp):
             cache = run_cache.RunCache(Course(Path(self.coursedir.root)).run_cache)
             # Wall-clock time: a Dask worker on another machine compares it with its own clock.
             deadline = time.time() + self.time_limit if self.time_limit > 0 else 0.0
-            self._runs = workers.Runs(cache, lambda: workers.runner(self.workers, self.scheduler, deadline),
-                                      Path(plans), deadline)
+            self._runs = Runs(cache, lambda: runner(self.workers, self.scheduler, deadline), Path(plans), deadline,
+                              self._say)
             failed = not self._autograde()
             self.planning = False
             refusal = self._runs.planning_done()
@@ -82,7 +93,7 @@ class AutogradeBatch(AutogradeApp):
                 self._tell(REFUSAL, refusal)
                 self.exit(REFUSED)
             for student in self._runs.finished():
-                if student in self._runs.out_of_time:  # not run: no verdicts, nor the planning pass's blanks
+                if self._runs.late(student):  # not run in time: no verdicts, nor the planning pass's blanks
                     cd = self.coursedir
                     shutil.rmtree(cd.format_path(cd.autograded_directory, student, cd.assignment_id), ignore_errors=True)
                     self._tell(OUT_OF_TIME, student)
@@ -103,13 +114,22 @@ class AutogradeBatch(AutogradeApp):
         return True
 
     def plan(self, student: str, key: str, write) -> None:
-        """``GradeInSandbox``: run this student's notebook on the batch's workers."""
+        """``GradeInSandbox``: run this notebook of ``student``'s on the batch's workers."""
+        planned = len(self._runs.planned)
         self._runs.plan(student, key, write)
-        self._tell(PLANNED, student)
+        if len(self._runs.planned) > planned:
+            self._tell(PLANNED, student)
+
+    def kept(self, key: str) -> bool:
+        """``GradeInSandbox``, judging: whether this batch ran ``key``'s notebook and kept the run."""
+        return self._runs.kept(key)
 
     def kept_fault(self, student: str, faults: str) -> None:
         """``GradeInSandbox``: this student was judged from a kept run whose kernel faulted."""
         self._tell(KEPT_FAULT, student, faults)
+
+    def _say(self, line: str) -> None:
+        self._terminal.write(one_line(line) + "\n")
 
     def _tell(self, word: str, *text: str) -> None:
         if self.report_fd >= 0:
@@ -127,9 +147,6 @@ def _set(obj, name: str, value):
 
 
 def main(argv: list[str]) -> None:
-    """Run the batch app with ``argv`` (what follows ``autograde`` on the command line)."""
+    """Run the batch app with ``argv`` (what follows ``autograde`` on ``nbgrader_cli``'s command
+    line: there nbgrader's guard, in the environment's config, sees the command it guards)."""
     AutogradeBatch.launch_instance(argv)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -23,8 +23,7 @@ from interp_course.security.inert import one_line
 
 _current: "GradingLog | None" = None
 
-# Starts each line of a batch's output that the terminal shows too (its progress: grading.workers.say).
-TERMINAL = "[batch] "
+PROGRESS = "[progress] "  # starts each line of a batch's progress in the log (nbgrader_process.Started)
 
 # What a line says -> the notice the terminal gets (once per run). The messages come from
 # the sandbox and the figures code, run in the batch's autograde process.

@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from interp_course.grading import log as grading_log
@@ -38,21 +39,30 @@ class Started:
 
     def __init__(self, course: Course, args: tuple[str, ...], as_grader: bool = True):
         self.course, self.args, self.told = course, args, False
-        # autograde writes its report to an unnamed file open in both processes: nothing else can reach it
-        self._report = tempfile.TemporaryFile() if args[:1] == ("autograde",) else None
-        fds = (self._report.fileno(),) if self._report else ()
-        argv = [sys.executable, "-m", "interp_course.grading.nbgrader_cli", "--when-told", *args,
-                *(f"--report-fd={fd}" for fd in fds)]
+        # autograde writes its report to an unnamed file open in both processes, and its progress to a
+        # pipe: channels of their own, which no student's text reaches (nbgrader's output may carry it)
+        self._report = self._progress = None
+        extra, fds = [], ()
+        if args[:1] == ("autograde",):
+            self._report = tempfile.TemporaryFile()
+            read, write = os.pipe()
+            self._progress = os.fdopen(read, "r", encoding="utf-8", errors="replace")
+            extra, fds = [f"--report-fd={self._report.fileno()}", f"--terminal-fd={write}"], (self._report.fileno(), write)
+        argv = [sys.executable, "-m", "interp_course.grading.nbgrader_cli", "--when-told", *args, *extra]
         env = nbgrader_env()
         if as_grader:
             argv, env = grader_user.command(argv), grader_user.environment(env)
-        self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, errors="replace", pass_fds=fds)
+        try:
+            self.proc = subprocess.Popen(argv, cwd=course.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True, errors="replace", pass_fds=fds)
+        finally:
+            if fds:
+                os.close(fds[1])  # the child's end of the pipe
 
     def go(self, check: bool = True, more: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         """Run it, with the arguments ``more`` added; its output is kept, for the summary. While
-        grading it goes to the log file, but for the lines it marks for the terminal
-        (``grading_log.TERMINAL``: a batch's progress); otherwise it is all shown as it comes.
+        grading it goes to the log file (autograde's progress to the terminal too); otherwise it is
+        all shown as it comes.
 
         It is printed through ``inert.one_line``: nbgrader logs names and messages from students' files.
         """
@@ -63,16 +73,19 @@ class Started:
         else:  # one write: feedback and export start side by side
             print(one_line("$ nbgrader " + shlex.join(self.args)) + "\n", end="", flush=True)
         self._tell(f"go {json.dumps(list(more))}\n" if more else "go\n")
+        progress = threading.Thread(target=self._show_progress, args=(log,), daemon=True)
+        if self._progress is not None:
+            progress.start()
         lines = []
         for line in self.proc.stdout:
             lines.append(line)
             if log:
                 log.write(line)
-                if line.startswith(grading_log.TERMINAL):
-                    print(one_line(line[len(grading_log.TERMINAL):].rstrip("\n")), flush=True)
             else:
                 print(one_line(line.rstrip("\n")), flush=True)
         result = subprocess.CompletedProcess(self.proc.args, self.proc.wait(), "".join(lines))
+        if self._progress is not None:
+            progress.join()
         errors = sum("ERROR]" in line or "CRITICAL]" in line for line in lines)
         if log and errors:
             print(f"  nbgrader logged {errors} error line(s), e.g. a kernel fault: see "
@@ -80,6 +93,14 @@ class Started:
         if check:
             result.check_returncode()
         return result
+
+    def _show_progress(self, log) -> None:
+        """autograde's progress lines, on the terminal and in the log, as they come."""
+        with self._progress:
+            for line in self._progress:
+                print(one_line(line.rstrip("\n")), flush=True)
+                if log:
+                    log.write(grading_log.PROGRESS + line)
 
     def report(self) -> bytes:
         """What autograde wrote to its report file (once it has exited), bounded."""
@@ -99,6 +120,8 @@ class Started:
             self._tell("")
             self.proc.stdout.read()
             self.proc.wait()
+            if self._progress is not None:
+                self._progress.close()
 
     def _tell(self, text: str) -> None:
         self.told = True

@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -179,7 +180,7 @@ class RunCache:
         _check_entry(files)
         target = self._path(key)
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.{os.getpid()}.tmp"
+        tmp = self.folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"  # two threads may store one key
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(mode=0o755)
         for name, data in files.items():
@@ -224,13 +225,19 @@ PLAN_META = "meta.json"
 
 
 def write_plan(folder: Path, nb, run: Path, model_ids, config: dict) -> None:
-    """Write what a worker needs for this run into the new folder ``folder``: the batch keeps its
-    waiting plans on disk, not in memory (each carries its checks' inputs)."""
-    folder.mkdir()
-    shutil.copytree(run / "inbox", folder / "inbox")
-    shutil.copytree(run / "work", folder / "work", symlinks=True)
-    (folder / NOTEBOOK).write_text(nbformat.writes(nb))
-    (folder / PLAN_META).write_text(json.dumps({"models": list(model_ids), "config": config}))
+    """Write what a worker needs for this run as the folder ``folder`` (whole, or not at all): the
+    batch keeps its waiting plans on disk, not in memory (each carries its checks' inputs)."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        shutil.copytree(run / "inbox", tmp / "inbox")
+        shutil.copytree(run / "work", tmp / "work", symlinks=True)
+        (tmp / NOTEBOOK).write_text(nbformat.writes(nb))
+        (tmp / PLAN_META).write_text(json.dumps({"models": list(model_ids), "config": config}))
+        os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def plan_data(folder: Path) -> dict[str, bytes]:

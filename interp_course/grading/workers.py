@@ -28,14 +28,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
+Say = Callable[[str], None]
+
 from interp_course.grading import run_cache
-from interp_course.grading.log import TERMINAL
 from interp_course.security.inert import one_line
 
 
 def say(line: str) -> None:
-    """A line for the instructor's terminal (the rest of this process's output goes to the log)."""
-    print(TERMINAL + one_line(line), flush=True)
+    """Print a line of a batch's progress (``grading.autograde`` sends them to the grader's terminal
+    on a channel of their own instead: no student's text reaches it)."""
+    print(one_line(line), flush=True)
 
 
 def log_warnings() -> None:
@@ -167,8 +169,9 @@ class Progress:
     notebook after the first of 8, for 3 s from then on) or nothing at all. Until then it reads
     ``ETA …``."""
 
-    def __init__(self, workers: int, where: str):
-        self.workers, self.total, self.done, self.failed, self.more = workers, 0, 0, 0, True
+    def __init__(self, workers: int, where: str, say: Say = say):
+        self.say = say
+        self.workers, self.total, self.done, self.failed, self.more = max(1, workers), 0, 0, 0, True
         self.start = time.perf_counter()
         self._since: tuple[float, int] | None = None  # (when, runs done) once each worker has done two
         say(f"Running the notebooks in the sandbox as they are planned: {workers} worker(s) {where}")
@@ -180,9 +183,9 @@ class Progress:
         if self._since is None and self.done >= 2 * self.workers:
             self._since = (now, self.done)
         filled = round(24 * self.done / self.total)
-        say(f"  [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}{'+' if self.more else ''}  "
-            f"{(now - self.start) / self.done:.1f} s/notebook  ETA {self._eta(now)}"
-            + (f"  ({self.failed} failed)" if self.failed else ""))
+        self.say(f"  [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}{'+' if self.more else ''}  "
+                 f"{(now - self.start) / self.done:.1f} s/notebook  ETA {self._eta(now)}"
+                 + (f"  ({self.failed} failed)" if self.failed else ""))
 
     def _eta(self, now: float) -> str:
         if self.done >= self.total:
@@ -251,23 +254,28 @@ class _Local:
 
 
 class _Dask:
-    """A running Dask scheduler's workers; Dask retries a run once elsewhere if its worker dies."""
+    """A running Dask scheduler's workers. Dask runs a failed run once more (on another worker if
+    its worker died)."""
 
     where = "on the cluster"
+    START_S = 60  # for the scheduler to answer and have a worker
+    CHECK_S = 600  # for the first kernel (the worker's imports, the zygote's)
 
     def __init__(self, scheduler: str, deadline: float = 0):
         from distributed import Client
 
         self.deadline = deadline
-        self.client = Client(scheduler, timeout="30s")
+        self.client = Client(scheduler, timeout=f"{self.START_S}s")
+        self.client.wait_for_workers(1, timeout=self.START_S)
         self.workers, self.label = len(self.client.scheduler_info()["workers"]), f"of the Dask scheduler at {scheduler}"
 
     def submit(self, key: str, folder: Path):
+        """The plan's bytes go to the cluster now (only local plans wait on disk)."""
         return self.client.submit(execute_plan, run_cache.plan_data(folder), self.deadline, key=f"run-{key}",
                                   pure=False, retries=1)
 
     def run_now(self, plan: dict[str, bytes]) -> dict[str, bytes]:
-        return self.client.submit(execute_plan, plan, pure=False).result()
+        return self.client.submit(execute_plan, plan, pure=False).result(timeout=self.CHECK_S)
 
     def close(self) -> None:
         self.client.close()
@@ -283,26 +291,29 @@ class Runs:
     """The sandboxed runs of one batch, run while nbgrader plans and judges (``grading.autograde``).
 
     ``plan`` takes a run the planning pass could not judge from a kept one; a thread of this
-    object starts the runner (``start()``: ``_Local`` or ``_Dask``) at the first plan, checks that
-    a kernel starts there (``check_kernel``: if not, no plan is run and ``refusal`` says why), then
-    hands it every plan as it comes and keeps each run as it finishes. ``finished()`` gives each
-    planned student once their run is over (kept, or lost: the judging pass then runs it itself).
-    Identical notebooks share one run. Waiting plans stay on disk, in ``folder``.
+    object makes the runner (``make_runner()``: ``_Local`` or ``_Dask``) at the first plan, checks
+    that a kernel starts there (``check_kernel``: if not, no plan is run and ``planning_done``
+    says why), then hands it every plan as it comes and keeps each run as it finishes. Once
+    planning is done, ``finished()`` gives each planned student once all their notebooks' runs
+    are over (kept, or lost: the judging pass then runs them itself). Identical notebooks share
+    one run. Local plans wait on disk, in ``folder``. No run starts after ``deadline``
+    (a ``time.time()``; 0: none): its students are ``late``.
     """
 
-    def __init__(self, cache: run_cache.RunCache, start: Callable[[], "_Local | _Dask"], folder: Path,
-                 deadline: float = 0):
-        self.cache, self.start, self.folder, self.deadline = cache, start, folder, deadline
-        self.out_of_time: set[str] = set()  # planned students whose run never started: the time limit ran out
-        self._not_run = 0
+    def __init__(self, cache: run_cache.RunCache, make_runner: Callable[[], "_Local | _Dask"], folder: Path,
+                 deadline: float = 0, say: Say = say):
+        self.cache, self.make_runner, self.folder, self.deadline, self.say = cache, make_runner, folder, deadline, say
         self._events: queue.Queue = queue.Queue()  # ("plan", key) | ("done", key, future) | ("end",)
-        self._finished: queue.Queue = queue.Queue()  # students whose run is over; None: no more
-        self._lock = threading.Lock()
-        self._waiting: dict[str, list[str]] = {}  # key -> the students its run is for
+        self._finished: queue.Queue = queue.Queue()  # students whose runs are over; None: the workers stopped
+        self._lock = threading.Lock()  # guards what follows, shared by the planning and the workers' threads
+        self._students_of: dict[str, list[str]] = {}  # a key whose run is not over -> the students it is for
+        self._keys_of: dict[str, set[str]] = {}  # a student -> the keys of their notebooks' runs
+        self._left: dict[str, set[str]] = {}  # a student -> the keys whose runs are not over yet
         self._over: set[str] = set()  # keys whose run is over
+        self._kept: set[str] = set()  # keys whose run this batch kept
+        self._planning, self._closed, self._not_run = True, False, 0
         self._checked = threading.Event()
         self._thread: threading.Thread | None = None
-        self._closed = False  # the workers have stopped
         self.planned: list[str] = []
         self.refusal = ""
 
@@ -310,17 +321,19 @@ class Runs:
         """Run ``student``'s notebook: ``write(folder)`` writes its plan (``run_cache.write_plan``).
         Called by the planning pass only (one thread)."""
         with self._lock:
-            new = key not in self._waiting and key not in self._over
+            new = key not in self._students_of and key not in self._over
         if new:
             write(self.folder / key)
         with self._lock:
-            self.planned.append(student)
-            if key in self._over or self._closed:  # the same notebook ran just now, or the workers stopped
-                if self._late(key):
-                    self.out_of_time.add(student)
-                self._finished.put(student)
-                return
-            self._waiting.setdefault(key, []).append(student)
+            if student not in self._keys_of:
+                self.planned.append(student)
+                self._keys_of[student], self._left[student] = set(), set()
+            self._keys_of[student].add(key)
+            if key not in self._over and not self._closed:
+                self._left[student].add(key)
+                self._students_of.setdefault(key, []).append(student)
+            else:
+                new = False  # the same notebook ran just now, or the workers stopped: nothing to run
         if new:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="runs", daemon=True)
@@ -330,6 +343,11 @@ class Runs:
     def planning_done(self) -> str:
         """No more plans. Why no kernel could start (then nothing runs), or empty."""
         self._events.put(("end",))
+        with self._lock:
+            self._planning = False
+            for student, left in self._left.items():
+                if not left:
+                    self._finished.put(student)
         if self._thread is None:
             self._finished.put(None)
             return ""
@@ -337,10 +355,10 @@ class Runs:
         return self.refusal
 
     def finished(self) -> Iterator[str]:
-        """Each planned student, as soon as their run is over (after ``planning_done``)."""
+        """Each planned student, as soon as their runs are over (after ``planning_done``)."""
         while (student := self._finished.get()) is not None:
             yield student
-        while True:  # students planned after the workers stopped
+        while True:  # made ready after the workers stopped
             try:
                 student = self._finished.get_nowait()
             except queue.Empty:
@@ -349,6 +367,17 @@ class Runs:
                 yield student
         if self._thread is not None:
             self._thread.join()
+
+    def kept(self, key: str) -> bool:
+        """Whether this batch ran ``key``'s notebook and kept the run."""
+        with self._lock:
+            return key in self._kept
+
+    def late(self, student: str) -> bool:
+        """Whether the time limit has run out with some of ``student``'s notebooks not run."""
+        with self._lock:
+            return (bool(self.deadline) and time.time() > self.deadline
+                    and not self._keys_of.get(student, set()) <= self._kept)
 
     def _run(self) -> None:
         runner, progress, running, more = None, None, 0, True
@@ -371,65 +400,77 @@ class Runs:
                     self._over_for(key)
                     continue
                 if runner is None:
-                    runner = self.start()
-                    self.refusal = check_kernel(runner, run_cache.plan_data(self.folder / key))
-                    self._checked.set()
-                    if self.refusal:
+                    runner = self._start(key)
+                    if runner is None:
                         return
-                    progress = Progress(runner.workers, runner.label)
+                    progress = Progress(runner.workers, runner.label, self.say)
                 future = runner.submit(key, self.folder / key)
                 future.add_done_callback(lambda f, key=key: self._events.put(("done", key, f)))
                 running += 1
                 progress.total += 1
             if progress is not None:
-                say(f"Kept {progress.done - progress.failed} of {progress.done} run(s)"
-                    + (f"; {self._not_run} not started: the batch's time limit ran out" if self._not_run else ""))
+                self.say(f"Kept {progress.done - progress.failed} of {progress.done} run(s)"
+                         + (f"; {self._not_run} not started: the batch's time limit ran out" if self._not_run else ""))
         except Exception as exc:  # noqa: BLE001 - the judging pass runs what is left itself
-            say(f"The workers stopped ({type(exc).__name__}: {exc}); nbgrader runs what they did not.")
+            self.say(f"The workers stopped ({type(exc).__name__}: {exc}); nbgrader runs what they did not.")
         finally:
-            self._checked.set()
-            if runner is not None:
-                runner.close()
-            with self._lock:
-                self._closed, left = True, list(self._waiting)
-            for key in left:
-                self._over_for(key)
-            self._finished.put(None)
+            try:
+                self._checked.set()
+                if runner is not None:
+                    runner.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not keep a student from being judged
+                self.say(f"The workers did not close cleanly ({type(exc).__name__}: {exc})")
+            finally:
+                with self._lock:
+                    self._closed, left = True, list(self._students_of)
+                for key in left:
+                    self._over_for(key)
+                self._finished.put(None)
+
+    def _start(self, key: str):
+        """The runner, once a kernel started there (else None, and ``refusal`` says why)."""
+        try:
+            runner = self.make_runner()
+        except Exception as exc:  # noqa: BLE001 - e.g. no Dask scheduler there, or no worker
+            self.refusal = f"the workers could not start ({type(exc).__name__}: {exc})"
+            return None
+        self.refusal = check_kernel(runner, run_cache.plan_data(self.folder / key))
+        if self.refusal:
+            runner.close()
+            return None
+        self._checked.set()
+        return runner
 
     def _over_for(self, key: str) -> None:
-        """``key``'s run is over: its students may be judged. If it was not kept and the time limit
-        has run out, they are not (the judging pass would run it itself)."""
-        late = self._late(key)
+        """``key``'s run is over: the students with no other run to wait for may be judged."""
         with self._lock:
             self._over.add(key)
-            for student in self._waiting.pop(key, []):
-                if late:
-                    self.out_of_time.add(student)
-                self._finished.put(student)
+            for student in self._students_of.pop(key, []):
+                self._left[student].discard(key)
+                if not self._left[student] and not self._planning:
+                    self._finished.put(student)
         shutil.rmtree(self.folder / key, ignore_errors=True)
-
-    def _late(self, key: str) -> bool:
-        """Whether ``key``'s run was not kept and no run may start any more."""
-        return bool(self.deadline) and time.time() > self.deadline and key not in self.cache
 
     def _keep(self, key: str, future, where: str) -> bool | None:
         """Report and keep one finished run; whether it was kept (None: not started, out of time)."""
         with self._lock:
-            who = ", ".join(sorted(self._waiting.get(key, []))) or key[:12]
+            who = ", ".join(sorted(self._students_of.get(key, []))) or key[:12]
         try:
             result = future.result()
         except OutOfTime:
             self._not_run += 1
             return None
         except Exception as exc:  # noqa: BLE001 - a dead worker, KilledWorker, ...
-            say(f"  {who}: the run failed {where} ({type(exc).__name__}: {exc}); nbgrader runs it itself")
+            self.say(f"  {who}: the run failed {where} ({type(exc).__name__}: {exc}); nbgrader runs it itself")
             return False
         found = faults(result)
         if found:
-            say(f"  {who}: {run_cache.fault_line(found)}")
+            self.say(f"  {who}: {run_cache.fault_line(found)}")
         try:
             self.cache.store(key, result)
-            return True
         except (ValueError, OSError) as exc:
-            say(f"  run {key[:12]} not kept: {exc}")
+            self.say(f"  run {key[:12]} not kept: {exc}")
             return False
+        with self._lock:
+            self._kept.add(key)
+        return True

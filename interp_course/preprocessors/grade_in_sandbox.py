@@ -112,8 +112,8 @@ class GradeInSandbox(ResilientExecute):
             key = run_cache.run_key(nb, run / "inbox", run / "work", assignment.models, self.execution_settings())
             kept = run_cache.RunCache(course.run_cache)
             batch, student = self._batch(), resources["nbgrader"]["student"]
-            if batch is not None and not batch.planning:  # judging a run this batch has just made
-                hit, faulted = kept.load(key), []
+            if batch is not None and not batch.planning:  # judging: from the run this batch made, if kept
+                hit, faulted = (kept.load(key) if batch.kept(key) else None), []
             else:
                 hit = kept.load(key) if self.reuse_runs else None
                 faulted = run_cache.faults(hit[0]) if hit is not None else []

@@ -18,6 +18,7 @@ nbgrader loads before the course's config. Any failure is a :class:`Refusal`: on
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import stat
@@ -307,9 +308,10 @@ def _check_again_at_start() -> None:
             try:
                 check_pipeline(self.config)
                 _course_checks(Course(Path(self.coursedir.root)), _command)
-                if _command == "autograde":  # the submissions folder in force (the CLI stages copies)
+                if _command == "autograde":  # the submissions nbgrader will read (the CLI stages copies)
                     cd = self.coursedir
-                    check_submissions(Path(cd.format_path(cd.submitted_directory, ".", ".")))
+                    one = cd.student_id if glob.escape(cd.student_id) == cd.student_id else "."  # a batch's judging pass
+                    check_submissions(Path(cd.format_path(cd.submitted_directory, one, ".")))
             except Refusal as reason:
                 refuse(reason)
             return _start(self)

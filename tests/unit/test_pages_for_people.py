@@ -15,7 +15,6 @@ import logging
 import os
 from pathlib import Path
 
-import nbformat
 import pytest
 from bs4 import BeautifulSoup
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output

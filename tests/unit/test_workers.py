@@ -13,7 +13,6 @@ import nbformat
 import pytest
 
 from interp_course.grading import run_cache, workers
-from interp_course.grading.log import TERMINAL
 from interp_course.judging.handin_files import RawHandIn
 
 
@@ -25,8 +24,8 @@ def result_with(*outputs):
 
 
 def shown(out: str) -> list[str]:
-    """The lines a batch shows on the instructor's terminal."""
-    return [line.removeprefix(TERMINAL) for line in out.splitlines() if line.startswith(TERMINAL)]
+    """The lines a batch shows on the instructor's terminal (``say``: printed, outside a batch)."""
+    return out.splitlines()
 
 
 def test_kernel_faults_are_named_with_their_cell():
@@ -93,20 +92,20 @@ def batch(tmp_path):
     return runs
 
 
-def test_each_student_is_judged_as_soon_as_their_run_is_over_while_planning_goes_on(batch, capsys):
+def test_each_student_is_judged_as_soon_as_their_run_is_over(batch, capsys):
     a, b = "a" * 64, "b" * 64
     batch.plan("alice", a, write(a))
     batch.plan("bob", b, write(b))
-    finished = batch.finished()
-    batch.fake.finish(b)
-    assert next(finished) == "bob"  # bob's run finished first: he is judged first
+    batch.fake.finish(b)  # bob's run is over while the others are still being planned
+    assert wait_for(lambda: batch.kept(b))
     batch.plan("carol", b, write(b))  # the same notebook as bob's, which ran just now: no second run
-    assert next(finished) == "carol"
     assert batch.planning_done() == ""
+    finished = batch.finished()
+    assert sorted([next(finished), next(finished)]) == ["bob", "carol"]  # before alice's run is over
     batch.fake.finish(a)
     assert list(finished) == ["alice"]
     assert batch.planned == ["alice", "bob", "carol"] and batch.fake.closed
-    assert a in batch.cache and b in batch.cache and not any((batch.folder).iterdir())  # kept; plans gone
+    assert a in batch.cache and b in batch.cache and not any(batch.folder.iterdir())  # kept; plans gone
     assert shown(capsys.readouterr().out)[-1] == "Kept 2 of 2 run(s)"
 
 
@@ -270,7 +269,7 @@ def test_after_the_time_limit_no_run_starts_and_its_students_are_not_judged(tmp_
     runs.planning_done()
     runner.finish(late, error=workers.OutOfTime("the batch's time limit ran out"))
     runner.finish(lost, error=RuntimeError("KilledWorker"))  # lost after the limit: not run again either
-    assert sorted(runs.finished()) == ["alice", "bob"] and runs.out_of_time == {"alice", "bob"}
+    assert sorted(runs.finished()) == ["alice", "bob"] and runs.late("alice") and runs.late("bob")
     assert shown(capsys.readouterr().out)[-1] == "Kept 0 of 1 run(s); 1 not started: the batch's time limit ran out"
 
 
@@ -294,3 +293,40 @@ def test_the_time_limit_reads_like_a_duration():
     for bad in ("0", "-5m", "45 minutes", "m", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             duration(bad)
+
+
+def test_a_student_with_two_notebooks_is_judged_once_when_both_runs_are_over(batch):
+    """An assignment of two notebooks: two runs for one student, who is judged once, after both;
+    the judging pass judges only from runs this batch kept."""
+    one, two = "1" * 64, "2" * 64
+    batch.plan("alice", one, write(one))
+    batch.fake.finish(one)  # over while alice's second notebook is still being planned
+    assert wait_for(lambda: batch.kept(one))
+    batch.plan("alice", two, write(two))
+    assert batch.planning_done() == "" and batch.planned == ["alice"]
+    finished = batch.finished()
+    batch.fake.finish(two, error=RuntimeError("KilledWorker"))
+    assert list(finished) == ["alice"] and batch.kept(one) and not batch.kept(two)
+
+
+def test_when_the_workers_cannot_start_the_batch_refuses(tmp_path):
+    def no_scheduler():
+        raise OSError("Timed out trying to connect to tcp://10.0.0.5:8786")
+
+    runs = workers.Runs(run_cache.RunCache(tmp_path), no_scheduler, tmp_path)
+    runs.plan("erin", "f" * 64, write("f" * 64))
+    assert runs.planning_done() == "the workers could not start (OSError: Timed out trying to connect to tcp://10.0.0.5:8786)"
+    assert list(runs.finished()) == ["erin"]
+
+
+def test_a_runner_that_fails_to_close_still_lets_every_student_be_judged(batch, capsys):
+    def broken_close():
+        raise TimeoutError("the scheduler did not answer")
+
+    batch.fake.close = broken_close
+    key = "c" * 64
+    batch.plan("carol", key, write(key))
+    batch.planning_done()
+    batch.fake.finish(key)
+    assert list(batch.finished()) == ["carol"]
+    assert "The workers did not close cleanly (TimeoutError: the scheduler did not answer)" in capsys.readouterr().out
