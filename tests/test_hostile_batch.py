@@ -14,9 +14,7 @@ the csv module, the gradebook's numbers.
 - row 10: the honest notebook saved without cell ids (a new random key at every read: it was run
   again by the judging pass, and at every regrade);
 - row 12: ids that forge a row of grades.csv or are formulas in a spreadsheet;
-- row 13: a folder name with a newline (nbgrader stopped there: later students not graded);
-- a kernel that writes lines that look like the batch's own progress and closing lines, then
-  dies: its last words reach the log (as a kernel fault's), never the instructor's terminal.
+- row 13: a folder name with a newline (nbgrader stopped there: later students not graded).
 """
 
 from __future__ import annotations
@@ -85,18 +83,12 @@ PADDING = ("import torch\nimport interp_course.handin as _h\n_write = _h._write\
            "    _write(outbox, grade_id, tensors, report)\n"
            "_h._write = _padded")
 
-# The kernel's last words are logged when it dies: lines dressed as the batch's own.
-FORGED_LINES = ("import os, sys\n"
-                "sys.stderr.write('\\n[progress] FORGED Kept 99 of 99 run(s)\\n[batch] FORGED\\nFORGED Autograded 99\\n')\n"
-                "sys.stderr.flush()\nos._exit(1)")
-
 STUDENTS = {
     "honest": FULL_MARKS,
     # A cell of the student's own: restore_structure gives the released cells their ids back, not this one.
     "no-ids": without_cell_ids(with_cells(FULL_MARKS, "scratch = 1")),
     "display-flood": with_cells(FULL_MARKS, *DISPLAY_FLOOD),
     "math-bomb": with_cells(FULL_MARKS, *[MATH_BOMB] * 20, markdown=True),
-    "forger-of-lines": with_cells(FULL_MARKS, FORGED_LINES),
     "padded": None,  # PADDING inserted before the first test cell: built below
     "deep": deep_notebook(),
     "bigint": big_integer_notebook(),
@@ -106,7 +98,7 @@ STUDENTS = {
     FORMULA: BLANK,
     NEWLINE: BLANK,
 }
-GRADED = ["honest", "no-ids", "display-flood", "math-bomb", "forger-of-lines", "padded", "+1+1", "-rf"]
+GRADED = ["honest", "no-ids", "display-flood", "math-bomb", "padded", "+1+1", "-rf"]
 NOT_GRADED = ["deep", "bigint", FORGER, FORMULA, NEWLINE]
 
 
@@ -156,8 +148,7 @@ def test_the_honest_student_and_every_gradable_attacker_are_graded(batch):
     assert sorted(grades) == sorted(GRADED)
     totals = {s: sum(cells.values()) for s, cells in grades.items()}
     assert totals["honest"] == AUTO_MAX  # as alone: every autograded cell in full
-    assert grades["no-ids"] == grades["display-flood"] == grades["math-bomb"] == grades["forger-of-lines"] \
-        == grades["honest"]
+    assert grades["no-ids"] == grades["display-flood"] == grades["math-bomb"] == grades["honest"]
     assert totals["+1+1"] == totals["-rf"] == 0
     assert f"Autograded {len(GRADED)} of {len(STUDENTS)} submissions of puzzle1 in " in batch.result.stdout
 
@@ -238,8 +229,3 @@ def test_a_math_bomb_gets_a_page_with_the_capped_math_and_the_rest_as_text(batch
     # every formula as MathML made a 13 MB page
     assert pages["math-bomb"].stat().st_size < pages["honest"].stat().st_size + 2_000_000
 
-
-def test_a_kernels_last_words_reach_the_log_but_never_the_terminal(batch):
-    log = sorted((batch.root / "logs").glob("grade-*.log"))[-1].read_text()
-    assert "FORGED" in log  # the kernel's output was logged when it died (so this test can fail)
-    assert "FORGED" not in batch.result.stdout + batch.result.stderr
