@@ -149,6 +149,14 @@ def test_row3_a_display_name_cannot_shift_the_user_id(tmp_path):
     assert all("ambiguous" in line for line in closing if "_1234_" in line), closing
 
 
+def test_row3_a_display_name_cannot_shift_the_user_id_to_the_only_user_of_a_stale_roster(tmp_path):
+    # The same name, rsmith missing from the roster: its one split to a roster user is jdoe's.
+    stale = "".join(line + "\n" for line in ROSTER.splitlines() if "2345" not in line)
+    course, result, new = run_attack(tmp_path, {**HONEST, "x_1234_1_2345_100_puzzle1.ipynb": BLANK}, roster=stale)
+    closing = check_safe(course, result, new, COLLECTED, ["x_1234_1_2345_100_puzzle1.ipynb"])
+    assert all("ambiguous" in line for line in closing if "_1234_" in line), closing
+
+
 def test_row4_a_bad_name_rejects_only_that_upload(tmp_path):
     members = {**HONEST,
                "roesmith_2345_6789_puzzle1.zip": zip_bytes({"../../x": b"escaped", "/tmp/abs": b"escaped"}),

@@ -19,7 +19,9 @@ A student chooses their file name and, where the institution lets them, their di
 can hold ``_<digits>_<digits>_`` (Canvas's own scrubbing of ``_<digits>_`` from names is undone by
 punctuation it removes afterwards). So a name is split every way Canvas could have written it
 (``splits``), and the roster decides: the one split whose user id is in the roster is the
-student; a name that splits to two users in the roster is nobody's (refused as ambiguous).
+student; a name that splits to two users in the roster is nobody's (refused as ambiguous), and
+so is a name that splits more than one way whose lastfirst is not that user's name in the roster
+(the attacker may be missing from a stale roster, leaving their victim the only match).
 
 The Canvas user id becomes the nbgrader student id through a roster: the CSV of Canvas's
 Gradebook > Export, whose ``ID`` column is the Canvas user id and whose ``SIS Login ID`` column
@@ -103,6 +105,14 @@ def read_roster(path: Path, student_column: str = ROSTER_STUDENT_COLUMN) -> tupl
     return ids, problems
 
 
+def roster_lastfirst(path: Path) -> dict[str, str]:
+    """{Canvas user id: the lastfirst Canvas writes for them}, from the roster's ``Student`` column
+    (Canvas's sortable name, "Doe, Jane": ``doejane``). ``read_roster`` has read the file once."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return {(row.get(ROSTER_ID_COLUMN) or "").strip(): re.sub(r"\W", "", row.get("Student") or "").lower()
+                for row in csv.DictReader(f)}
+
+
 @dataclass(frozen=True)
 class Split:
     """One way to read a Canvas file name."""
@@ -133,8 +143,11 @@ def splits(name: str) -> list[Split]:
     return found
 
 
-def plan(names: list[str], roster: dict[str, str], roster_problems: dict[str, str] | None = None) -> list[Entry]:
-    """What becomes of each file of a Canvas download (file names at the zip's top level)."""
+def plan(names: list[str], roster: dict[str, str], roster_problems: dict[str, str] | None = None,
+         lastfirst: dict[str, str] | None = None) -> list[Entry]:
+    """What becomes of each file of a Canvas download (file names at the zip's top level).
+    ``lastfirst``: each user's name as Canvas writes it (``roster_lastfirst``), which a name that
+    splits more than one way must carry for the user it is collected for."""
     roster_problems = roster_problems or {}
     known = roster.keys() | roster_problems.keys()
     entries, newest = [], {}
@@ -157,6 +170,11 @@ def plan(names: list[str], roster: dict[str, str], roster_problems: dict[str, st
             entries.append(Entry(name, why_not=f"ambiguous: its name reads as Canvas user {users} (a display name or "
                                  "file name holding _<digits>_<digits>_), so it is collected for nobody: check "
                                  "whose it is in Canvas and collect it by hand"))
+        elif len(every) > 1 and lastfirst is not None and lastfirst.get(split.user) != split.lastfirst:
+            entries.append(Entry(name, why_not=f"ambiguous: its name reads more than one way, and as Canvas user "
+                                 f"{split.user} ({roster.get(split.user, 'roster row without an id')}) only with "
+                                 f"the name {split.lastfirst!r}, not theirs in the roster, so it is collected for "
+                                 "nobody: check whose it is in Canvas and collect it by hand"))
         elif split.file_name.lower().endswith(ARCHIVES):
             entries.append(Entry(name, why_not="an archive: collect never unpacks what a student uploads (a notebook "
                                  "inside could claim to be anyone's): ask the student to upload the .ipynb itself"))
@@ -212,7 +230,8 @@ def collect_download(course: Course, assignment: str, download: Path, roster_pat
             if problem and not safe_unpack.name_problem(name) and not name.endswith("/"):
                 refused[name] = problem  # plan() says what is wrong with a bad name
         members = [n for n in by_name if not n.endswith("/")]  # a folder entry makes nothing
-        entries = plan([n for n in members if n not in refused], roster, roster_problems)
+        entries = plan([n for n in members if n not in refused], roster, roster_problems,
+                       roster_lastfirst(roster_path))
         entries += [Entry(n, why_not=f"{why}, unlike every file Canvas writes (was the zip re-packed?)")
                     for n, why in refused.items()]
         scratch = Path(tempfile.mkdtemp(prefix=f".collect-{assignment}-", dir=course.root))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interp_course.exit_status import Refusal
-from interp_course.lms.canvas_collect import CANVAS_FILE, Entry, plan, read_roster
+from interp_course.lms.canvas_collect import CANVAS_FILE, Entry, plan, read_roster, roster_lastfirst
 
 # Canvas's Grades > Export: a "Points Possible" row under the header, the test student without ids.
 ROSTER = """\
@@ -52,3 +52,20 @@ def test_plan_collects_what_it_can_and_says_why_not_for_the_rest():
     assert "anonymous grading" in reasons["anon_x7y2k_7002_puzzle1.ipynb"]
     assert reasons["studenttest_9999_7003_puzzle1.ipynb"].startswith("no id: fix that row")
     assert "not named as Canvas names submissions" in reasons["puzzle1.ipynb"]
+
+
+def test_a_display_name_cannot_hand_a_notebook_to_the_only_roster_user_it_names(tmp_path):
+    """Mallory (Canvas user 2345, missing from a stale roster) names herself "x_1234_1": her file
+    splits as user 1234 (jdoe, in the roster) or as herself. Only a split whose name is the user's
+    own in the roster is collected; an honest file name that splits two ways still is."""
+    path = tmp_path / "roster.csv"
+    path.write_text(ROSTER)
+    lastfirst = roster_lastfirst(path)
+    assert lastfirst["1234"] == "doejane" and lastfirst["2345"] == "roesmith"
+    stale = {"1234": "jdoe"}
+    names = ["x_1234_1_2345_100_puzzle1.ipynb", "doejane_1234_5678_hw_1_2_puzzle1.ipynb"]
+    entries = {e.name: e for e in plan(names, stale, {}, lastfirst)}
+    forged = entries["x_1234_1_2345_100_puzzle1.ipynb"]
+    assert forged.student is None and forged.why_not.startswith("ambiguous: its name reads more than one way")
+    assert "only with the name 'x', not theirs in the roster" in forged.why_not
+    assert entries["doejane_1234_5678_hw_1_2_puzzle1.ipynb"].student == "jdoe"
