@@ -151,22 +151,21 @@ def test_all_graded_from_an_empty_gradebook_exits_0(courses_dir):
     assert scores(course) == {"blank": 0}
 
 
-def test_a_batch_out_of_time_grades_what_it_can_names_the_rest_and_the_next_run_grades_them(courses_dir):
+def test_a_batch_out_of_time_names_the_notebooks_it_did_not_run_and_the_next_run_grades_them(courses_dir):
     course = released_course(courses_dir / "time-limit")
-    hand_in(course, {"blank/puzzle1/puzzle1.ipynb": BLANK})
-    assert run_grade(course).returncode == 0  # blank's run is kept
-    hand_in(course, {"full-marks/puzzle1/puzzle1.ipynb": FULL_MARKS})
-    # One second: starting the batch's first kernel takes longer, so full-marks' run never starts.
+    hand_in(course, {"blank/puzzle1/puzzle1.ipynb": BLANK, "full-marks/puzzle1/puzzle1.ipynb": FULL_MARKS})
+    # One second: starting the batch's first kernel takes longer, so no run starts.
     limited = run_grade(course, PUZZLE1, "--time-limit", "1s")
     assert limited.returncode == 3, limited.stdout[-3000:] + limited.stderr[-3000:]
-    assert ("full-marks: not run: the batch's time limit (1 s) ran out before its notebook ran. Fix: run "
-            "`make grade` again") in limited.stdout
-    assert "Kept 0 of 0 run(s); 1 not started: the batch's time limit ran out" in limited.stdout
-    assert "Autograded 1 of 2 submissions" in limited.stdout and scores(course)["blank"] == 0
-    assert not (course / "autograded" / "full-marks" / PUZZLE1).exists()
-    assert not (course / "feedback" / "full-marks" / PUZZLE1).exists()
+    for student in ("blank", "full-marks"):
+        assert (f"{student}: not run: the batch's time limit (1 s) ran out before its notebook ran. Fix: run "
+                "`make grade` again") in limited.stdout
+        assert not (course / "autograded" / student / PUZZLE1).exists()  # no blank verdicts, no feedback page
+        assert not (course / "feedback" / student / PUZZLE1).exists()
+    assert "Kept 0 of 0 run(s); 2 not started: the batch's time limit ran out" in limited.stdout
+    assert "Autograded 0 of 2 submissions" in limited.stdout
     again = run_grade(course)
-    assert again.returncode == 0 and "1 submission(s) run in the sandbox" in again.stdout
+    assert again.returncode == 0 and "2 submission(s) run in the sandbox" in again.stdout
     assert scores(course) == {"blank": 0, "full-marks": AUTO_MAX}
 
 
