@@ -19,7 +19,6 @@ why no kernel could start) it writes to ``report_fd``, a file the grader opened 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 from nbgrader.apps.autogradeapp import AutogradeApp
 from nbgrader.apps.baseapp import NbGrader
 from nbgrader.converters import Autograde, NbGraderException
+from nbgrader.utils import temp_attrs
 from traitlets import Float, Int, Unicode
 
 from interp_course.course import Course
@@ -106,7 +106,7 @@ class AutogradeBatch(AutogradeApp):
 
     def _autograde(self, student: str = "") -> bool:
         """One ``Autograde`` pass: every submission, or only ``student``'s; whether all were graded."""
-        with _set(self.coursedir, "student_id", student or self.coursedir.student_id):
+        with temp_attrs(self.coursedir, student_id=student or self.coursedir.student_id):
             try:
                 Autograde(coursedir=self.coursedir, parent=self).start()
             except NbGraderException:
@@ -134,16 +134,6 @@ class AutogradeBatch(AutogradeApp):
     def _tell(self, word: str, *text: str) -> None:
         if self.report_fd >= 0:
             os.write(self.report_fd, (" ".join((word, *text)).replace("\n", " ") + "\n").encode())
-
-
-@contextlib.contextmanager
-def _set(obj, name: str, value):
-    saved = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, saved)
 
 
 def main(argv: list[str]) -> None:
